@@ -1,0 +1,63 @@
+"""The one place that imports NEURON, so that its process-wide set-up happens exactly once."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+
+
+@cache
+def hoc() -> Any:
+    """Return NEURON's ``h`` with the standard run system and Import3d loaded.
+
+    ``-nogui`` keeps NEURON from probing for an X display (and warning about it) on headless
+    machines, which is every machine this pipeline runs on.
+    """
+    os.environ.setdefault("NEURON_MODULE_OPTIONS", "-nogui")
+    from neuron import h
+
+    h.load_file("stdrun.hoc")
+    h.load_file("import3d.hoc")
+    return h
+
+
+def _flush_c_stdio() -> None:
+    """Flush the C library's stdio buffers: NEURON prints with printf, not through Python."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).fflush(None)
+
+
+@contextlib.contextmanager
+def captured_c_output() -> Iterator[list[str]]:
+    """Capture what NEURON's C code prints to stdout/stderr while the block runs.
+
+    Import3d reports parse problems by printing them rather than raising; capturing the file
+    descriptors lets us turn those messages into a proper error. The captured text is appended to
+    the yielded list when the block exits.
+    """
+    sink: list[str] = []
+    _flush_c_stdio()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            yield sink
+        finally:
+            _flush_c_stdio()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            tmp.seek(0)
+            sink.append(tmp.read().decode(errors="replace"))

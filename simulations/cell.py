@@ -1,0 +1,316 @@
+"""The L5PC cell: sections from a morphology, the NeuronIO discretisation, biophysics, and the
+ordered table of dendritic segments that defines the input-channel layout of every dataset.
+
+Build order (as for the cell behind NeuronIO): import the morphology → nseg = 1 + 2·int(L/40 µm)
+→ replace the reconstructed axon by two 30 µm × 1 µm sections → apply the parameter set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulations._neuron import hoc
+from simulations.biophysics import ParameterSet, apply_parameter_set, load_parameter_set
+from simulations.mechanisms import load_mechanisms
+from simulations.morphology import (
+    MorphologyError,
+    check_sections,
+    default_morphology_path,
+    import_morphology,
+)
+
+#: The nexus recording site sits on the main apical path at this fraction of l_max; on the Hay
+#: cell (l_max 1300.5 µm) that is the compartment of apic[50](0.9), 690 µm from soma(0), where
+#: NeuronIO recorded its "nexus" voltage and where the Ca hot zone begins.
+NEXUS_FRACTION = 690.0 / 1300.5
+
+AXON_SECTION_LENGTH = 30.0  # µm, each of the two replacement axon sections
+AXON_DIAMETER = 1.0  # µm
+
+_SITE = re.compile(r"^\s*(soma|dend|apic|axon)\[(\d+)\]\((\d*\.?\d+)\)\s*$")
+
+
+@dataclass(frozen=True)
+class Site:
+    """A point on the cell: ``section(x)`` plus where it is."""
+
+    section: str
+    x: float
+    distance: float  # path distance from soma(0), µm
+    diam: float  # µm
+
+    def __str__(self) -> str:
+        return f"{self.section}({self.x:.3g}) at {self.distance:.1f} µm"
+
+
+@dataclass(frozen=True)
+class SegmentTable:
+    """Dendritic segments in input-row order: basal sections, then apical; increasing x.
+
+    Row i carries excitatory input channel i and inhibitory channel n + i of every dataset.
+    """
+
+    section: np.ndarray  # str, e.g. "dend[3]"
+    region: np.ndarray  # str, "basal" | "apical"
+    section_index: np.ndarray  # int, index within its region list
+    x: np.ndarray  # float, segment centre along the section
+    length: np.ndarray  # µm
+    area: np.ndarray  # µm²
+    diam: np.ndarray  # µm
+    distance: np.ndarray  # µm, path distance from soma(0) to the segment centre
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def n_basal(self) -> int:
+        return int(np.sum(self.region == "basal"))
+
+    @property
+    def n_apical(self) -> int:
+        return int(np.sum(self.region == "apical"))
+
+    def to_dict(self) -> dict[str, list]:
+        """Plain lists, for JSON attributes of a dataset."""
+        return {f.name: getattr(self, f.name).tolist() for f in fields(self)}
+
+
+class Cell:
+    """A layer-5 pyramidal cell ready to simulate.
+
+    Parameters
+    ----------
+    morphology:
+        ASC or SWC file; ``None`` uses the built-in default cell.
+    parameters:
+        Parameter-set name (``"hay-5b"``), YAML path, or a :class:`ParameterSet`.
+    max_segment_length:
+        nseg = 1 + 2·int(L / max_segment_length) for every section (40 µm in NeuronIO).
+    nexus:
+        Explicit nexus recording site such as ``"apic[50](0.9)"``; by default it is found on the
+        main apical path at :data:`NEXUS_FRACTION` of l_max.
+    """
+
+    _ids = itertools.count()
+
+    def __init__(
+        self,
+        morphology: str | Path | None = None,
+        parameters: str | Path | ParameterSet | None = None,
+        *,
+        max_segment_length: float = 40.0,
+        nexus: str | None = None,
+    ) -> None:
+        if max_segment_length <= 0:
+            raise ValueError("max_segment_length must be positive")
+        load_mechanisms()
+        self._name = f"L5PC[{next(self._ids)}]"
+        self.morphology_path = Path(morphology or default_morphology_path()).expanduser()
+        self.parameters = load_parameter_set(parameters)
+        self.soma: list = []
+        self.dend: list = []
+        self.apic: list = []
+        self.axon: list = []
+        self.all: list = []
+        import_morphology(self.morphology_path, self)
+        self.morphology_sha256 = hashlib.sha256(self.morphology_path.read_bytes()).hexdigest()
+        for sec in self.all:
+            sec.nseg = 1 + 2 * int(sec.L / max_segment_length)
+        self.max_segment_length = max_segment_length
+        check_sections(self, self.morphology_path)
+        self._replace_axon()
+        self.all = [*self.soma, *self.dend, *self.apic, *self.axon]
+        self.l_max = self._longest_apical_path()
+        apply_parameter_set(self, self.parameters)
+        self.segments = self._segment_table()
+        self.nexus = self._site(nexus) if nexus else self._find_nexus()
+
+    def __repr__(self) -> str:
+        # Import3d names the sections after this, e.g. "L5PC[0].apic[50]"
+        return self._name
+
+    # -- geometry ---------------------------------------------------------------------------
+
+    def _replace_axon(self) -> None:
+        h = hoc()
+        for sec in self.axon:
+            h.delete_section(sec=sec)
+        self.axon = []
+        parent = self.soma[0](0.5)
+        for i in range(2):
+            sec = h.Section(name=f"axon[{i}]", cell=self)
+            sec.L = AXON_SECTION_LENGTH
+            sec.diam = AXON_DIAMETER
+            sec.nseg = 1
+            sec.connect(parent, 0)
+            parent = sec(1)
+            self.axon.append(sec)
+
+    def distance(self, seg: Any) -> float:
+        """Path distance (µm) from soma(0) to a segment (its centre) or a location."""
+        return float(hoc().distance(self.soma[0](0), seg))
+
+    def _is_apical(self, sec: Any) -> bool:
+        return any(sec == s for s in self.apic)
+
+    def _apical_roots(self) -> list:
+        roots = []
+        for sec in self.apic:
+            parent = sec.parentseg()
+            if parent is None or not self._is_apical(parent.sec):
+                roots.append(sec)
+        return roots
+
+    def _subtree(self, sec: Any) -> list:
+        out, stack = [], [sec]
+        while stack:
+            s = stack.pop()
+            out.append(s)
+            stack.extend(s.children())
+        return out
+
+    def _longest_apical_path(self) -> float:
+        """Longest path (µm) from where the apical tree leaves the soma to an apical tip."""
+        h = hoc()
+        return max(
+            h.distance(root(0), sec(1)) for root in self._apical_roots() for sec in self._subtree(root)
+        )
+
+    def main_apical_path(self) -> list:
+        """Apical sections from the root outward, always into the child with most dendrite."""
+        lengths = {}
+
+        def total(sec: Any) -> float:
+            key = sec.name()
+            if key not in lengths:
+                lengths[key] = sec.L + sum(total(c) for c in sec.children())
+            return lengths[key]
+
+        path = [max(self._apical_roots(), key=total)]
+        while children := list(path[-1].children()):
+            path.append(max(children, key=total))
+        return path
+
+    def short_name(self, sec: Any) -> str:
+        return sec.name().removeprefix(f"{self._name}.")
+
+    def _segment_table(self) -> SegmentTable:
+        rows = []
+        for region, sections in (("basal", self.dend), ("apical", self.apic)):
+            for index, sec in enumerate(sections):
+                for seg in sec:
+                    rows.append(
+                        (
+                            self.short_name(sec),
+                            region,
+                            index,
+                            seg.x,
+                            sec.L / sec.nseg,
+                            seg.area(),
+                            seg.diam,
+                            self.distance(seg),
+                        )
+                    )
+        cols = list(zip(*rows, strict=True))
+        return SegmentTable(
+            section=np.array(cols[0]),
+            region=np.array(cols[1]),
+            section_index=np.array(cols[2], dtype=np.int64),
+            x=np.array(cols[3], dtype=float),
+            length=np.array(cols[4], dtype=float),
+            area=np.array(cols[5], dtype=float),
+            diam=np.array(cols[6], dtype=float),
+            distance=np.array(cols[7], dtype=float),
+        )
+
+    def _find_nexus(self) -> Site:
+        target = NEXUS_FRACTION * self.l_max
+        best = min(
+            ((sec, seg) for sec in self.main_apical_path() for seg in sec),
+            key=lambda pair: abs(self.distance(pair[1]) - target),
+        )
+        return self._site_of(*best)
+
+    def _site_of(self, sec: Any, seg: Any) -> Site:
+        return Site(self.short_name(sec), float(seg.x), self.distance(seg), float(seg.diam))
+
+    def _site(self, spec: str) -> Site:
+        match = _SITE.match(spec)
+        if not match:
+            raise ValueError(f"site {spec!r} is not of the form apic[50](0.9)")
+        kind, index, x = match.group(1), int(match.group(2)), float(match.group(3))
+        sections = getattr(self, kind)
+        if index >= len(sections) or not 0 <= x <= 1:
+            raise MorphologyError(
+                f"site {spec!r} does not exist in {self.morphology_path} ({len(sections)} {kind})"
+            )
+        sec = sections[index]
+        return self._site_of(sec, sec(x))
+
+    # -- access -------------------------------------------------------------------------------
+
+    def section(self, name: str) -> Any:
+        """A section by its short name, e.g. ``"apic[50]"``."""
+        match = re.match(r"^(soma|dend|apic|axon)\[(\d+)\]$", name)
+        if not match:
+            raise KeyError(name)
+        return getattr(self, match.group(1))[int(match.group(2))]
+
+    def location(self, site: Site) -> Any:
+        """The NEURON segment of a :class:`Site`."""
+        return self.section(site.section)(site.x)
+
+    def dendritic_segments(self) -> list:
+        """NEURON segments in input-row order (the order of :attr:`segments`)."""
+        table = self.segments
+        return [self.section(s)(x) for s, x in zip(table.section, table.x, strict=True)]
+
+    def describe(self) -> dict[str, Any]:
+        """Geometry summary (no simulation)."""
+        table = self.segments
+        basal = table.region == "basal"
+        return {
+            "morphology": str(self.morphology_path),
+            "morphology_sha256": self.morphology_sha256,
+            "parameters": self.parameters.name,
+            "sections": {
+                "soma": len(self.soma),
+                "basal": len(self.dend),
+                "apical": len(self.apic),
+                "axon": len(self.axon),
+            },
+            "segments": {
+                "dendritic": len(table),
+                "basal": table.n_basal,
+                "apical": table.n_apical,
+                "total": sum(sec.nseg for sec in self.all),
+            },
+            "length_um": {
+                "basal": float(sum(sec.L for sec in self.dend)),
+                "apical": float(sum(sec.L for sec in self.apic)),
+            },
+            "segment_length_um": {
+                "min": float(table.length.min()),
+                "mean": float(table.length.mean()),
+                "max": float(table.length.max()),
+            },
+            "dendritic_area_um2": {
+                "basal": float(table.area[basal].sum()),
+                "apical": float(table.area[~basal].sum()),
+            },
+            "soma": {"L_um": float(self.soma[0].L), "diam_um": float(self.soma[0].diam)},
+            "l_max_um": float(self.l_max),
+            "nexus": {
+                "section": self.nexus.section,
+                "x": self.nexus.x,
+                "distance_um": self.nexus.distance,
+                "diam_um": self.nexus.diam,
+            },
+        }

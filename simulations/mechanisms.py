@@ -1,0 +1,224 @@
+"""Compile elmpipe's NMODL mechanisms once, cache the result, and load it once per process.
+
+The compiled library is cached under a key made of the .mod files' contents, the NEURON version
+and the build variant, so editing a mechanism or upgrading NEURON rebuilds it, and nothing else
+does. Many dask workers on one node may ask for the build at the same moment: the build runs under
+a file lock and is published by an atomic rename, so it happens once and nobody loads half a build.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+MECHANISM_DIR = Path(__file__).parent / "mechanisms"
+
+#: Point processes and density mechanisms this package provides (checked after loading).
+MECHANISM_NAMES = (
+    "NaTa_t",
+    "NaTs2_t",
+    "Nap_Et2",
+    "K_Tst",
+    "K_Pst",
+    "SKv3_1",
+    "Im",
+    "Ih",
+    "Ca_HVA",
+    "Ca_LVAst",
+    "SK_E2",
+    "CaDynamics_E2",
+    "AmpaNmda",
+    "GabaA",
+)
+
+_loaded_library: Path | None = None
+
+
+class MechanismBuildError(RuntimeError):
+    """The NMODL mechanisms could not be compiled or loaded."""
+
+
+def cache_root() -> Path:
+    """Where compiled artefacts live: ``$ELMPIPE_CACHE_DIR``, else the XDG cache directory."""
+    if env := os.environ.get("ELMPIPE_CACHE_DIR"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "elmpipe"
+
+
+def neuron_version() -> str:
+    try:
+        return metadata.version("neuron")
+    except metadata.PackageNotFoundError:  # a NEURON built from source
+        os.environ.setdefault("NEURON_MODULE_OPTIONS", "-nogui")
+        import neuron
+
+        return str(neuron.__version__)
+
+
+def mod_files(source_dir: Path = MECHANISM_DIR) -> list[Path]:
+    files = sorted(Path(source_dir).glob("*.mod"))
+    if not files:
+        raise MechanismBuildError(f"no .mod files found in {source_dir}")
+    return files
+
+
+def cache_key(source_dir: Path = MECHANISM_DIR, variant: str = "neuron") -> str:
+    """A short name that changes whenever the mod contents, NEURON version or variant change."""
+    digest = hashlib.sha256()
+    digest.update(f"variant={variant}\nneuron={neuron_version()}\n".encode())
+    for path in mod_files(source_dir):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"{variant}-nrn{neuron_version()}-{digest.hexdigest()[:16]}"
+
+
+def _nrnivmodl() -> str:
+    beside_python = Path(sys.executable).parent / "nrnivmodl"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nrnivmodl")
+    if found is None:
+        raise MechanismBuildError(
+            "nrnivmodl was not found: install NEURON (pip install neuron) in this environment"
+        )
+    return found
+
+
+def find_compiler() -> str:
+    """Return the C++ compiler nrnivmodl will use, or explain how to get one."""
+    configured = os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++"
+    program = shlex.split(configured)[0]
+    path = shutil.which(program)
+    if path is None:
+        raise MechanismBuildError(
+            f"no C/C++ compiler found (looked for {program!r}, from "
+            f"{'$CXX' if os.environ.get('CXX') else 'Python build settings'}). NEURON needs one "
+            "to compile elmpipe's ion-channel and synapse mechanisms: install gcc and g++ "
+            "(Debian/Ubuntu: apt install g++; macOS: xcode-select --install), or point CXX at "
+            "a compiler."
+        )
+    return path
+
+
+def _library_in(build_dir: Path) -> Path | None:
+    for pattern in ("*/libnrnmech.so", "*/libnrnmech.dylib", "*/.libs/libnrnmech.so"):
+        found = sorted(build_dir.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def compiled_library(source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None) -> Path | None:
+    """The cached library for the current sources, if it has been built."""
+    target = (cache_dir or cache_root()) / "mechanisms" / cache_key(source_dir)
+    return _library_in(target) if (target / "manifest.json").exists() else None
+
+
+def build_mechanisms(
+    source_dir: Path = MECHANISM_DIR,
+    cache_dir: Path | None = None,
+    *,
+    force: bool = False,
+    extra_args: Sequence[str] = (),
+) -> Path:
+    """Compile the mechanisms with nrnivmodl into the cache; return the library path.
+
+    Returns at once when the current sources are already built (unless ``force``).
+    """
+    root = (cache_dir or cache_root()) / "mechanisms"
+    key = cache_key(source_dir)
+    target = root / key
+    if not force and (lib := compiled_library(source_dir, cache_dir)) is not None:
+        return lib
+    find_compiler()
+    nrnivmodl = _nrnivmodl()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not force and (lib := compiled_library(source_dir, cache_dir)) is not None:
+            return lib  # another process built it while we waited
+        work = Path(tempfile.mkdtemp(prefix=f"{key}.building-", dir=root))
+        try:
+            mod_dir = work / "mod"
+            mod_dir.mkdir()
+            for path in mod_files(source_dir):
+                shutil.copy2(path, mod_dir / path.name)
+            started = time.perf_counter()
+            result = subprocess.run(
+                [nrnivmodl, *extra_args, "mod"],
+                cwd=work,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            (work / "build.log").write_text(result.stdout + result.stderr)
+            library = _library_in(work)
+            if result.returncode != 0 or library is None:
+                tail = "\n".join((result.stdout + result.stderr).splitlines()[-25:])
+                raise MechanismBuildError(
+                    f"nrnivmodl failed (exit {result.returncode}) compiling {source_dir}:\n{tail}"
+                )
+            manifest = {
+                "key": key,
+                "neuron": neuron_version(),
+                "machine": platform.machine(),
+                "build_seconds": round(time.perf_counter() - started, 2),
+                "mod_files": {
+                    p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in mod_files(mod_dir)
+                },
+            }
+            (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            if target.exists():
+                # a forced rebuild: move the old build aside (a running process may still map it)
+                shutil.rmtree(target, ignore_errors=True)
+            os.rename(work, target)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    library = _library_in(target)
+    assert library is not None
+    return library
+
+
+def build_info(source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None) -> dict:
+    """The manifest of the cached build (key, NEURON version, build time, mod hashes)."""
+    target = (cache_dir or cache_root()) / "mechanisms" / cache_key(source_dir)
+    return json.loads((target / "manifest.json").read_text())
+
+
+def load_mechanisms(source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None) -> Path:
+    """Build if needed, then load the mechanisms into this process (once)."""
+    global _loaded_library
+    if _loaded_library is not None:
+        return _loaded_library
+    from simulations._neuron import hoc
+
+    h = hoc()
+    clashes = [name for name in MECHANISM_NAMES if hasattr(h, name)]
+    if clashes:
+        raise MechanismBuildError(
+            "mechanisms with elmpipe's names are already loaded in this process "
+            f"({', '.join(clashes)}), probably from another model's nrnivmodl build or an "
+            "x86_64/ folder in the working directory. Run elmpipe in a clean process."
+        )
+    library = build_mechanisms(source_dir, cache_dir)
+    if not h.nrn_load_dll(str(library)):
+        raise MechanismBuildError(f"NEURON could not load {library}")
+    missing = [name for name in MECHANISM_NAMES if not hasattr(h, name)]
+    if missing:
+        raise MechanismBuildError(f"{library} lacks mechanisms {', '.join(missing)}")
+    _loaded_library = library
+    return library
