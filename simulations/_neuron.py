@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import os
 import sys
 import tempfile
@@ -35,13 +36,15 @@ def _flush_c_stdio() -> None:
 
 @contextlib.contextmanager
 def captured_c_output() -> Iterator[list[str]]:
-    """Capture what NEURON's C code prints to stdout/stderr while the block runs.
+    """Capture what NEURON prints while the block runs.
 
-    Import3d reports parse problems by printing them rather than raising; capturing the file
-    descriptors lets us turn those messages into a proper error. The captured text is appended to
-    the yielded list when the block exits.
+    Import3d reports parse problems by printing them rather than raising; capturing them lets us
+    turn those messages into a proper error. NEURON prints through Python's ``sys.stdout`` when it
+    runs inside Python, and through the C library otherwise, so both are captured. The captured
+    text is appended to the yielded list when the block exits.
     """
     sink: list[str] = []
+    python_text = io.StringIO()
     _flush_c_stdio()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -50,14 +53,13 @@ def captured_c_output() -> Iterator[list[str]]:
         try:
             os.dup2(tmp.fileno(), 1)
             os.dup2(tmp.fileno(), 2)
-            yield sink
+            with contextlib.redirect_stdout(python_text), contextlib.redirect_stderr(python_text):
+                yield sink
         finally:
             _flush_c_stdio()
-            sys.stdout.flush()
-            sys.stderr.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
             tmp.seek(0)
-            sink.append(tmp.read().decode(errors="replace"))
+            sink.append(python_text.getvalue() + tmp.read().decode(errors="replace"))

@@ -180,7 +180,9 @@ class Cell:
         """Longest path (µm) from where the apical tree leaves the soma to an apical tip."""
         h = hoc()
         return max(
-            h.distance(root(0), sec(1)) for root in self._apical_roots() for sec in self._subtree(root)
+            h.distance(root(0), sec(1))
+            for root in self._apical_roots()
+            for sec in self._subtree(root)
         )
 
     def main_apical_path(self) -> list:

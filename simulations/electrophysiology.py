@@ -7,7 +7,8 @@ initialisation at -76 mV, celsius 6.3 °C unless told otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,15 +125,20 @@ def synaptic_event(
     weight: float = 1.0,
     clamp_at: float | None = None,
     n_events: int = 1,
+    synapse_params: dict[str, float] | None = None,
     **run_kwargs: Any,
 ) -> Recording:
     """Deliver ``n_events`` simultaneous events to one synapse of ``kind`` (AmpaNmda or GabaA).
 
     With ``clamp_at`` the synapse's compartment is voltage-clamped (SEClamp), so the recorded
-    conductances show the kinetics alone. Records the synapse's conductances and the local voltage.
+    conductances show the kinetics alone. ``synapse_params`` overrides the synapse's parameters
+    (e.g. ``{"nmda_ratio": 0}`` for AMPA only). Records the synapse's conductances and the local
+    voltage.
     """
     h = hoc()
     syn = getattr(h, kind)(location)
+    for name, value in (synapse_params or {}).items():
+        setattr(syn, name, value)
     source = h.NetStim()
     source.number, source.start, source.interval = 1, onset, 1e9
     connections = []
@@ -151,3 +157,93 @@ def synaptic_event(
     rec = run(cell, onset + window, record=record, setup=setup, **run_kwargs)
     rec.extra.update(onset=onset, kind=kind)
     return rec
+
+
+@contextlib.contextmanager
+def scaled_conductance(
+    cell: Cell, mechanism: str, factor: float, parameter: str = "gbar"
+) -> Iterator[None]:
+    """Temporarily multiply ``mechanism.parameter`` by ``factor`` wherever it is inserted."""
+    saved = []
+    for sec in cell.all:
+        for seg in sec:
+            if hasattr(seg, mechanism):
+                mech = getattr(seg, mechanism)
+                saved.append((mech, getattr(mech, parameter)))
+                setattr(mech, parameter, saved[-1][1] * factor)
+    try:
+        yield
+    finally:
+        for mech, value in saved:
+            setattr(mech, parameter, value)
+
+
+@dataclass(frozen=True)
+class CalciumResponse:
+    plateau_ms: float  # time the nexus stays above -40 mV after the injection ends
+    peak_mv: float  # peak nexus voltage
+    peak_ica: float  # most negative Ca current density at the nexus (mA/cm2)
+    soma_spikes: int
+
+
+def calcium_response(
+    cell: Cell,
+    amplitude: float = 1.0,
+    duration: float = 10.0,
+    *,
+    block_calcium: bool = False,
+    delay: float = 300.0,
+) -> CalciumResponse:
+    """Inject a brief current at the nexus, in the Ca hot zone, and measure the Ca spike.
+
+    A regenerative Ca_LVAst/Ca_HVA response outlasts the injection by tens of ms; with calcium
+    channels blocked the nexus repolarises within about a millisecond.
+    """
+    nexus = cell.location(cell.nexus)
+    with contextlib.ExitStack() as stack:
+        if block_calcium:
+            stack.enter_context(scaled_conductance(cell, "Ca_LVAst", 0.0))
+            stack.enter_context(scaled_conductance(cell, "Ca_HVA", 0.0))
+        rec = current_step(
+            cell,
+            amplitude,
+            delay=delay,
+            duration=duration,
+            after=150.0,
+            location=nexus,
+            record={"ica": nexus._ref_ica},
+        )
+    after = rec.t > delay + duration
+    step = rec.t[1] - rec.t[0]
+    return CalciumResponse(
+        plateau_ms=float(np.sum(rec.traces["nexus"][after] > -40.0) * step),
+        peak_mv=float(rec.traces["nexus"].max()),
+        peak_ica=float(rec.traces["ica"].min()),
+        soma_spikes=len(rec.spike_times),
+    )
+
+
+def nmda_response(cell: Cell, location: Any, n_events: int, *, nmda_ratio: float = 1.0) -> float:
+    """Integral (mV·ms) of the local depolarisation after ``n_events`` coactive AMPA+NMDA events.
+
+    Compare with ``nmda_ratio=0`` (AMPA only): the NMDA-dependent part per event grows with the
+    number of coactive events as depolarisation relieves the Mg block.
+    """
+    onset = 300.0
+    rec = synaptic_event(
+        cell,
+        "AmpaNmda",
+        location,
+        onset=onset,
+        window=300.0,
+        n_events=n_events,
+        synapse_params={"nmda_ratio": nmda_ratio},
+    )
+    after = rec.t > onset
+    baseline = rec.at("v_local", onset - 1.0)
+    return float(np.trapezoid(rec.traces["v_local"][after] - baseline, rec.t[after]))
+
+
+def distal_basal_location(cell: Cell) -> Any:
+    """Middle of the basal section whose far end lies farthest from the soma."""
+    return max(cell.dend, key=lambda sec: cell.distance(sec(1)))(0.5)

@@ -121,7 +121,9 @@ def _library_in(build_dir: Path) -> Path | None:
     return None
 
 
-def compiled_library(source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None) -> Path | None:
+def compiled_library(
+    source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None
+) -> Path | None:
     """The cached library for the current sources, if it has been built."""
     target = (cache_dir or cache_root()) / "mechanisms" / cache_key(source_dir)
     return _library_in(target) if (target / "manifest.json").exists() else None

@@ -7,6 +7,12 @@ diameter (which would give a compartment without membrane or with infinite axial
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,25 +51,147 @@ def _check_file(path: Path) -> None:
         raise MorphologyError(f"morphology file is empty: {path}")
 
 
-def _check_swc_types(path: Path) -> None:
-    """Import3d would invent section lists for custom SWC types; reject them up front."""
+def _check_swc(path: Path) -> None:
+    """Validate SWC structure before Import3d sees it.
+
+    Import3d skips unparsable lines and crashes the process on a parent id that does not exist,
+    so every sample line is checked here: seven numeric fields, unique ids, parents defined
+    earlier, and structure types elmpipe knows.
+    """
+    seen: set[int] = set()
     unknown: dict[int, int] = {}
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         fields = line.split("#", 1)[0].split()
-        if len(fields) < 7:
-            continue  # malformed lines are reported by Import3d's parser below
-        try:
-            kind = int(float(fields[1]))
-        except ValueError:
+        if not fields:
             continue
+        where = f"{path}, line {number}"
+        if len(fields) != 7:
+            raise MorphologyError(
+                f"could not parse morphology {where}: expected 7 fields "
+                f"(id type x y z radius parent), found {len(fields)}: {line.strip()!r}"
+            )
+        try:
+            ident, kind, parent = int(fields[0]), int(float(fields[1])), int(fields[6])
+            x, y, z, radius = (float(v) for v in fields[2:6])
+        except ValueError:
+            raise MorphologyError(
+                f"could not parse morphology {where}: non-numeric field in {line.strip()!r}"
+            ) from None
+        if not all(map(math.isfinite, (x, y, z, radius))):
+            raise MorphologyError(f"could not parse morphology {where}: non-finite coordinate")
+        if ident in seen:
+            raise MorphologyError(
+                f"could not parse morphology {where}: duplicate sample id {ident}"
+            )
+        if seen and ident < max(seen):
+            raise MorphologyError(
+                f"could not parse morphology {where}: sample ids must increase down the file "
+                f"(sort the SWC so that {ident} comes before {max(seen)})"
+            )
+        if parent != -1 and parent not in seen:
+            raise MorphologyError(
+                f"could not parse morphology {where}: parent {parent} of sample {ident} is not "
+                "defined on an earlier line"
+            )
+        seen.add(ident)
         if kind not in SWC_TYPES:
             unknown.setdefault(kind, number)
+    if not seen:
+        raise MorphologyError(f"could not parse morphology {path}: no samples found")
     if unknown:
         where = ", ".join(f"type {k} (first on line {n})" for k, n in sorted(unknown.items()))
         raise MorphologyError(
             f"{path}: unsupported SWC structure types {where}; elmpipe uses "
             + ", ".join(f"{k} = {v}" for k, v in SWC_TYPES.items())
         )
+
+
+def _check_asc(path: Path) -> None:
+    """Check that the Neurolucida file's parentheses balance (Import3d hangs on a truncated one)."""
+    depth = 0
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        in_string = False
+        for char in line:
+            if char == '"':
+                in_string = not in_string
+            elif in_string:
+                continue
+            elif char == ";":
+                break  # comment to end of line
+            elif char == "(":
+                depth += 1
+            elif char == ")":
+                depth -= 1
+                if depth < 0:
+                    raise MorphologyError(
+                        f"could not parse morphology {path}, line {number}: unmatched ')'"
+                    )
+    if depth != 0:
+        raise MorphologyError(
+            f"could not parse morphology {path}: {depth} '(' never closed (is the file truncated?)"
+        )
+
+
+_parsed_ok: set[tuple[str, str]] = set()
+
+
+def _check_asc_in_child(path: Path) -> None:
+    """Parse a Neurolucida file with Import3d in a throw-away process first.
+
+    On a syntax error Import3d's Neurolucida reader executes hoc's ``stop``, which leaves the hoc
+    interpreter of the calling process unusable (every later hoc call silently does nothing). A
+    child process takes that hit, and any crash or hang, instead of the caller. Files that parse
+    are remembered by content hash, so this costs one short process per file and process.
+    """
+    key = (str(path.resolve()), hashlib.sha256(path.read_bytes()).hexdigest())
+    if key in _parsed_ok:
+        return
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+    code = (
+        "import sys; from simulations.morphology import _report_parse; _report_parse(sys.argv[1])"
+    )
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise MorphologyError(
+            f"could not parse morphology {path}: Import3d did not finish"
+        ) from None
+    lines = child.stdout.strip().splitlines()
+    if child.returncode != 0 or not lines:
+        raise MorphologyError(
+            f"could not parse morphology {path}: Import3d failed (exit {child.returncode})\n"
+            + (child.stderr.strip()[-500:] or child.stdout.strip()[-500:])
+        )
+    problems = json.loads(lines[-1])["problems"]
+    if problems:
+        raise MorphologyError(f"could not parse morphology {path}:\n" + "\n".join(problems[:5]))
+    _parsed_ok.add(key)
+
+
+def _report_parse(path: str) -> None:
+    """Child-process side of :func:`_check_asc_in_child`: parse, print problems as JSON."""
+    h = hoc()
+    reader = getattr(h, READERS[Path(path).suffix.lower()])()
+    reader.quiet = 1
+    with captured_c_output() as output:
+        try:
+            reader.input(path)
+            failed = ""
+        except RuntimeError as exc:
+            failed = str(exc)
+    problems = _complaints(output[0]) or ([failed] if failed else [])
+    print(json.dumps({"problems": problems}))
 
 
 def _complaints(text: str) -> list[str]:
@@ -80,7 +208,10 @@ def import_morphology(path: str | Path, host: Any) -> None:
     path = Path(path).expanduser()
     _check_file(path)
     if path.suffix.lower() == ".swc":
-        _check_swc_types(path)
+        _check_swc(path)
+    else:
+        _check_asc(path)
+        _check_asc_in_child(path)
     h = hoc()
     reader = getattr(h, READERS[path.suffix.lower()])()
     reader.quiet = 1
@@ -115,7 +246,7 @@ def check_sections(host: Any, path: str | Path) -> None:
                 "apical dendrites (ASC: CellBody, Dendrite, Apical; SWC types 1, 3, 4)"
             )
     for sec in [*host.soma, *host.dend, *host.apic]:
-        if sec.L <= 0:
+        if sec.L < 1e-6:  # NEURON stores a zero-length section as 1e-9 µm
             raise MorphologyError(f"{path}: section {sec.name()} has zero length")
         if any(seg.diam <= 0 for seg in sec):
             raise MorphologyError(f"{path}: section {sec.name()} has zero diameter")
