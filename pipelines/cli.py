@@ -244,8 +244,8 @@ def cell_check(
         f"(Ca blocked: {without_ca.plateau_ms:.1f} ms, {without_ca.peak_mv:.1f} mV)"
     )
     click.echo(
-        f"NMDA at {site_name}  per-event NMDA part {nmda['1']['nmda_per_event']:.1f} mV·ms (1 event) "
-        f"→ {nmda['40']['nmda_per_event']:.1f} mV·ms (40 events)"
+        f"NMDA at {site_name}  NMDA part per event {nmda['1']['nmda_per_event']:.1f} mV·ms "
+        f"(1 event) → {nmda['40']['nmda_per_event']:.1f} mV·ms (40 events)"
     )
 
 

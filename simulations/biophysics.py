@@ -147,11 +147,56 @@ def region_sections(cell: Cell) -> dict[str, list]:
     return {"soma": cell.soma, "axon": cell.axon, "basal": cell.dend, "apical": cell.apic}
 
 
+def density_mechanisms() -> dict[str, set[str]]:
+    """Density mechanisms loaded in NEURON, each with its settable parameter names."""
+    from simulations._neuron import hoc
+
+    h = hoc()
+    kinds = h.MechanismType(0)
+    name, param = h.ref(""), h.ref("")
+    known: dict[str, set[str]] = {}
+    for i in range(int(kinds.count())):
+        kinds.select(i)
+        kinds.selected(name)
+        params = h.MechanismStandard(name[0], 1)  # 1: PARAMETERs (what a set may change)
+        names = set()
+        for j in range(int(params.count())):
+            params.name(param, j)
+            names.add(param[0].removesuffix(f"_{name[0]}"))
+        known[name[0]] = names
+    return known
+
+
+def _check_names(params: ParameterSet) -> None:
+    known = density_mechanisms()
+    for region, values in params.regions.items():
+        for mechanism, settings in values.mechanisms.items():
+            if mechanism not in known:
+                raise ParameterSetError(
+                    f"parameter set {params.name!r}, region {region}: unknown mechanism "
+                    f"{mechanism!r} (loaded: {', '.join(sorted(known))})"
+                )
+            unknown = set(settings) - known[mechanism]
+            if unknown:
+                raise ParameterSetError(
+                    f"parameter set {params.name!r}, region {region}: {mechanism} has no "
+                    f"parameter {', '.join(sorted(unknown))} (it has "
+                    f"{', '.join(sorted(known[mechanism]))})"
+                )
+    for rule in params.rules:
+        if rule.parameter not in known.get(rule.mechanism, set()):
+            raise ParameterSetError(
+                f"parameter set {params.name!r}: rule targets {rule.mechanism}.{rule.parameter}, "
+                "which does not exist"
+            )
+
+
 def apply_parameter_set(cell: Cell, params: ParameterSet) -> None:
     """Insert mechanisms and set every parameter of ``params`` on ``cell``'s sections."""
     from simulations._neuron import hoc
 
     h = hoc()
+    _check_names(params)
     sections = region_sections(cell)
     for region, values in params.regions.items():
         for sec in sections[region]:

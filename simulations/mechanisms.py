@@ -20,7 +20,6 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -43,6 +42,9 @@ MECHANISM_NAMES = (
     "AmpaNmda",
     "GabaA",
 )
+
+#: build variants and the nrnivmodl options that make them; the variant is part of the cache key
+VARIANTS: dict[str, tuple[str, ...]] = {"neuron": (), "coreneuron": ("-coreneuron",)}
 
 _loaded_library: Path | None = None
 
@@ -78,6 +80,8 @@ def mod_files(source_dir: Path = MECHANISM_DIR) -> list[Path]:
 
 def cache_key(source_dir: Path = MECHANISM_DIR, variant: str = "neuron") -> str:
     """A short name that changes whenever the mod contents, NEURON version or variant change."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown build variant {variant!r} (known: {', '.join(VARIANTS)})")
     digest = hashlib.sha256()
     digest.update(f"variant={variant}\nneuron={neuron_version()}\n".encode())
     for path in mod_files(source_dir):
@@ -121,11 +125,15 @@ def _library_in(build_dir: Path) -> Path | None:
     return None
 
 
+def _target(source_dir: Path, cache_dir: Path | None, variant: str) -> Path:
+    return (cache_dir or cache_root()) / "mechanisms" / cache_key(source_dir, variant)
+
+
 def compiled_library(
-    source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None
+    source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None, variant: str = "neuron"
 ) -> Path | None:
     """The cached library for the current sources, if it has been built."""
-    target = (cache_dir or cache_root()) / "mechanisms" / cache_key(source_dir)
+    target = _target(source_dir, cache_dir, variant)
     return _library_in(target) if (target / "manifest.json").exists() else None
 
 
@@ -134,23 +142,22 @@ def build_mechanisms(
     cache_dir: Path | None = None,
     *,
     force: bool = False,
-    extra_args: Sequence[str] = (),
+    variant: str = "neuron",
 ) -> Path:
     """Compile the mechanisms with nrnivmodl into the cache; return the library path.
 
     Returns at once when the current sources are already built (unless ``force``).
     """
-    root = (cache_dir or cache_root()) / "mechanisms"
-    key = cache_key(source_dir)
-    target = root / key
-    if not force and (lib := compiled_library(source_dir, cache_dir)) is not None:
+    target = _target(source_dir, cache_dir, variant)
+    root, key = target.parent, target.name
+    if not force and (lib := compiled_library(source_dir, cache_dir, variant)) is not None:
         return lib
     find_compiler()
     nrnivmodl = _nrnivmodl()
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not force and (lib := compiled_library(source_dir, cache_dir)) is not None:
+        if not force and (lib := compiled_library(source_dir, cache_dir, variant)) is not None:
             return lib  # another process built it while we waited
         work = Path(tempfile.mkdtemp(prefix=f"{key}.building-", dir=root))
         try:
@@ -160,7 +167,7 @@ def build_mechanisms(
                 shutil.copy2(path, mod_dir / path.name)
             started = time.perf_counter()
             result = subprocess.run(
-                [nrnivmodl, *extra_args, "mod"],
+                [nrnivmodl, *VARIANTS[variant], "mod"],
                 cwd=work,
                 capture_output=True,
                 text=True,
@@ -175,6 +182,7 @@ def build_mechanisms(
                 )
             manifest = {
                 "key": key,
+                "variant": variant,
                 "neuron": neuron_version(),
                 "machine": platform.machine(),
                 "build_seconds": round(time.perf_counter() - started, 2),
@@ -195,9 +203,11 @@ def build_mechanisms(
     return library
 
 
-def build_info(source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None) -> dict:
+def build_info(
+    source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None, variant: str = "neuron"
+) -> dict:
     """The manifest of the cached build (key, NEURON version, build time, mod hashes)."""
-    target = (cache_dir or cache_root()) / "mechanisms" / cache_key(source_dir)
+    target = _target(source_dir, cache_dir, variant)
     return json.loads((target / "manifest.json").read_text())
 
 

@@ -49,7 +49,9 @@ def test_segment_table_order_and_columns(small_cell):
     n_basal = sum(sec.nseg for sec in small_cell.dend)
     assert list(table.region) == ["basal"] * n_basal + ["apical"] * (len(table) - n_basal)
     expected = [
-        (small_cell.short_name(sec), seg.x) for sec in [*small_cell.dend, *small_cell.apic] for seg in sec
+        (small_cell.short_name(sec), seg.x)
+        for sec in [*small_cell.dend, *small_cell.apic]
+        for seg in sec
     ]
     assert list(zip(table.section, table.x, strict=True)) == expected
     for name in set(table.section):
@@ -63,7 +65,7 @@ def test_segment_table_order_and_columns(small_cell):
         sum(seg.area() for sec in [*small_cell.dend, *small_cell.apic] for seg in sec)
     )
     segments = small_cell.dendritic_segments()
-    assert [seg.sec.name() for seg in segments][0].endswith("dend[0]")
+    assert segments[0].sec == small_cell.dend[0]
     assert len(segments) == len(table)
 
 

@@ -1,0 +1,79 @@
+"""The built-in default cell: deterministic, shipped, L5PC-like in shape and in behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulations import electrophysiology as ephys
+from simulations.default_morphology import Design, generate_swc
+from simulations.morphology import default_morphology_path
+
+
+def test_shipped_file_is_what_the_generator_makes():
+    assert default_morphology_path().read_text() == generate_swc()
+
+
+def test_generator_is_deterministic_and_seeded():
+    assert generate_swc() == generate_swc()
+    assert generate_swc(Design(seed=1)) != generate_swc()
+
+
+def test_geometry_is_pyramidal(default_cell):
+    info = default_cell.describe()
+    roots = [sec for sec in default_cell.dend if sec.parentseg().sec == default_cell.soma[0]]
+    assert len(roots) >= 4  # several basal trees
+    assert len(default_cell._apical_roots()) == 1  # one apical trunk
+    assert 800 <= default_cell.l_max <= 1400
+    assert 2000 <= info["length_um"]["basal"] <= 6000
+    assert 3000 <= info["length_um"]["apical"] <= 9000
+    assert info["segments"]["dendritic"] < 639  # smaller than the Hay cell: quick demos
+    # tapering trunk, thin tuft
+    trunk = default_cell.main_apical_path()
+    diams = [sec(0.5).diam for sec in trunk]
+    assert diams[0] > 3.0 > diams[-1]
+    assert np.all(np.diff(diams) <= 1e-9)
+    # obliques leave the trunk below the nexus; the tuft branches above it
+    assert all(len(list(sec.children())) >= 1 for sec in trunk[:-1])
+
+
+def test_nexus_sits_below_the_main_bifurcation(default_cell):
+    nexus = default_cell.nexus
+    section = default_cell.section(nexus.section)
+    assert len(list(section.children())) == 2
+    assert nexus.distance == pytest.approx(0.53 * default_cell.l_max, rel=0.05)
+
+
+def test_rests(default_cell):
+    soma, nexus = ephys.resting_potential(default_cell)
+    assert -84.0 < soma < -76.0
+    assert soma < nexus  # Ih depolarises the distal apical dendrite, as in the Hay cell
+
+
+def test_input_resistance(default_cell):
+    assert 30.0 < ephys.input_resistance(default_cell) < 90.0
+
+
+def test_fires_under_current_injection(default_cell):
+    quiet = ephys.spikes_during_step(ephys.current_step(default_cell, 0.2))
+    firing = ephys.spikes_during_step(ephys.current_step(default_cell, 0.8))
+    assert len(quiet) == 0
+    assert 5 <= len(firing) <= 40
+
+
+def test_calcium_spike_in_hot_zone(default_cell):
+    intact = ephys.calcium_response(default_cell)
+    blocked = ephys.calcium_response(default_cell, block_calcium=True)
+    assert intact.plateau_ms > 10.0
+    assert blocked.plateau_ms < 2.0
+    assert intact.peak_ica < -0.1
+
+
+def test_nmda_supralinearity(default_cell):
+    site = ephys.distal_basal_location(default_cell)
+    per_event = {}
+    for n in (1, 40):
+        full = ephys.nmda_response(default_cell, site, n)
+        ampa = ephys.nmda_response(default_cell, site, n, nmda_ratio=0.0)
+        per_event[n] = (full - ampa) / n
+    assert per_event[40] > 2.0 * per_event[1] > 0
