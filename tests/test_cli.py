@@ -1,0 +1,107 @@
+"""The elmpipe command line: output a user can read, JSON a script can parse, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from pipelines.cli import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, cli
+from tests.morphology_files import good_swc
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_help_teaches(runner):
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    assert "elmpipe cell info" in result.output
+    assert "Exit codes" in result.output
+    sub = runner.invoke(cli, ["cell", "info", "--help"])
+    assert "--morphology" in sub.output and "input resistance" in sub.output
+
+
+def test_cell_info_default(runner):
+    result = runner.invoke(cli, ["cell", "info"])
+    assert result.exit_code == 0, result.output
+    assert "default_l5pc.swc" in result.output
+    assert "input resistance" in result.output
+    assert "longest apical" in result.output
+
+
+def test_cell_info_json(runner, tmp_path):
+    result = runner.invoke(cli, ["cell", "info", "--json", "-m", str(good_swc(tmp_path))])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["segments"]["dendritic"] == info["segments"]["basal"] + info["segments"]["apical"]
+    assert -95 < info["resting_potential_mv"]["soma"] < -60
+    assert info["input_resistance_mohm"] > 0
+
+
+def test_cell_info_hay(runner, hay_path):
+    result = runner.invoke(cli, ["cell", "info", "--json", "--no-sim", "-m", str(hay_path)])
+    info = json.loads(result.output)
+    assert info["segments"] == {"dendritic": 639, "basal": 262, "apical": 377, "total": 642}
+    assert info["nexus"]["section"] == "apic[50]"
+    assert "resting_potential_mv" not in info
+
+
+def test_missing_morphology_exit_code(runner, tmp_path):
+    result = runner.invoke(cli, ["cell", "info", "-m", str(tmp_path / "gone.asc")])
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "not found" in result.output
+
+
+def test_bad_parameter_set_exit_code(runner):
+    result = runner.invoke(cli, ["cell", "info", "--no-sim", "-p", "no-such-set"])
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "unknown parameter set" in result.output
+
+
+def test_bad_nexus_exit_code(runner):
+    result = runner.invoke(cli, ["cell", "info", "--no-sim", "--nexus", "top"])
+    assert result.exit_code == EXIT_BAD_INPUT
+
+
+def test_cell_step_prints_spikes(runner):
+    result = runner.invoke(cli, ["cell", "step", "--amplitude", "0.8", "--duration", "300"])
+    assert result.exit_code == 0, result.output
+    count = int(result.output.split(":")[1].split("spikes")[0])
+    times = [float(t) for t in result.output.split("spike times (ms):")[1].split()]
+    assert count == len(times) > 0
+    assert all(500.0 <= t <= 805.0 for t in times)
+
+
+def test_cell_step_rejects_nonsense(runner):
+    result = runner.invoke(cli, ["cell", "step", "--duration", "-5"])
+    assert result.exit_code == EXIT_BAD_INPUT
+
+
+def test_mechanisms_info_and_build(runner):
+    result = runner.invoke(cli, ["mechanisms", "build"])
+    assert result.exit_code == 0, result.output
+    assert "libnrnmech" in result.output
+    info = runner.invoke(cli, ["mechanisms", "info"])
+    assert "neuron-nrn" in info.output and "libnrnmech" in info.output
+
+
+def test_mechanism_build_failure_is_an_environment_problem(runner, monkeypatch, tmp_path):
+    monkeypatch.setenv("ELMPIPE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", "no-such-compiler-elmpipe")
+    result = runner.invoke(cli, ["mechanisms", "build"])
+    assert result.exit_code == EXIT_ENVIRONMENT
+    assert "compiler" in result.output
+
+
+@pytest.mark.slow
+def test_cell_check_runs_every_anchor(runner):
+    result = runner.invoke(cli, ["cell", "check", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["step_spikes"]["0.2"] == 0 < report["step_spikes"]["1.0"]
+    ca = report["calcium_spike"]
+    assert ca["intact"]["plateau_ms"] > ca["ca_blocked"]["plateau_ms"]
