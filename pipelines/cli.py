@@ -219,13 +219,8 @@ def cell_check(
     site = ephys.distal_basal_location(the_cell)
     nmda = {}
     for n in (1, 40):
-        full = ephys.nmda_response(the_cell, site, n)
-        ampa = ephys.nmda_response(the_cell, site, n, nmda_ratio=0.0)
-        nmda[str(n)] = {
-            "integral_mv_ms": full,
-            "ampa_only_mv_ms": ampa,
-            "nmda_per_event": (full - ampa) / n,
-        }
+        response = ephys.nmda_nonlinearity(the_cell, site, n)
+        nmda[str(n)] = {**response.__dict__, "nmda_per_event": response.nmda_per_event}
     site_name = f"{the_cell.short_name(site.sec)}({site.x:.3g})"
     result["nmda"] = {"site": site_name, "events": nmda}
     if as_json:

@@ -223,11 +223,7 @@ def calcium_response(
 
 
 def nmda_response(cell: Cell, location: Any, n_events: int, *, nmda_ratio: float = 1.0) -> float:
-    """Integral (mV·ms) of the local depolarisation after ``n_events`` coactive AMPA+NMDA events.
-
-    Compare with ``nmda_ratio=0`` (AMPA only): the NMDA-dependent part per event grows with the
-    number of coactive events as depolarisation relieves the Mg block.
-    """
+    """Integral (mV·ms) of the local depolarisation after ``n_events`` coactive AMPA+NMDA events."""
     onset = 300.0
     rec = synaptic_event(
         cell,
@@ -241,6 +237,31 @@ def nmda_response(cell: Cell, location: Any, n_events: int, *, nmda_ratio: float
     after = rec.t > onset
     baseline = rec.at("v_local", onset - 1.0)
     return float(np.trapezoid(rec.traces["v_local"][after] - baseline, rec.t[after]))
+
+
+@dataclass(frozen=True)
+class NmdaResponse:
+    n_events: int
+    integral_mv_ms: float  # AMPA + NMDA
+    ampa_only_mv_ms: float  # the same events with nmda_ratio = 0
+
+    @property
+    def nmda_per_event(self) -> float:
+        """NMDA-dependent depolarisation per event (mV·ms)."""
+        return (self.integral_mv_ms - self.ampa_only_mv_ms) / self.n_events
+
+
+def nmda_nonlinearity(cell: Cell, location: Any, n_events: int) -> NmdaResponse:
+    """Compare ``n_events`` coactive events with and without NMDA at one site.
+
+    The NMDA share per event grows with the number of coactive events as depolarisation relieves
+    the Mg block: the supralinearity behind NMDA spikes.
+    """
+    return NmdaResponse(
+        n_events,
+        nmda_response(cell, location, n_events),
+        nmda_response(cell, location, n_events, nmda_ratio=0.0),
+    )
 
 
 def distal_basal_location(cell: Cell) -> Any:

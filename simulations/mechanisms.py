@@ -46,6 +46,9 @@ MECHANISM_NAMES = (
 #: build variants and the nrnivmodl options that make them; the variant is part of the cache key
 VARIANTS: dict[str, tuple[str, ...]] = {"neuron": (), "coreneuron": ("-coreneuron",)}
 
+#: environment variables that ``import neuron`` sets and a child nrnivmodl must not inherit
+_SET_BY_NEURON_IMPORT = ("NEURONHOME", "NMODLHOME", "NMODL_PYLIB")
+
 _loaded_library: Path | None = None
 
 
@@ -166,9 +169,13 @@ def build_mechanisms(
             for path in mod_files(source_dir):
                 shutil.copy2(path, mod_dir / path.name)
             started = time.perf_counter()
+            # Importing neuron sets NEURONHOME/NMODLHOME for its own use; the CoreNEURON
+            # transpiler would then look for its units file in the wrong place.
+            env = {k: v for k, v in os.environ.items() if k not in _SET_BY_NEURON_IMPORT}
             result = subprocess.run(
                 [nrnivmodl, *VARIANTS[variant], "mod"],
                 cwd=work,
+                env=env,
                 capture_output=True,
                 text=True,
                 check=False,

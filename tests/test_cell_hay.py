@@ -74,21 +74,3 @@ def test_input_resistance(hay_cell):
 def test_current_steps(hay_cell, amplitude, low, high):
     spikes = ephys.spikes_during_step(ephys.current_step(hay_cell, amplitude))
     assert low <= len(spikes) <= high
-
-
-def test_calcium_spike_in_hot_zone(hay_cell):
-    intact = ephys.calcium_response(hay_cell)
-    blocked = ephys.calcium_response(hay_cell, block_calcium=True)
-    assert intact.plateau_ms > 10.0
-    assert blocked.plateau_ms < 2.0
-    assert intact.peak_ica < -0.1
-
-
-def test_nmda_supralinearity(hay_cell):
-    site = ephys.distal_basal_location(hay_cell)
-    per_event = {}
-    for n in (1, 40):
-        full = ephys.nmda_response(hay_cell, site, n)
-        ampa = ephys.nmda_response(hay_cell, site, n, nmda_ratio=0.0)
-        per_event[n] = (full - ampa) / n
-    assert per_event[40] > 2.5 * per_event[1] > 0

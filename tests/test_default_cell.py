@@ -59,21 +59,3 @@ def test_fires_under_current_injection(default_cell):
     firing = ephys.spikes_during_step(ephys.current_step(default_cell, 0.8))
     assert len(quiet) == 0
     assert 5 <= len(firing) <= 40
-
-
-def test_calcium_spike_in_hot_zone(default_cell):
-    intact = ephys.calcium_response(default_cell)
-    blocked = ephys.calcium_response(default_cell, block_calcium=True)
-    assert intact.plateau_ms > 10.0
-    assert blocked.plateau_ms < 2.0
-    assert intact.peak_ica < -0.1
-
-
-def test_nmda_supralinearity(default_cell):
-    site = ephys.distal_basal_location(default_cell)
-    per_event = {}
-    for n in (1, 40):
-        full = ephys.nmda_response(default_cell, site, n)
-        ampa = ephys.nmda_response(default_cell, site, n, nmda_ratio=0.0)
-        per_event[n] = (full - ampa) / n
-    assert per_event[40] > 2.0 * per_event[1] > 0
