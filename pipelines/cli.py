@@ -244,6 +244,111 @@ def cell_check(
     )
 
 
+# -- simulate ---------------------------------------------------------------------------------
+
+
+@cli.command(epilog=EPILOG)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Zarr dataset to create or complete (a folder, e.g. data.zarr).",
+)
+@click.option("--split", default="train", show_default=True, help="Split (group) to fill.")
+@click.option("--n-sims", "-n", required=True, type=int, help="Simulations the split should hold.")
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML with cell/protocol/simulation/cluster settings (see configs/).",
+)
+@morphology_option
+@parameters_option
+@click.option("--seed", type=int, help="Dataset seed (simulation k depends on seed, split, k).")
+@click.option("--duration-ms", type=float, help="Simulated time per simulation (default 6000).")
+@click.option(
+    "--integrator", type=click.Choice(["cvode", "fixed"]), help="CVode (default) or fixed step."
+)
+@click.option("--record-dendrites/--no-record-dendrites", default=None, help="Store dend_v.")
+@click.option(
+    "--replay",
+    type=click.Path(path_type=Path),
+    help="Replay the inputs of this dataset instead of generating new ones.",
+)
+@click.option("--replay-split", default=None, help="Split of --replay to take inputs from.")
+@click.option(
+    "--cluster",
+    type=click.Choice(["in-process", "local", "address", "slurm", "pbs"]),
+    help="Where to run (default: local, one worker process per core).",
+)
+@click.option("--workers", type=int, help="Worker processes (local) or jobs (slurm/pbs).")
+@click.option("--address", help="Scheduler address for --cluster address.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def simulate(
+    out: Path,
+    split: str,
+    n_sims: int,
+    config_path: Path | None,
+    morphology: Path | None,
+    parameters: str | None,
+    seed: int | None,
+    duration_ms: float | None,
+    integrator: str | None,
+    record_dendrites: bool | None,
+    replay: Path | None,
+    replay_split: str | None,
+    cluster: str | None,
+    workers: int | None,
+    address: str | None,
+    quiet: bool,
+) -> None:
+    """Simulate the cell with NeuronIO inputs into a Zarr dataset, in parallel, resumably.
+
+    \b
+    Running the same command again completes only what is missing: finished simulations are
+    never recomputed, an interrupted one is redone from scratch. Options override --config.
+    \b
+    Examples:
+      elmpipe simulate -o data.zarr --split train -n 64 --duration-ms 2000
+      elmpipe simulate -o data.zarr --split test -n 16 -m my_cell.asc --workers 8
+      elmpipe simulate -o replay.zarr --split test -n 4 --replay neuronio.zarr
+    """
+    from pipelines.config import ConfigError, SimulateConfig, load_config, with_overrides
+    from pipelines.simulate import simulate as run_simulate
+    from simulations.store import DatasetError
+
+    try:
+        config = load_config(config_path, SimulateConfig) if config_path else SimulateConfig()
+        overrides = {
+            "cell.morphology": str(morphology) if morphology else None,
+            "cell.parameters": parameters,
+            "seed": seed,
+            "simulation.duration_ms": duration_ms,
+            "simulation.integrator": integrator,
+            "simulation.record_dendrites": record_dendrites,
+            "cluster.kind": cluster,
+            "cluster.workers": workers,
+            "cluster.address": address,
+        }
+        if replay is not None:
+            overrides["protocol"] = {"kind": "replay", "source": str(replay)}
+            if replay_split:
+                overrides["protocol"]["split"] = replay_split
+        config = with_overrides(config, overrides)
+        summary = run_simulate(config, out, split, n_sims, progress=not quiet)
+    except (ConfigError, DatasetError) as exc:
+        raise BadInput(str(exc)) from exc
+    except Exception as exc:
+        raise _translate(exc) from exc
+    click.echo(
+        f"{summary.store} [{summary.split}]: {summary.n_sims} simulations "
+        f"({summary.simulated} run now, {summary.already_done} already done), "
+        f"{summary.output_spikes} output spikes in those run, {summary.seconds:.1f} s"
+    )
+
+
 # -- mechanisms -------------------------------------------------------------------------------
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from simulations._neuron import hoc
 from simulations.biophysics import ParameterSet, apply_parameter_set, load_parameter_set
@@ -65,6 +67,7 @@ class SegmentTable:
     area: np.ndarray  # µm²
     diam: np.ndarray  # µm
     distance: np.ndarray  # µm, path distance from soma(0) to the segment centre
+    xyz: np.ndarray  # (n, 3) µm, 3-D position of the segment centre (from the morphology)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -80,6 +83,38 @@ class SegmentTable:
     def to_dict(self) -> dict[str, list]:
         """Plain lists, for JSON attributes of a dataset."""
         return {f.name: getattr(self, f.name).tolist() for f in fields(self)}
+
+
+def _point_along(sec: Any, x: float) -> tuple[float, float, float]:
+    """3-D position at fraction ``x`` of a section's length, from its traced points."""
+    n = int(sec.n3d())
+    if n == 0:
+        return (np.nan, np.nan, np.nan)
+    arc = np.array([sec.arc3d(i) for i in range(n)])
+    at = x * arc[-1]
+    return tuple(
+        float(np.interp(at, arc, [getattr(sec, f"{axis}3d")(i) for i in range(n)]))
+        for axis in "xyz"
+    )
+
+
+class CellSpec(BaseModel):
+    """What to build a cell from: enough to rebuild the identical cell in another process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    morphology: str | None = Field(None, description="ASC/SWC path; None: the built-in cell")
+    parameters: str = Field("hay-5b", description="bundled parameter-set name or YAML path")
+    max_segment_length: float = Field(40.0, gt=0, description="µm, nseg rule")
+    nexus: str | None = Field(None, description="explicit nexus site, e.g. 'apic[50](0.9)'")
+
+    def build(self) -> Cell:
+        return Cell(
+            self.morphology,
+            self.parameters,
+            max_segment_length=self.max_segment_length,
+            nexus=self.nexus,
+        )
 
 
 class Cell:
@@ -218,6 +253,7 @@ class Cell:
                             seg.area(),
                             seg.diam,
                             self.distance(seg),
+                            _point_along(sec, seg.x),
                         )
                     )
         cols = list(zip(*rows, strict=True))
@@ -230,6 +266,7 @@ class Cell:
             area=np.array(cols[5], dtype=float),
             diam=np.array(cols[6], dtype=float),
             distance=np.array(cols[7], dtype=float),
+            xyz=np.array(cols[8], dtype=float).reshape(-1, 3),
         )
 
     def _find_nexus(self) -> Site:
@@ -273,6 +310,26 @@ class Cell:
         """NEURON segments in input-row order (the order of :attr:`segments`)."""
         table = self.segments
         return [self.section(s)(x) for s, x in zip(table.section, table.x, strict=True)]
+
+    def fingerprint(self) -> str:
+        """Identifies the cell as simulated: morphology bytes, parameters, discretisation, nexus."""
+        identity = {
+            "morphology_sha256": self.morphology_sha256,
+            "parameters": self.parameters.model_dump(mode="json"),
+            "max_segment_length": self.max_segment_length,
+            "nexus": [self.nexus.section, self.nexus.x],
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+    def description(self) -> dict[str, Any]:
+        """Everything a dataset records about its cell (JSON-ready)."""
+        return {
+            **self.describe(),
+            "fingerprint": self.fingerprint(),
+            "max_segment_length_um": self.max_segment_length,
+            "parameter_set": self.parameters.model_dump(mode="json"),
+            "segment_table": self.segments.to_dict(),
+        }
 
     def describe(self) -> dict[str, Any]:
         """Geometry summary (no simulation)."""

@@ -1,0 +1,148 @@
+"""Where work runs: in this process, a local dask cluster, an existing scheduler, or SLURM/PBS.
+
+Every kind is reached through one function, :func:`executor`, which yields something with
+``submit(fn, *args)`` and ``as_completed(futures)``; the stages do not know which kind they got.
+Batch systems go through dask-jobqueue: each job starts dask workers that connect back to the
+scheduler in this process (docs/hpc.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Kind = Literal["in-process", "local", "address", "slurm", "pbs"]
+
+
+class ClusterConfig(BaseModel):
+    """How to get workers. ``workers``: processes (local) or jobs (slurm/pbs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Kind = "local"
+    workers: int | None = Field(None, ge=1, description="default: one per core (local)")
+    address: str | None = Field(None, description="scheduler address for kind 'address'")
+    # batch systems (dask-jobqueue)
+    queue: str | None = Field(None, description="SLURM partition / PBS queue")
+    account: str | None = None
+    walltime: str = "04:00:00"
+    cores_per_job: int = Field(1, ge=1)
+    processes_per_job: int | None = Field(None, ge=1, description="default: cores_per_job")
+    memory_per_job: str = "4GiB"
+    job_extra_directives: tuple[str, ...] = ()
+    job_script_prologue: tuple[str, ...] = Field((), description="shell lines run before workers")
+    log_directory: str | None = None
+    local_directory: str | None = None
+    interface: str | None = Field(None, description="network interface workers listen on")
+    adaptive_minimum: int | None = Field(None, ge=0, description="jobs; enables adaptive mode")
+    adaptive_maximum: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterConfig:
+        if self.kind == "address" and not self.address:
+            raise ValueError("kind 'address' needs an address (e.g. tcp://10.0.0.5:8786)")
+        if (self.adaptive_minimum is None) != (self.adaptive_maximum is None):
+            raise ValueError("set both adaptive_minimum and adaptive_maximum, or neither")
+        if self.adaptive_maximum is not None and self.adaptive_minimum > self.adaptive_maximum:
+            raise ValueError("adaptive_minimum exceeds adaptive_maximum")
+        return self
+
+
+class _Deferred(Future):
+    def __init__(self, fn: Callable, args: tuple) -> None:
+        super().__init__()
+        self.call = (fn, args)
+
+
+class InProcess:
+    """Runs tasks one after another in this process: for debugging and tiny runs."""
+
+    def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> Future:
+        return _Deferred(fn, args)
+
+    @staticmethod
+    def as_completed(futures: list[Future]) -> Iterator[Future]:
+        for future in futures:
+            if isinstance(future, _Deferred) and not future.done():
+                fn, args = future.call
+                try:
+                    future.set_result(fn(*args))
+                except Exception as exc:
+                    future.set_exception(exc)
+            yield future
+
+    def cancel(self, futures: list[Future]) -> None:
+        for future in futures:
+            future.cancel()
+
+
+class DaskExecutor:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def submit(self, fn: Callable, *args: Any, key: str | None = None) -> Any:
+        return self.client.submit(fn, *args, key=key, pure=False)
+
+    @staticmethod
+    def as_completed(futures: list[Any]) -> Iterator[Any]:
+        from distributed import as_completed
+
+        yield from as_completed(futures)
+
+    def cancel(self, futures: list[Any]) -> None:
+        self.client.cancel(futures)
+
+
+def jobqueue_cluster(config: ClusterConfig) -> Any:
+    """A dask-jobqueue cluster object (no jobs submitted until it is scaled)."""
+    import dask_jobqueue
+
+    cls = dask_jobqueue.SLURMCluster if config.kind == "slurm" else dask_jobqueue.PBSCluster
+    options: dict[str, Any] = {
+        "cores": config.cores_per_job,
+        "processes": config.processes_per_job or config.cores_per_job,
+        "memory": config.memory_per_job,
+        "walltime": config.walltime,
+        "job_extra_directives": list(config.job_extra_directives),
+        "job_script_prologue": list(config.job_script_prologue),
+        # one thread per worker process: NEURON simulates one cell per process
+        "worker_extra_args": ["--nthreads", "1"],
+    }
+    for name in ("queue", "account", "log_directory", "local_directory", "interface"):
+        if getattr(config, name) is not None:
+            options[name] = getattr(config, name)
+    return cls(**options)
+
+
+@contextlib.contextmanager
+def executor(config: ClusterConfig) -> Iterator[InProcess | DaskExecutor]:
+    """Start (or connect to) the configured workers; shut down what was started on exit."""
+    if config.kind == "in-process":
+        yield InProcess()
+        return
+    from distributed import Client, LocalCluster
+
+    if config.kind == "address":
+        with Client(config.address) as client:
+            yield DaskExecutor(client)
+        return
+    if config.kind == "local":
+        workers = config.workers or os.cpu_count() or 1
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    else:
+        cluster = jobqueue_cluster(config)
+        if config.adaptive_minimum is not None:
+            cluster.adapt(
+                minimum_jobs=config.adaptive_minimum, maximum_jobs=config.adaptive_maximum
+            )
+        else:
+            cluster.scale(jobs=config.workers or 1)
+    with cluster, Client(cluster) as client:
+        yield DaskExecutor(client)

@@ -1,0 +1,127 @@
+"""Synapse placement and the input-channel layout shared by every dataset of a cell.
+
+One excitatory (AmpaNmda) and one inhibitory (GabaA) synapse sit at the centre of every dendritic
+segment. Channel c < n carries the excitatory input of segment row c, channel n + c its inhibitory
+input (n = number of dendritic segments: 639 → 1278 channels for the Hay cell).
+
+Input events are delivered by one PatternStim that replays (time, channel) vectors prepared in
+numpy: no Python runs per event, before or during the run, and the events are re-queued at every
+``finitialize``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from simulations._neuron import hoc
+from simulations.cell import Cell
+
+EXCITATORY = "excitatory"
+INHIBITORY = "inhibitory"
+
+
+class SynapseSettings(BaseModel):
+    """Synapse strengths; the defaults are NeuronIO's (docs/mechanisms.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    excitatory_gmax_us: float = Field(0.0004, gt=0, description="AMPA (and NMDA) peak, µS")
+    nmda_ratio: float = Field(1.0, ge=0, description="NMDA peak / AMPA peak")
+    inhibitory_gmax_us: float = Field(0.001, gt=0, description="GABA_A peak, µS")
+
+
+@dataclass(frozen=True)
+class ChannelTable:
+    """Input channels in dataset order: excitatory rows for every segment, then inhibitory."""
+
+    segment: np.ndarray  # int: row of the cell's segment table
+    kind: np.ndarray  # str: "excitatory" | "inhibitory"
+
+    def __len__(self) -> int:
+        return len(self.segment)
+
+    @property
+    def n_excitatory(self) -> int:
+        return int(np.sum(self.kind == EXCITATORY))
+
+    @property
+    def sign(self) -> np.ndarray:
+        """+1 for excitatory, -1 for inhibitory channels (how surrogates see inputs)."""
+        return np.where(self.kind == EXCITATORY, 1, -1).astype(np.int8)
+
+    @classmethod
+    def for_segments(cls, n_segments: int) -> ChannelTable:
+        rows = np.arange(n_segments)
+        return cls(
+            segment=np.concatenate([rows, rows]),
+            kind=np.array([EXCITATORY] * n_segments + [INHIBITORY] * n_segments),
+        )
+
+    def to_dict(self) -> dict[str, list]:
+        return {"segment": self.segment.tolist(), "kind": self.kind.tolist()}
+
+
+class Synapses:
+    """The synapses of one cell and the machinery that delivers input spikes to them.
+
+    Build once per cell and reuse for every simulation: :meth:`set_inputs` replaces the spike
+    trains; the next ``finitialize`` queues them.
+    """
+
+    def __init__(self, cell: Cell, settings: SynapseSettings | None = None) -> None:
+        h = hoc()
+        self.cell = cell
+        self.settings = settings or SynapseSettings()
+        self.channels = ChannelTable.for_segments(len(cell.segments))
+        segments = cell.dendritic_segments()
+        self.point_processes: list[Any] = []
+        excitatory = {
+            "gmax": self.settings.excitatory_gmax_us,
+            "nmda_ratio": self.settings.nmda_ratio,
+        }
+        inhibitory = {"gmax": self.settings.inhibitory_gmax_us}
+        for kind, params in (("AmpaNmda", excitatory), ("GabaA", inhibitory)):
+            for seg in segments:
+                syn = getattr(h, kind)(seg)
+                for name, value in params.items():
+                    setattr(syn, name, value)
+                self.point_processes.append(syn)
+        # PatternStim "fires" gid c; a NetCon attached to gid c (weight 1, delay 0) feeds synapse
+        # c. The gids exist only as PatternStim sources, never as cells.
+        self._pc = h.ParallelContext()
+        self._connections = []
+        for gid, syn in enumerate(self.point_processes):
+            con = self._pc.gid_connect(gid, syn)
+            con.weight[0] = 1.0
+            con.delay = 0.0
+            self._connections.append(con)
+        self._stim = h.PatternStim()
+        self._times = h.Vector()
+        self._gids = h.Vector()
+        self.n_events = 0
+
+    def __len__(self) -> int:
+        return len(self.point_processes)
+
+    def set_inputs(self, times: np.ndarray, channels: np.ndarray) -> None:
+        """Replace the input spikes: event i arrives at ``times[i]`` ms on ``channels[i]``."""
+        times = np.asarray(times, dtype=float)
+        channels = np.asarray(channels, dtype=np.int64)
+        if times.shape != channels.shape:
+            raise ValueError("times and channels must have the same shape")
+        if len(channels) and (channels.min() < 0 or channels.max() >= len(self)):
+            raise ValueError(f"input channel out of range 0..{len(self) - 1}")
+        order = np.lexsort((channels, times))
+        self._times = hoc().Vector(times[order])
+        self._gids = hoc().Vector(channels[order].astype(float))
+        self._stim.play(self._times, self._gids)
+        self.n_events = len(times)
+
+    def set_binary_inputs(self, inputs: np.ndarray) -> None:
+        """Inputs as a (time, channel) 0/1 array on a 1 ms grid: a spike in bin t fires at t ms."""
+        t, c = np.nonzero(inputs)
+        self.set_inputs(t.astype(float), c)
