@@ -1,0 +1,200 @@
+"""The simulate stage end to end, in real processes: determinism, resume, killed workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from simulations.store import DATA_ARRAYS, Dataset
+
+ARGS = ["--split", "train", "--duration-ms", "200", "--seed", "11", "--quiet"]
+N = 4
+
+
+def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kwargs,
+    )
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def assert_same_simulations(a, b, split="train"):
+    da, db = Dataset(a), Dataset(b)
+    assert da.complete(split).all() and db.complete(split).all()
+    for name in DATA_ARRAYS:
+        x, y = da.group(split)[name][:], db.group(split)[name][:]
+        assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), name
+
+
+def completed(path) -> int:
+    try:
+        return int(Dataset(path).complete("train").sum())
+    except Exception:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The simulations computed one after another in a single process."""
+    path = tmp_path_factory.mktemp("ref") / "ref.zarr"
+    result = cli("simulate", "-o", str(path), "-n", str(N), *ARGS, "--cluster", "in-process")
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def test_reference_is_plausible(reference):
+    data = Dataset(reference)
+    sim = data.simulation("train", 0)
+    assert sim["inputs"].shape == (200, 760)
+    assert -80 < float(np.mean(sim["soma_v"][100:])) < -50
+    assert data.attrs["seed"] == 11
+    assert data.attrs["cell"]["segments"]["dendritic"] == 380
+    assert data.attrs["protocol"]["kind"] == "neuronio"
+
+
+def test_same_bytes_with_two_workers_in_another_order(reference, tmp_path):
+    path = tmp_path / "two.zarr"
+    # first the last two simulations' worth of a bigger request, then the rest, on 2 workers
+    first = cli("simulate", "-o", str(path), "-n", "1", *ARGS, "--workers", "2")
+    assert first.returncode == 0, first.stderr
+    second = cli("simulate", "-o", str(path), "-n", str(N), *ARGS, "--workers", "2")
+    assert second.returncode == 0, second.stderr
+    assert "3 run now, 1 already done" in second.stdout
+    assert_same_simulations(reference, path)
+
+
+def test_rerun_does_nothing_more(reference, tmp_path):
+    path = tmp_path / "copy.zarr"
+    import shutil
+
+    shutil.copytree(reference, path)
+    stamp = {p: p.stat().st_mtime_ns for p in path.rglob("*") if p.is_file()}
+    again = cli("simulate", "-o", str(path), "-n", str(N), *ARGS, "--cluster", "in-process")
+    assert again.returncode == 0, again.stderr
+    assert f"0 run now, {N} already done" in again.stdout
+    assert stamp == {p: p.stat().st_mtime_ns for p in path.rglob("*") if p.is_file()}
+
+
+def test_killed_worker_loses_nothing(reference, tmp_path):
+    path = tmp_path / "killed.zarr"
+    run = start_cli("simulate", "-o", str(path), "-n", str(N), *ARGS, "--workers", "2")
+    try:
+        deadline = time.time() + 120
+        workers = []
+        while time.time() < deadline and completed(path) < 1:
+            time.sleep(0.2)
+        for child in psutil.Process(run.pid).children(recursive=True):
+            cmdline = " ".join(child.cmdline())
+            if "spawn_main" in cmdline and "resource_tracker" not in cmdline:
+                workers.append(child)
+        assert workers, "no worker processes found"
+        workers[0].kill()  # SIGKILL a worker in the middle of the run
+        _stdout, stderr = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 0, stderr
+    assert_same_simulations(reference, path)
+
+
+def test_killed_run_resumes(reference, tmp_path):
+    path = tmp_path / "resumed.zarr"
+    run = start_cli("simulate", "-o", str(path), "-n", str(N), *ARGS, "--cluster", "in-process")
+    deadline = time.time() + 120
+    while time.time() < deadline and completed(path) < 2:
+        time.sleep(0.1)
+    os.killpg(run.pid, signal.SIGKILL)  # the whole run, mid-simulation
+    run.wait()
+    done = completed(path)
+    assert 2 <= done < N
+    again = cli("simulate", "-o", str(path), "-n", str(N), *ARGS, "--cluster", "in-process")
+    assert again.returncode == 0, again.stderr
+    assert f"{N - done} run now, {done} already done" in again.stdout
+    assert_same_simulations(reference, path)
+
+
+def test_bad_input_fails_before_simulating(reference, tmp_path):
+    other_seed = cli(
+        "simulate",
+        "-o",
+        str(reference),
+        "-n",
+        str(N),
+        "--split",
+        "train",
+        "--duration-ms",
+        "200",
+        "--seed",
+        "12",
+        "--cluster",
+        "in-process",
+    )
+    assert other_seed.returncode == 2
+    assert "seed" in other_seed.stderr
+    assert cli("simulate", "-o", str(tmp_path / "x.zarr"), "-n", "0").returncode == 2
+    bad_split = cli("simulate", "-o", str(tmp_path / "x.zarr"), "-n", "1", "--split", "a/b")
+    assert bad_split.returncode == 2 and "split" in bad_split.stderr
+    missing = cli(
+        "simulate", "-o", str(tmp_path / "x.zarr"), "-n", "1", "-m", str(tmp_path / "no.swc")
+    )
+    assert missing.returncode == 2 and "not found" in missing.stderr
+    config = tmp_path / "bad.yaml"
+    config.write_text("simulation:\n  duration_ms: -5\n  colour: red\n")
+    bad_config = cli("simulate", "-o", str(tmp_path / "x.zarr"), "-n", "1", "--config", str(config))
+    assert bad_config.returncode == 2
+    assert (
+        "simulation.duration_ms" in bad_config.stderr
+        and "simulation.colour: unknown key" in bad_config.stderr
+    )
+    assert str(config) in bad_config.stderr
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_replay_reproduces_the_source(reference, tmp_path):
+    path = tmp_path / "replay.zarr"
+    result = cli(
+        "simulate",
+        "-o",
+        str(path),
+        "-n",
+        "2",
+        "--split",
+        "train",
+        "--duration-ms",
+        "200",
+        "--replay",
+        str(reference),
+        "--replay-split",
+        "train",
+        "--cluster",
+        "in-process",
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    source, replay = Dataset(reference), Dataset(path)
+    for k in range(2):
+        a, b = source.simulation("train", k), replay.simulation("train", k)
+        assert np.array_equal(a["inputs"], b["inputs"])
+        assert np.array_equal(a["soma_v"], b["soma_v"])
+        assert np.array_equal(a["spike_times"], b["spike_times"])
+    assert replay.attrs["protocol"]["kind"] == "replay"
