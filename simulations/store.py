@@ -63,7 +63,7 @@ class DatasetSpec:
 
     @property
     def n_segments(self) -> int:
-        return len(self.cell["segment_table"]["x"])
+        return max(self.channels["segment"]) + 1
 
     @property
     def n_time(self) -> int:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
+from simulations.inputs import NeuronIOProtocol
 from simulations.store import (
     DATA_ARRAYS,
     Dataset,
@@ -20,16 +21,26 @@ from simulations.store import (
 )
 
 N_SEG, T = 5, 40
+PROTOCOL = NeuronIOProtocol().model_dump(mode="json")
 
 
 def make_spec(**changes) -> DatasetSpec:
     fields = {
-        "cell": {"fingerprint": "abc", "segment_table": {"x": [0.5] * N_SEG}},
+        "cell": {
+            "fingerprint": "abc",
+            "segment_table": {
+                "x": [0.5] * N_SEG,
+                "region": ["basal"] * 2 + ["apical"] * (N_SEG - 2),
+                "length": [20.0] * N_SEG,
+                "distance": [10.0 * (i + 1) for i in range(N_SEG)],
+                "section_index": list(range(N_SEG)),
+            },
+        },
         "channels": {
             "segment": [*range(N_SEG), *range(N_SEG)],
             "kind": ["excitatory"] * N_SEG + ["inhibitory"] * N_SEG,
         },
-        "protocol": {"kind": "neuronio", "option_jitter_ms": 20},
+        "protocol": PROTOCOL,
         "simulation": {"duration_ms": float(T), "record_dendrites": False},
         "seed": 1,
     }
@@ -128,8 +139,8 @@ def test_xarray_round_trip(tmp_path):
     ("change", "message"),
     [
         ({"seed": 2}, "seed"),
-        ({"cell": {"fingerprint": "other", "segment_table": {"x": [0.5] * N_SEG}}}, "cell"),
-        ({"protocol": {"kind": "neuronio", "option_jitter_ms": 10}}, "option_jitter_ms"),
+        ({"cell": {"fingerprint": "other"}}, "cell"),
+        ({"protocol": {**PROTOCOL, "option_jitter_ms": 10}}, "option_jitter_ms"),
         ({"simulation": {"duration_ms": 80.0, "record_dendrites": False}}, "duration_ms"),
     ],
 )

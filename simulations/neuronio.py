@@ -1,0 +1,329 @@
+"""The original NeuronIO pickle files: read them safely, convert them, and write our data in them.
+
+A NeuronIO file holds ``{'Params': {...}, 'Results': {'listOfSingleSimulationDicts': [...]}}``
+with numpy arrays inside (docs/dataset.md, "NeuronIO files"). Those files come from strangers,
+so they are read with :class:`SafeUnpickler`, which admits only the numpy types the format needs:
+a crafted file cannot run code. Files are written in the layout of the later ("Kaggle") NeuronIO
+files so that code written for NeuronIO — ELM's loader among it — reads our simulations.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulations.store import SimulationRecord
+
+#: (module, name) pairs a NeuronIO pickle may reference: numpy arrays, dtypes and scalars, and
+#: the byte-string helper Python 3 uses for array buffers in protocol-2 pickles
+ALLOWED_GLOBALS = {
+    ("_codecs", "encode"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+}
+
+HIGH_RES_PER_MS = 8
+
+
+class NeuronIOFormatError(ValueError):
+    """A file is not a (safe, well-formed) NeuronIO pickle."""
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only; any other global is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name}: NeuronIO files contain only numpy arrays"
+        )
+
+
+def load_pickle(path: str | Path) -> dict[str, Any]:
+    """Read a NeuronIO file (Python 2 or 3 pickle) without executing anything it names."""
+    path = Path(path)
+    data = path.read_bytes()
+    last_error: Exception | None = None
+    for encoding in ("ASCII", "latin1"):  # Python 2 files need latin1 for numpy's byte strings
+        try:
+            loaded = SafeUnpickler(io.BytesIO(data), encoding=encoding).load()
+            break
+        except pickle.UnpicklingError as exc:
+            if "refusing" in str(exc):
+                raise NeuronIOFormatError(f"{path}: {exc}") from None
+            last_error = exc
+        except (UnicodeDecodeError, EOFError, ValueError, TypeError) as exc:
+            last_error = exc
+    else:
+        raise NeuronIOFormatError(f"{path} is not a readable pickle: {last_error}")
+    try:
+        loaded["Params"], loaded["Results"]["listOfSingleSimulationDicts"]
+    except (TypeError, KeyError) as exc:
+        raise NeuronIOFormatError(
+            f"{path} is not a NeuronIO file (needs Params and Results.listOfSingleSimulationDicts)"
+        ) from exc
+    return loaded
+
+
+@dataclass(frozen=True)
+class NeuronIOLayout:
+    """Size facts of a NeuronIO file, from its Params."""
+
+    n_segments: int
+    duration_ms: int
+    n_sims: int
+    has_dendrites: bool
+
+    @classmethod
+    def of(cls, experiment: dict[str, Any], path: Path | str = "") -> NeuronIOLayout:
+        params = experiment["Params"]
+        sims = experiment["Results"]["listOfSingleSimulationDicts"]
+        try:
+            n_segments = len(params["allSegmentsType"])
+            duration = round(float(params["totalSimDurationInSec"]) * 1000)
+        except (KeyError, TypeError) as exc:
+            raise NeuronIOFormatError(f"{path}: Params lacks {exc}") from exc
+        if not sims:
+            raise NeuronIOFormatError(f"{path}: the file holds no simulations")
+        return cls(n_segments, duration, len(sims), "dendriticVoltagesLowRes" in sims[0])
+
+
+def _binary_inputs(sim: dict, n_segments: int, n_time: int) -> np.ndarray:
+    inputs = np.zeros((n_time, 2 * n_segments), dtype=bool)
+    for key, offset in (("exInputSpikeTimes", 0), ("inhInputSpikeTimes", n_segments)):
+        for segment, times in sim[key].items():
+            t = np.asarray(times, dtype=np.int64)
+            t = t[(t >= 0) & (t < n_time)]
+            inputs[t, offset + int(segment)] = True  # repeated spikes in a bin collapse to one
+    return inputs
+
+
+def simulation_to_record(
+    sim: dict[str, Any], layout: NeuronIOLayout, with_dendrites: bool, where: str = ""
+) -> SimulationRecord:
+    """One NeuronIO simulation dict as a record of our schema."""
+    try:
+        soma = np.asarray(sim["somaVoltageLowRes"], dtype=np.float32)
+        nexus = np.asarray(sim["nexusVoltageLowRes"], dtype=np.float32)
+        times16 = np.asarray(sim["outputSpikeTimes"], dtype=np.float16)
+        inputs = _binary_inputs(sim, layout.n_segments, layout.duration_ms)
+    except KeyError as exc:
+        raise NeuronIOFormatError(f"{where}: simulation lacks {exc}") from exc
+    if soma.shape != (layout.duration_ms,):
+        raise NeuronIOFormatError(
+            f"{where}: somaVoltageLowRes has shape {soma.shape}, expected ({layout.duration_ms},)"
+        )
+    spike_times = np.sort(times16.astype(np.float64))
+    labels = np.zeros(layout.duration_ms, dtype=bool)
+    bins = (spike_times - 0.5).astype(np.int64)  # NeuronIO's label rule on float16 times
+    labels[bins[(bins >= 0) & (bins < layout.duration_ms)]] = True
+    dend = None
+    if with_dendrites:
+        dend = np.asarray(sim["dendriticVoltagesLowRes"], dtype=np.float32).T.copy()
+    return SimulationRecord(
+        inputs=inputs,
+        soma_v=soma,
+        nexus_v=nexus,
+        spikes=labels,
+        spike_times=spike_times,
+        interval_ms=-1,
+        smoothing_ms=-1,
+        attempts=1,
+        dend_v=dend,
+    )
+
+
+def import_params(experiment: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-friendly part of a file's Params (small values only), for dataset attributes."""
+    out: dict[str, Any] = {}
+    for key, value in experiment["Params"].items():
+        if isinstance(value, np.ndarray):
+            if value.size > 64:
+                continue
+            value = value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, list | tuple) and len(value) > 64:
+            continue
+        if isinstance(value, dict):
+            continue
+        out[str(key)] = value
+    return out
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def input_ranges(inputs: np.ndarray, n_segments: int) -> tuple[list[int], list[int]]:
+    """Across-simulation means of each simulation's 5th/95th percentile of the total input count
+    in sliding 100 ms windows, for excitation and inhibition (the Kaggle file-name numbers)."""
+    exc, inh = [], []
+    for sim in inputs:
+        for target, block in ((exc, sim[:, :n_segments]), (inh, sim[:, n_segments:])):
+            per_ms = block.sum(axis=1).astype(float)
+            windows = np.convolve(per_ms, np.ones(100), mode="valid")
+            target.append(np.percentile(windows, [5, 95]))
+    return [round(v) for v in np.mean(exc, axis=0)], [round(v) for v in np.mean(inh, axis=0)]
+
+
+def file_name(
+    n_spikes: int, exc: list[int], inh: list[int], n_sims: int, seconds: int, seed: int
+) -> str:
+    return (
+        f"L5PC_sim__Output_spikes_{n_spikes:04d}__Input_ranges_Exc_[{exc[0]:04d},{exc[1]:04d}]_"
+        f"Inh_[{inh[0]:04d},{inh[1]:04d}]_per100ms__simXsec_{n_sims}x{seconds:g}_randseed_{seed}.p"
+    )
+
+
+def record_to_simulation(sim: dict[str, np.ndarray], n_segments: int) -> dict[str, Any]:
+    """One of our simulations as a NeuronIO simulation dict.
+
+    We store voltages at 1 kHz; the 8 kHz entries are linear interpolations of them (code written
+    for NeuronIO reads the 1 kHz traces, spike times and inputs).
+    """
+    n_time = sim["soma_v"].shape[0]
+    t_low = np.arange(n_time, dtype=np.float32)
+    t_high = (np.arange(n_time * HIGH_RES_PER_MS) / HIGH_RES_PER_MS).astype(np.float32)
+    exc, inh = {}, {}
+    t_idx, c_idx = np.nonzero(sim["inputs"])
+    for target, lo in ((exc, 0), (inh, n_segments)):
+        mask = (c_idx >= lo) & (c_idx < lo + n_segments)
+        for segment in np.unique(c_idx[mask]):
+            target[np.int64(segment - lo)] = [
+                np.int64(t) for t in t_idx[mask][c_idx[mask] == segment]
+            ]
+    out = {
+        "recordingTimeHighRes": t_high,
+        "somaVoltageHighRes": np.interp(t_high, t_low, sim["soma_v"]).astype(np.float16),
+        "nexusVoltageHighRes": np.interp(t_high, t_low, sim["nexus_v"]).astype(np.float16),
+        "recordingTimeLowRes": t_low,
+        "somaVoltageLowRes": sim["soma_v"].astype(np.float16),
+        "nexusVoltageLowRes": sim["nexus_v"].astype(np.float16),
+        "exInputSpikeTimes": exc,
+        "inhInputSpikeTimes": inh,
+        "outputSpikeTimes": np.asarray(sim["spike_times"], dtype=np.float16),
+    }
+    if "dend_v" in sim:
+        out["dendriticVoltagesLowRes"] = sim["dend_v"].T.astype(np.float16)
+    return out
+
+
+def export_params(attrs: dict[str, Any], sims: list[dict], seed: int) -> dict[str, Any]:
+    """Params of an exported file, from our dataset attributes (repository + revision keys)."""
+    table = attrs["cell"]["segment_table"]
+    simulation = attrs["simulation"]
+    protocol = attrs.get("protocol", {})
+    seconds = simulation["duration_ms"] / 1000.0
+    counts = [int(s["n_spikes"]) for s in sims]
+    isis = [float(d) for s in sims for d in np.diff(s["spike_times"])]
+    params: dict[str, Any] = {
+        "randomSeed": seed,
+        "random_seed": seed,
+        "numSimulations": len(sims),
+        "totalSimDurationInSec": seconds,
+        "collectAndSaveDVTs": "dend_v" in sims[0],
+        "numSamplesPerMS_HighRes": HIGH_RES_PER_MS,
+        "excitatorySynapseType": "NMDA",
+        "inhibitorySynapseType": "GABA_A",
+        "useActiveDendrites": True,
+        "Ih_vshift": 0,
+        "gmax_NMDA_to_AMPA_ratio": simulation.get("synapses", {}).get("nmda_ratio", 1.0),
+        "allSegmentsType": list(table["region"]),
+        "allSegmentsLength": np.asarray(table["length"]),
+        "allSegments_DistFromSoma": np.asarray(table["distance"]),
+        "allSegments_SectionInd": np.asarray(table["section_index"]),
+        "morphology_description": attrs["cell"].get("morphology", ""),
+        "numOutputSpikesPerSim": np.asarray(counts),
+        "totalNumOutputSpikes": int(sum(counts)),
+        "totalNumSimulationSeconds": len(sims) * seconds,
+        "averageOutputFrequency": sum(counts) / (len(sims) * seconds),
+        "listOfISIs": isis,
+        "ISICV": float(np.std(isis) / np.mean(isis)) if len(isis) > 1 else math.nan,
+        "elmpipe_protocol": protocol,
+    }
+    if protocol.get("kind") == "neuronio":
+        params["inst_rate_sampling_time_interval_options_ms"] = list(
+            protocol["interval_options_ms"]
+        )
+        for subtree, tag in (("basal", "Bas"), ("apical", "Apic")):
+            exc = protocol["excitatory_per_100ms"][subtree]
+            off = protocol["inhibitory_offset_per_100ms"][subtree]
+            params[f"num_ex_synapses_per100ms_range_{tag}"] = [exc["low"], exc["high"]]
+            params[f"num_inh_synapses_per100ms_offset_range_{tag}"] = [off["low"], off["high"]]
+    return params
+
+
+def write_pickle(path: Path, experiment: dict[str, Any]) -> None:
+    with open(path, "wb") as handle:
+        pickle.dump(experiment, handle, protocol=pickle.DEFAULT_PROTOCOL)
+
+
+# -- tasks (one file each; run by any executor) --------------------------------------------------
+
+
+def file_layout(path: str) -> NeuronIOLayout:
+    """Read a file only to learn its size (the first pass of an import)."""
+    return NeuronIOLayout.of(load_pickle(path), path)
+
+
+def check_same_shape(path: str, layout: NeuronIOLayout, first: NeuronIOLayout) -> None:
+    if (layout.n_segments, layout.duration_ms) != (first.n_segments, first.duration_ms):
+        raise NeuronIOFormatError(
+            f"{path}: simulations of {layout.duration_ms} ms with {layout.n_segments} segments; "
+            f"the first file has {first.duration_ms} ms and {first.n_segments} segments"
+        )
+
+
+def import_file(
+    path: str, store: str, split: str, start: int, expected: NeuronIOLayout, with_dendrites: bool
+) -> int:
+    """Convert one NeuronIO file into simulations ``start …`` of ``split``; return how many."""
+    from simulations.store import write_block
+
+    experiment = load_pickle(path)
+    layout = NeuronIOLayout.of(experiment, path)
+    if layout != expected:
+        raise NeuronIOFormatError(f"{path} changed since it was counted ({layout} ≠ {expected})")
+    if with_dendrites and not layout.has_dendrites:
+        raise NeuronIOFormatError(f"{path} has no dendriticVoltagesLowRes")
+    sims = experiment["Results"]["listOfSingleSimulationDicts"]
+    records = [
+        simulation_to_record(sim, layout, with_dendrites, f"{path}, simulation {i}")
+        for i, sim in enumerate(sims)
+    ]
+    write_block(store, split, start, records)
+    return len(records)
+
+
+def export_file(store: str, split: str, indices: list[int], folder: str, seed: int) -> str:
+    """Write simulations ``indices`` of ``split`` as one NeuronIO file; return its name."""
+    from simulations.store import Dataset
+
+    dataset = Dataset(store)
+    n_segments = len(dataset.attrs["channels"]["segment"]) // 2
+    sims = [dataset.simulation(split, i) for i in indices]
+    experiment = {
+        "Params": export_params(dataset.attrs, sims, seed),
+        "Results": {
+            "listOfSingleSimulationDicts": [record_to_simulation(s, n_segments) for s in sims]
+        },
+    }
+    exc, inh = input_ranges(np.stack([s["inputs"] for s in sims]), n_segments)
+    seconds = dataset.attrs["simulation"]["duration_ms"] / 1000
+    total = int(sum(int(s["n_spikes"]) for s in sims))
+    name = file_name(total, exc, inh, len(sims), seconds, seed)
+    partial = Path(folder) / f".{name}.partial"
+    write_pickle(partial, experiment)
+    partial.rename(Path(folder) / name)  # a killed export never leaves a file that looks whole
+    return name

@@ -1,0 +1,208 @@
+"""NeuronIO pickle files: safe loading, import into our schema, export from it, round trip."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from pipelines.cluster import ClusterConfig
+from pipelines.dataset import export_neuronio, import_neuronio
+from simulations.neuronio import NeuronIOFormatError, load_pickle
+from simulations.store import DATA_ARRAYS, Dataset, DatasetError, prepare_split, write_block
+from tests.test_store import make_spec, record
+
+HERE = ClusterConfig(kind="in-process")
+N_SEG, T = 5, 100
+
+
+def neuronio_experiment(n_sims: int, seed: int, dendrites: bool = True, T: int = T) -> dict:
+    """A small file in the original layout (float16 voltages, dicts of int64 spike times)."""
+    rng = np.random.default_rng(seed)
+    sims = []
+    for _ in range(n_sims):
+        exc = {
+            np.int64(s): [np.int64(t) for t in sorted(rng.choice(T, 4, replace=False))]
+            for s in range(0, N_SEG, 2)
+        }
+        inh = {
+            np.int64(s): [np.int64(t) for t in sorted(rng.choice(T, 3, replace=False))]
+            for s in range(1, N_SEG, 2)
+        }
+        exc[np.int64(0)].append(exc[np.int64(0)][0])  # a repeated spike in one bin
+        sim = {
+            "recordingTimeHighRes": np.arange(T * 8, dtype=np.float32) / 8,
+            "somaVoltageHighRes": rng.normal(-70, 4, T * 8).astype(np.float16),
+            "nexusVoltageHighRes": rng.normal(-65, 4, T * 8).astype(np.float16),
+            "recordingTimeLowRes": np.arange(T, dtype=np.float32),
+            "somaVoltageLowRes": rng.normal(-70, 4, T).astype(np.float16),
+            "nexusVoltageLowRes": rng.normal(-65, 4, T).astype(np.float16),
+            "exInputSpikeTimes": exc,
+            "inhInputSpikeTimes": inh,
+            "outputSpikeTimes": np.sort(rng.uniform(1, T - 1, 3)).astype(np.float16),
+        }
+        if dendrites:
+            sim["dendriticVoltagesLowRes"] = rng.normal(-70, 4, (N_SEG, T)).astype(np.float16)
+        sims.append(sim)
+    params = {
+        "randomSeed": seed,
+        "numSimulations": n_sims,
+        "totalSimDurationInSec": T / 1000,
+        "collectAndSaveDVTs": dendrites,
+        "allSegmentsType": ["basal", "basal", "apical", "apical", "apical"],
+        "allSegmentsLength": np.array([10.0, 20, 30, 15, 25]),
+        "allSegments_DistFromSoma": np.array([20.0, 40, 60, 100, 140]),
+        "allSegments_SectionInd": np.array([0, 0, 1, 1, 2]),
+    }
+    return {"Params": params, "Results": {"listOfSingleSimulationDicts": sims}}
+
+
+def write_python2_style(path, experiment) -> None:
+    """Protocol 2 with the numpy 1.x module names that Python 2 NeuronIO files reference."""
+    data = pickle.dumps(experiment, protocol=2)
+    path.write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+
+
+@pytest.fixture
+def neuronio_folder(tmp_path):
+    folder = tmp_path / "neuronio"
+    folder.mkdir()
+    for i, seed in enumerate((1110264, 100523)):
+        write_python2_style(folder / f"file_{i}_sim__{seed}.p", neuronio_experiment(3, seed))
+    return folder
+
+
+def test_import_converts_the_original_layout(neuronio_folder, tmp_path):
+    out = tmp_path / "imported.zarr"
+    n = import_neuronio(
+        neuronio_folder, out, "test", with_dendrites=True, cluster=HERE, progress=False
+    )
+    assert n == 6
+    data = Dataset(out)
+    assert data.complete("test").all()
+    files = sorted(neuronio_folder.iterdir())
+    original = load_pickle(files[1])["Results"]["listOfSingleSimulationDicts"][2]
+    sim = data.simulation("test", 3 + 2)
+    # inputs: excitatory row s, inhibitory row N_SEG + s, one per 1 ms bin
+    for segment, times in original["exInputSpikeTimes"].items():
+        assert np.flatnonzero(sim["inputs"][:, segment]).tolist() == sorted(
+            set(int(t) for t in times)
+        )
+    for segment, times in original["inhInputSpikeTimes"].items():
+        assert np.flatnonzero(sim["inputs"][:, N_SEG + segment]).tolist() == sorted(
+            int(t) for t in times
+        )
+    assert sim["inputs"].sum() == sum(
+        len(set(v)) for v in original["exInputSpikeTimes"].values()
+    ) + sum(len(v) for v in original["inhInputSpikeTimes"].values())
+    np.testing.assert_array_equal(sim["soma_v"], original["somaVoltageLowRes"].astype(np.float32))
+    np.testing.assert_array_equal(
+        sim["dend_v"], original["dendriticVoltagesLowRes"].T.astype(np.float32)
+    )
+    t16 = original["outputSpikeTimes"]
+    np.testing.assert_array_equal(sim["spike_times"], t16.astype(np.float64))
+    assert np.flatnonzero(sim["spikes"]).tolist() == sorted(
+        {int(t - 0.5) for t in t16.astype(float)}
+    )
+    assert data.attrs["protocol"]["kind"] == "neuronio-import"
+    assert data.attrs["cell"]["segment_table"]["region"][0] == "basal"
+
+
+def test_files_of_different_sizes(tmp_path):
+    folder = tmp_path / "sizes"
+    folder.mkdir()
+    write_python2_style(folder / "a_sim__1.p", neuronio_experiment(3, 1))
+    write_python2_style(folder / "b_sim__2.p", neuronio_experiment(1, 2))
+    out = tmp_path / "sizes.zarr"
+    assert import_neuronio(folder, out, "test", cluster=HERE, progress=False) == 4
+    assert Dataset(out).complete("test").tolist() == [True] * 4
+    assert Dataset(out).attrs["protocol"]["files"] == [["a_sim__1.p", 3], ["b_sim__2.p", 1]]
+
+
+def test_import_in_parallel_with_dask(neuronio_folder, tmp_path):
+    out = tmp_path / "parallel.zarr"
+    import_neuronio(
+        neuronio_folder, out, "test", cluster=ClusterConfig(kind="local", workers=2), progress=False
+    )
+    reference = tmp_path / "serial.zarr"
+    import_neuronio(neuronio_folder, reference, "test", cluster=HERE, progress=False)
+    for name in DATA_ARRAYS:
+        a, b = Dataset(out).group("test")[name][:], Dataset(reference).group("test")[name][:]
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
+
+
+def test_export_then_import_round_trip(tmp_path):
+    store = tmp_path / "ours.zarr"
+    prepare_split(store, make_spec(), "test", 3)
+    write_block(store, "test", 0, [record(0), record(1), record(2)])
+    folder = tmp_path / "exported"
+    names = export_neuronio(store, "test", folder, sims_per_file=2, cluster=HERE, progress=False)
+    assert len(names) == 2
+    assert all(name.startswith("L5PC_sim__Output_spikes_") for name in names)
+    experiment = load_pickle(folder / sorted(names)[0])
+    sim = experiment["Results"]["listOfSingleSimulationDicts"][0]
+    assert sim["somaVoltageLowRes"].dtype == np.float16
+    assert sim["somaVoltageHighRes"].shape == (8 * 40,)
+    assert experiment["Params"]["numSimulations"] in (1, 2)
+    assert len(experiment["Params"]["allSegmentsType"]) == 5
+    back = tmp_path / "back.zarr"
+    import_neuronio(folder, back, "test", cluster=HERE, progress=False)
+    ours, theirs = Dataset(store), Dataset(back)
+    # files are sorted by name, so match simulations by their inputs
+    originals = [ours.simulation("test", k) for k in range(3)]
+    for k in range(3):
+        sim = theirs.simulation("test", k)
+        match = [o for o in originals if np.array_equal(o["inputs"], sim["inputs"])]
+        assert len(match) == 1
+        np.testing.assert_allclose(sim["soma_v"], match[0]["soma_v"], atol=0.04)  # float16
+        np.testing.assert_allclose(sim["spike_times"], match[0]["spike_times"], atol=0.02)
+
+
+def test_crafted_pickle_cannot_run_code(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = f"cos\nsystem\n(S'touch {marker}'\ntR.".encode()
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "evil_sim__1.p").write_bytes(payload)
+    with pytest.raises(NeuronIOFormatError, match=r"refusing to load os\.system"):
+        load_pickle(folder / "evil_sim__1.p")
+    with pytest.raises(NeuronIOFormatError, match="refusing"):
+        import_neuronio(folder, tmp_path / "x.zarr", "test", cluster=HERE, progress=False)
+    assert not marker.exists()
+    # a builtins trick is refused as well
+    trick = pickle.dumps(eval)  # references builtins.eval
+    (folder / "evil_sim__1.p").write_bytes(trick)
+    with pytest.raises(NeuronIOFormatError, match="builtins"):
+        load_pickle(folder / "evil_sim__1.p")
+
+
+def test_malformed_files(tmp_path):
+    not_neuronio = tmp_path / "a.p"
+    not_neuronio.write_bytes(pickle.dumps({"hello": 1}, protocol=2))
+    with pytest.raises(NeuronIOFormatError, match="not a NeuronIO file"):
+        load_pickle(not_neuronio)
+    truncated = tmp_path / "b.p"
+    truncated.write_bytes(pickle.dumps(neuronio_experiment(1, 0), protocol=2)[:500])
+    with pytest.raises(NeuronIOFormatError, match="not a readable pickle"):
+        load_pickle(truncated)
+
+
+def test_inconsistent_files_and_empty_folders(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_python2_style(folder / "a_sim__1.p", neuronio_experiment(3, 1))
+    write_python2_style(folder / "b_sim__2.p", neuronio_experiment(2, 2, T=50))
+    with pytest.raises(NeuronIOFormatError, match=r"b_sim__2\.p: simulations of 50 ms"):
+        import_neuronio(folder, tmp_path / "m.zarr", "test", cluster=HERE, progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError, match="no NeuronIO pickle files"):
+        import_neuronio(empty, tmp_path / "e.zarr", "test", cluster=HERE, progress=False)
+    no_dvt = tmp_path / "nodvt"
+    no_dvt.mkdir()
+    write_python2_style(no_dvt / "a_sim__1.p", neuronio_experiment(1, 1, dendrites=False))
+    with pytest.raises(NeuronIOFormatError, match="no dendritic"):
+        import_neuronio(
+            no_dvt, tmp_path / "d.zarr", "test", with_dendrites=True, cluster=HERE, progress=False
+        )
