@@ -198,3 +198,40 @@ def test_replay_reproduces_the_source(reference, tmp_path):
         assert np.array_equal(a["soma_v"], b["soma_v"])
         assert np.array_equal(a["spike_times"], b["spike_times"])
     assert replay.attrs["protocol"]["kind"] == "replay"
+
+
+def test_rejection_on_output_spikes_regenerates_deterministically(tmp_path):
+    """Keep no silent simulation: 100 ms without output spikes are redrawn up to max_attempts."""
+    config = tmp_path / "reject.yaml"
+    config.write_text(
+        "protocol:\n  kind: neuronio\n  rejection:\n"
+        "    keep_probability_zero_spikes: 0.0\n    max_attempts: 3\n"
+    )
+    runs = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.zarr"
+        result = cli(
+            "simulate",
+            "-o",
+            str(path),
+            "-n",
+            "2",
+            "--split",
+            "train",
+            "--duration-ms",
+            "100",
+            "-c",
+            str(config),
+            "--cluster",
+            "in-process",
+            "--quiet",
+        )
+        assert result.returncode == 0, result.stderr
+        runs.append(Dataset(path))
+    for k in range(2):
+        sim = runs[0].simulation("train", k)
+        # a silent draw is rejected until the last attempt, which is kept whatever it is
+        assert sim["attempts"] == 3 if sim["n_spikes"] == 0 else sim["attempts"] >= 1
+        assert sim["attempts"] > 1 or sim["n_spikes"] > 0
+        assert np.array_equal(sim["inputs"], runs[1].simulation("train", k)["inputs"])
+    assert runs[0].attrs["protocol"]["rejection"]["keep_probability_zero_spikes"] == 0.0

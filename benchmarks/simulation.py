@@ -1,0 +1,271 @@
+"""Data-stage benchmark: speed against a straightforward NEURON script, statistics against the
+documented NeuronIO reference, and bytes on disk against the NeuronIO pickle format.
+
+    python benchmarks/simulation.py                       # everything (≈15 min on 2 cores)
+    python benchmarks/simulation.py --seconds 1 --stats-sims 0   # speed only, quicker
+
+Every timing runs in its own fresh process (NEURON holds one model per process), one after the
+other, and the ratios are computed from measurements taken side by side in this one run.
+
+1. Speed, for the Hay cell (../shared) and the built-in cell: wall seconds per simulated second
+   of our data stage (`simulations.simulate.Simulator`) and of a straightforward version of the
+   same simulation — CVode, every dendritic segment recorded at every step, one NetCon per
+   synapse with one ``NetCon.event`` per input spike queued from Python — on identical inputs,
+   with the soma traces compared.
+2. Statistics of a few 6 s Hay-cell simulations made by `elmpipe simulate`, next to the
+   documented reference values.
+3. Bytes per simulated second of those simulations in our Zarr store and as NeuronIO pickles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+HAY = ROOT.parent / "shared" / "data" / "morphologies" / "cell1.asc"
+sys.path.insert(0, str(ROOT))
+
+
+# -- the two versions, each run in a child process --------------------------------------------
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _inputs(cell, seconds: float, seed: int) -> np.ndarray:
+    from simulations.inputs import InputLayout, NeuronIOProtocol, generate_inputs, simulation_rng
+
+    layout = InputLayout.from_segment_table(cell.segments)
+    rng = simulation_rng(seed, "benchmark", 0)
+    return generate_inputs(NeuronIOProtocol(), layout, seconds * 1000, rng).spikes
+
+
+def run_ours(morphology: str | None, seconds: float, seed: int, out: str) -> dict:
+    from simulations.cell import Cell
+    from simulations.simulate import SimulationSettings, Simulator
+
+    cell = Cell(morphology)
+    inputs = _inputs(cell, seconds, seed)
+    simulator = Simulator(cell, SimulationSettings(duration_ms=seconds * 1000))
+    started = time.perf_counter()
+    result = simulator.run_binary(inputs)
+    wall = time.perf_counter() - started
+    np.save(out, result.soma_v)
+    return {
+        "wall": wall,
+        "spikes": result.spike_times.tolist(),
+        "events": int(inputs.sum()),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def run_straightforward(morphology: str | None, seconds: float, seed: int, out: str) -> dict:
+    """The same simulation written the obvious way."""
+    from simulations._neuron import hoc
+    from simulations.cell import Cell
+    from simulations.simulate import detect_spikes
+
+    h = hoc()
+    cell = Cell(morphology)
+    inputs = _inputs(cell, seconds, seed)
+    started = time.perf_counter()
+    segments = cell.dendritic_segments()
+    synapses = [h.AmpaNmda(seg) for seg in segments] + [h.GabaA(seg) for seg in segments]
+    netcons = []
+    for syn in synapses:
+        con = h.NetCon(None, syn)
+        con.weight[0], con.delay = 1.0, 0.0
+        netcons.append(con)
+    trains = [np.flatnonzero(inputs[:, c]).astype(float) for c in range(inputs.shape[1])]
+
+    def queue_events() -> None:
+        for con, train in zip(netcons, trains, strict=True):
+            for t in train:
+                con.event(t)
+
+    handler = h.FInitializeHandler(queue_events)
+    t_vec = h.Vector().record(h._ref_t)
+    soma = h.Vector().record(cell.soma[0](0.5)._ref_v)
+    dendrites = [h.Vector().record(seg._ref_v) for seg in segments]
+    h.celsius = 6.3
+    h.cvode_active(1)
+    h.CVode().atol(1e-3)
+    h.finitialize(-76.0)
+    h.continuerun(seconds * 1000)
+    t = np.array(t_vec)
+    t_high = np.arange(int(seconds * 8000)) / 8.0
+    t_low = np.arange(int(seconds * 1000), dtype=float)
+    soma_high = np.interp(t_high, t, np.array(soma))
+    spikes = detect_spikes(t_high, soma_high, -25.0)
+    soma_low = np.interp(t_low, t, np.array(soma)).astype(np.float32)
+    dend_low = np.stack([np.interp(t_low, t, np.array(v)) for v in dendrites]).astype(np.float16)
+    wall = time.perf_counter() - started
+    del handler
+    np.save(out, soma_low)
+    return {
+        "wall": wall,
+        "spikes": spikes.tolist(),
+        "steps": len(t),
+        "dend_shape": dend_low.shape,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _child(version: str, morphology: str | None, seconds: float, seed: int, out: str) -> dict:
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); "
+        f"from benchmarks.simulation import run_{version} as f; "
+        f"print(json.dumps(f({morphology!r}, {seconds!r}, {seed!r}, {out!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{version} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def speed(cells: dict[str, str | None], seconds: float, seed: int, repeats: int) -> None:
+    print(f"\n== 1. Speed: {seconds:g} s simulated, NeuronIO inputs (seed {seed}), CVode atol 1e-3")
+    header = f"{'cell':<10} {'version':<17} {'wall s/sim s':>13} {'ratio':>7} {'peak MB':>8}"
+    print(header + "  soma vs ours")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, morphology in cells.items():
+            walls: dict[str, list[float]] = {"ours": [], "straightforward": []}
+            results = {}
+            for _ in range(repeats):  # alternate, so drifts of a shared machine hit both
+                for version in ("ours", "straightforward"):
+                    out = os.path.join(tmp, f"{name}-{version}.npy")
+                    results[version] = _child(version, morphology, seconds, seed, out)
+                    walls[version].append(results[version]["wall"] / seconds)
+            ours = np.load(os.path.join(tmp, f"{name}-ours.npy"))
+            plain = np.load(os.path.join(tmp, f"{name}-straightforward.npy"))
+            best = {v: min(w) for v, w in walls.items()}
+            same_spikes = results["ours"]["spikes"] == results["straightforward"]["spikes"]
+            diff = float(np.abs(ours - plain).max())
+            rss = {v: results[v]["peak_rss_mb"] for v in results}
+            print(
+                f"{name:<10} {'straightforward':<17} {best['straightforward']:>13.2f} {1.0:>7.2f} "
+                f"{rss['straightforward']:>8.0f}"
+            )
+            print(
+                f"{name:<10} {'ours':<17} {best['ours']:>13.2f} "
+                f"{best['straightforward'] / best['ours']:>7.2f} {rss['ours']:>8.0f}  "
+                f"max |Δv| {diff:.2e} mV, "
+                f"spikes {'identical' if same_spikes else 'DIFFERENT'} "
+                f"({len(results['ours']['spikes'])}), {results['ours']['events']} input events"
+            )
+            print(
+                f"{'':<10} all walls (s/s): "
+                + ", ".join(f"{v} " + "/".join(f"{w:.2f}" for w in ws) for v, ws in walls.items())
+            )
+
+
+# -- statistics and bytes ------------------------------------------------------------------------
+
+
+REFERENCE = {
+    "excitatory input (Hz per synapse)": 12.2,
+    "inhibitory input (Hz per synapse)": 9.6,
+    "soma V mean after 500 ms (mV)": "≈ -67 (-65 to -67.5)",
+    "output spikes per 6 s simulation": "0 to 22",
+}
+
+
+def _bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def statistics_and_bytes(n_sims: int, workers: int, seed: int) -> None:
+    from pipelines.cluster import ClusterConfig
+    from pipelines.config import SimulateConfig
+    from pipelines.dataset import export_neuronio
+    from pipelines.simulate import simulate
+    from simulations.cell import CellSpec
+    from simulations.describe import describe
+    from simulations.store import Dataset
+
+    print(
+        f"\n== 2. Statistics of {n_sims} Hay-cell simulations of 6 s (elmpipe simulate, "
+        f"{workers} workers)"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "hay.zarr"
+        config = SimulateConfig(
+            cell=CellSpec(morphology=str(HAY)),
+            seed=seed,
+            cluster=ClusterConfig(kind="local", workers=workers),
+        )
+        summary = simulate(config, store, "test", n_sims, progress=False)
+        core_seconds = summary.seconds * workers
+        print(
+            f"wall {summary.seconds:.0f} s for {n_sims} × 6 s on {workers} workers "
+            f"(≈ {core_seconds / (6 * n_sims):.1f} core-s per simulated s, incl. start-up)"
+        )
+        split = describe(str(store))["splits"]["test"]
+        counts = Dataset(store).group("test")["n_spikes"][:].tolist()
+        soma = split["soma_v_mv"]
+        ours = {
+            "excitatory input (Hz per synapse)": f"{split['input_rate_hz']['excitatory']:.2f}",
+            "inhibitory input (Hz per synapse)": f"{split['input_rate_hz']['inhibitory']:.2f}",
+            "soma V mean after 500 ms (mV)": f"{soma['mean']:.2f} ± {soma['sd']:.2f}",
+            "output spikes per 6 s simulation": f"mean {split['output']['spikes_per_sim_mean']:.1f}"
+            f" (per sim: {', '.join(str(n) for n in counts)})",
+        }
+        print(f"{'quantity':<36} {'ours':<32} documented")
+        for key, value in REFERENCE.items():
+            print(f"{key:<36} {ours[key]:<32} {value}")
+
+        print("\n== 3. Bytes per simulated second")
+        folder = Path(tmp) / "pickles"
+        export_neuronio(
+            store, "test", folder, cluster=ClusterConfig(kind="in-process"), progress=False
+        )
+        simulated = 6.0 * n_sims
+        zarr_bytes = _bytes(store) / simulated
+        pickle_bytes = _bytes(folder) / simulated
+        dvt_bytes = 639 * 6000 * 2 / 6.0  # float16 dendritic traces NeuronIO files also carry
+        print(f"our Zarr store (inputs, soma, nexus, spikes):  {zarr_bytes / 1e3:9.1f} kB/s")
+        print(
+            f"NeuronIO pickle, same content (no DVTs):       {pickle_bytes / 1e3:9.1f} kB/s "
+            f"→ ours is 1/{pickle_bytes / zarr_bytes:.1f}"
+        )
+        print(
+            f"NeuronIO pickle as published (with DVTs):      "
+            f"{(pickle_bytes + dvt_bytes) / 1e3:9.1f} kB/s → ours is "
+            f"1/{(pickle_bytes + dvt_bytes) / zarr_bytes:.0f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=2.0, help="simulated seconds per timing")
+    parser.add_argument("--repeats", type=int, default=1, help="timings per version (best kept)")
+    parser.add_argument("--stats-sims", type=int, default=4, help="6 s Hay simulations (0: skip)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    cells: dict[str, str | None] = {"default": None}
+    if HAY.exists():
+        cells = {"hay": str(HAY), **cells}
+    else:
+        print(f"(Hay reconstruction not found at {HAY}: timing the built-in cell only)")
+    speed(cells, args.seconds, args.seed, args.repeats)
+    if args.stats_sims > 0 and HAY.exists():
+        statistics_and_bytes(args.stats_sims, args.workers, args.seed)
+
+
+if __name__ == "__main__":
+    main()
