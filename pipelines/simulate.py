@@ -9,6 +9,7 @@ command again does only what is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ def simulate(
         config = config.model_copy(
             update={"protocol": _check_replay(config.protocol, spec, n_sims)}
         )
-        spec = DatasetSpec(**{**spec.__dict__, "protocol": config.protocol.model_dump(mode="json")})
+        spec = dataclasses.replace(spec, protocol=config.protocol.model_dump(mode="json"))
     plan = prepare_split(out, spec, split, n_sims, config.sims_per_chunk)
     job = DatasetJob(
         store=str(out),
