@@ -1,0 +1,256 @@
+"""The sequential part of the fast ELM: a d_m-sized recurrence over time, with its own backward.
+
+    a_t  = pre_t + R·m_{t−1}              (R = W1's memory columns · diag(κ_m))
+    h_t  = φ(a_t)
+    Δm_t = 1.7159·tanh((2/3)(W2·h_t + c2))
+    m_t  = κ_m ⊙ m_{t−1} + g ⊙ Δm_t
+
+Autograd would record ~10 tiny operations per time step and walk them back one by one, paying
+microseconds of framework overhead for each on matrices of a few hundred numbers. Here the forward
+loop and the back-propagation-through-time loop are compiled kernels that record nothing —
+numba on the CPU, TorchScript on CUDA — and every weight gradient is one large matrix product
+after the loop. The operations are the same, so results equal autograd's (tests check it).
+With more than one hidden MLP layer the plain autograd loop is used.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+GAIN = 1.7159
+SLOPE = 2.0 / 3.0
+
+
+def _act(x: torch.Tensor, silu: bool) -> torch.Tensor:
+    return torch.nn.functional.silu(x) if silu else torch.relu(x)
+
+
+# -- CPU kernels (numba) -------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _cpu_forward(pre, recurrent_t, w_out_t, b_out, kappa, scaled_gain, silu):  # pragma: no cover
+    steps, batch, width = pre.shape
+    d = kappa.shape[0]
+    pre_act = np.empty_like(pre)
+    tanhs = np.empty((steps, batch, d), pre.dtype)
+    states = np.empty((steps, batch, d), pre.dtype)
+    memory = np.zeros((batch, d), pre.dtype)
+    hidden = np.empty((batch, width), pre.dtype)
+    for t in range(steps):
+        a = np.dot(memory, recurrent_t) + pre[t]
+        pre_act[t] = a
+        for b in range(batch):
+            for j in range(width):
+                x = a[b, j]
+                hidden[b, j] = x / (1.0 + np.exp(-x)) if silu else max(x, 0.0)
+        o = np.dot(hidden, w_out_t)
+        for b in range(batch):
+            for k in range(d):
+                th = np.tanh((o[b, k] + b_out[k]) * SLOPE)
+                tanhs[t, b, k] = th
+                memory[b, k] = kappa[k] * memory[b, k] + scaled_gain[k] * th
+        states[t] = memory
+    return states, pre_act, tanhs
+
+
+@numba.njit(cache=True, nogil=True)
+def _cpu_backward(
+    grad_states, pre_act, tanhs, recurrent, w_out, kappa, scaled_gain, silu
+):  # pragma: no cover
+    steps, batch, width = pre_act.shape
+    d = kappa.shape[0]
+    grad_a = np.empty_like(pre_act)
+    grad_o = np.empty_like(tanhs)
+    grad_memory = np.empty_like(tanhs)
+    carry = np.zeros((batch, d), pre_act.dtype)
+    go = np.empty((batch, d), pre_act.dtype)
+    for i in range(steps):
+        t = steps - 1 - i
+        for b in range(batch):
+            for k in range(d):
+                gm = grad_states[t, b, k] + carry[b, k]
+                grad_memory[t, b, k] = gm
+                th = tanhs[t, b, k]
+                go[b, k] = gm * scaled_gain[k] * SLOPE * (1.0 - th * th)
+        grad_o[t] = go
+        grad_h = np.dot(go, w_out)
+        for b in range(batch):
+            for j in range(width):
+                x = pre_act[t, b, j]
+                if silu:
+                    sig = 1.0 / (1.0 + np.exp(-x))
+                    grad_a[t, b, j] = grad_h[b, j] * sig * (1.0 + x * (1.0 - sig))
+                else:
+                    grad_a[t, b, j] = grad_h[b, j] if x > 0.0 else 0.0
+        back = np.dot(grad_a[t], recurrent)
+        for b in range(batch):
+            for k in range(d):
+                carry[b, k] = grad_memory[t, b, k] * kappa[k] + back[b, k]
+    return grad_a, grad_o, grad_memory
+
+
+def _numpy(x: torch.Tensor, time_major: bool = False) -> np.ndarray:
+    x = x.detach()
+    if time_major:
+        x = x.transpose(0, 1)
+    return np.ascontiguousarray(x.numpy())
+
+
+def _torch(x: np.ndarray, time_major: bool = False) -> torch.Tensor:
+    out = torch.from_numpy(x)
+    return out.transpose(0, 1) if time_major else out
+
+
+# -- CUDA kernels (TorchScript) ------------------------------------------------------------------
+
+
+@torch.jit.script
+def _cuda_forward(
+    pre: torch.Tensor,
+    recurrent: torch.Tensor,
+    w_out: torch.Tensor,
+    b_out: torch.Tensor,
+    kappa: torch.Tensor,
+    scaled_gain: torch.Tensor,
+    silu: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # pragma: no cover - needs a GPU
+    batch, steps, width = pre.shape
+    memory = torch.zeros(batch, kappa.shape[0], dtype=pre.dtype, device=pre.device)
+    states = torch.empty(batch, steps, kappa.shape[0], dtype=pre.dtype, device=pre.device)
+    pre_act = torch.empty(batch, steps, width, dtype=pre.dtype, device=pre.device)
+    tanhs = torch.empty(batch, steps, kappa.shape[0], dtype=pre.dtype, device=pre.device)
+    for t in range(steps):
+        a = torch.addmm(pre[:, t], memory, recurrent.t())
+        h = torch.nn.functional.silu(a) if silu else torch.relu(a)
+        th = torch.tanh(torch.addmm(b_out, h, w_out.t()) * (2.0 / 3.0))
+        memory = kappa * memory + scaled_gain * th
+        pre_act[:, t] = a
+        tanhs[:, t] = th
+        states[:, t] = memory
+    return states, pre_act, tanhs
+
+
+@torch.jit.script
+def _cuda_backward(
+    grad_states: torch.Tensor,
+    pre_act: torch.Tensor,
+    tanhs: torch.Tensor,
+    recurrent: torch.Tensor,
+    w_out: torch.Tensor,
+    kappa: torch.Tensor,
+    scaled_gain: torch.Tensor,
+    silu: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # pragma: no cover - needs a GPU
+    batch, steps, width = pre_act.shape
+    grad_a = torch.empty_like(pre_act)
+    grad_o = torch.empty_like(tanhs)
+    grad_memory = torch.empty_like(tanhs)
+    carry = torch.zeros(batch, kappa.shape[0], dtype=pre_act.dtype, device=pre_act.device)
+    for i in range(steps):
+        t = steps - 1 - i
+        grad_m = grad_states[:, t] + carry
+        th = tanhs[:, t]
+        go = grad_m * scaled_gain * (2.0 / 3.0) * (1.0 - th * th)
+        grad_h = go @ w_out
+        a = pre_act[:, t]
+        if silu:
+            sig = torch.sigmoid(a)
+            ga = grad_h * (sig * (1.0 + a * (1.0 - sig)))
+        else:
+            ga = grad_h * (a > 0).to(a.dtype)
+        carry = torch.addmm(grad_m * kappa, ga, recurrent)
+        grad_a[:, t] = ga
+        grad_o[:, t] = go
+        grad_memory[:, t] = grad_m
+    return grad_a, grad_o, grad_memory
+
+
+class _Recurrence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre, recurrent, w_out, b_out, kappa, gain, silu: bool):
+        scaled_gain = gain * GAIN
+        if pre.is_cuda:
+            states, pre_act, tanhs = _cuda_forward(
+                pre, recurrent, w_out, b_out, kappa, scaled_gain, silu
+            )
+        else:
+            s, a, th = _cpu_forward(
+                _numpy(pre, True),
+                _numpy(recurrent.t()),
+                _numpy(w_out.t()),
+                _numpy(b_out),
+                _numpy(kappa),
+                _numpy(scaled_gain),
+                silu,
+            )
+            states, pre_act, tanhs = _torch(s, True), _torch(a, True), _torch(th, True)
+        ctx.save_for_backward(states, pre_act, tanhs, recurrent, w_out, kappa, scaled_gain)
+        ctx.silu = silu
+        return states
+
+    @staticmethod
+    def backward(ctx, grad_states):
+        states, pre_act, tanhs, recurrent, w_out, kappa, scaled_gain = ctx.saved_tensors
+        if grad_states.is_cuda:
+            grad_a, grad_o, grad_m = _cuda_backward(
+                grad_states.contiguous(),
+                pre_act,
+                tanhs,
+                recurrent,
+                w_out,
+                kappa,
+                scaled_gain,
+                ctx.silu,
+            )
+        else:
+            ga, go, gm = _cpu_backward(
+                _numpy(grad_states, True),
+                _numpy(pre_act, True),
+                _numpy(tanhs, True),
+                _numpy(recurrent),
+                _numpy(w_out),
+                _numpy(kappa),
+                _numpy(scaled_gain),
+                ctx.silu,
+            )
+            grad_a, grad_o, grad_m = _torch(ga, True), _torch(go, True), _torch(gm, True)
+        previous = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)
+        hidden = _act(pre_act, ctx.silu)
+        flat_a = grad_a.reshape(-1, grad_a.shape[-1])
+        flat_o = grad_o.reshape(-1, grad_o.shape[-1])
+        grad_recurrent = flat_a.t() @ previous.reshape(-1, previous.shape[-1])
+        grad_w_out = flat_o.t() @ hidden.reshape(-1, hidden.shape[-1])
+        grad_b_out = flat_o.sum(0)
+        # m_t = κ ⊙ m_{t−1} + g ⊙ 1.7159·th_t
+        grad_kappa = (grad_m * previous).sum((0, 1))
+        grad_gain = (grad_m * GAIN * tanhs).sum((0, 1))
+        return grad_a, grad_recurrent, grad_w_out, grad_b_out, grad_kappa, grad_gain, None
+
+
+def elm_recurrence(
+    pre: torch.Tensor,
+    recurrent: torch.Tensor,
+    hidden: list[tuple[torch.Tensor, torch.Tensor]],
+    w_out: torch.Tensor,
+    b_out: torch.Tensor,
+    kappa_m: torch.Tensor,
+    gain: torch.Tensor,
+    silu: bool,
+) -> torch.Tensor:
+    """Memory states m_1 … m_T, shape (batch, time, d_m), from m_0 = 0."""
+    if not hidden:
+        return _Recurrence.apply(pre, recurrent, w_out, b_out, kappa_m, gain, silu)
+    batch, steps, _ = pre.shape
+    m = pre.new_zeros(batch, kappa_m.shape[0])
+    states = []
+    for t in range(steps):
+        h = _act(pre[:, t] + m @ recurrent.T, silu)
+        for weight, bias in hidden:
+            h = _act(torch.nn.functional.linear(h, weight, bias), silu)
+        delta = GAIN * torch.tanh(SLOPE * torch.nn.functional.linear(h, w_out, b_out))
+        m = kappa_m * m + gain * delta
+        states.append(m)
+    return torch.stack(states, dim=1)
