@@ -32,7 +32,7 @@ SCALED_TANH_GAIN = 1.7159  # LeCun's scaled tanh: 1.7159·tanh(2x/3)
 
 
 class ELMConfig(BaseModel):
-    """Every hyper-parameter of the ELM notation table; defaults are the released NeuronIO models."""
+    """Every hyper-parameter of the ELM notation table; defaults = the released NeuronIO models."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

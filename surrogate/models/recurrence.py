@@ -144,7 +144,7 @@ def _cuda_backward(
     scaled_gain: torch.Tensor,
     silu: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # pragma: no cover - needs a GPU
-    batch, steps, width = pre_act.shape
+    batch, steps = pre_act.shape[0], pre_act.shape[1]
     grad_a = torch.empty_like(pre_act)
     grad_o = torch.empty_like(tanhs)
     grad_memory = torch.empty_like(tanhs)

@@ -15,7 +15,8 @@ def no_routing(num_input: int, num_synapse: int) -> tuple[torch.Tensor, torch.Te
     """Synapse k gets input k (the vanilla ELM)."""
     if num_synapse != num_input:
         raise ValueError(
-            f"routing 'none' needs one synapse per input: {num_synapse} synapses for {num_input} inputs"
+            f"routing 'none' needs one synapse per input: "
+            f"{num_synapse} synapses for {num_input} inputs"
         )
     return torch.arange(num_input, dtype=torch.int64), torch.ones(num_input, dtype=torch.bool)
 

@@ -1,4 +1,4 @@
-"""A linear leaky scan b_t = κ·b_{t−1} + z_t over long sequences, exactly, with few sequential steps.
+"""A linear leaky scan b_t = κ·b_{t−1} + z_t over long sequences: exact, few sequential steps.
 
 Within a chunk of L steps the scan is one matrix product with the lower-triangular decay matrix
 D[t, s] = κ^(t−s); chunks are joined by carrying the last value forward (κ^(t+1)·carry). There
