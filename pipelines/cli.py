@@ -8,6 +8,7 @@ C++ compiler, NEURON cannot build or load the mechanisms).
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -517,7 +518,14 @@ def mechanisms_info() -> None:
     click.echo(f"built      {library if library else 'no (run: elmpipe mechanisms build)'}")
 
 
+def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
+    # a batch system's or a user's `kill` then shuts local worker processes down cleanly, as
+    # Ctrl-C does, instead of leaving them running as orphans
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     cli(prog_name="elmpipe")
 
 

@@ -29,3 +29,11 @@ def default_cell():
     from simulations.cell import Cell
 
     return Cell()
+
+
+@pytest.fixture(scope="session")
+def toy_store(tmp_path_factory):
+    """A small dataset of a toy neuron (tests/toy_dataset.py): train 24, valid 8 simulations."""
+    from tests.toy_dataset import make_toy_dataset
+
+    return make_toy_dataset(tmp_path_factory.mktemp("toy") / "toy.zarr", {"train": 24, "valid": 8})

@@ -36,6 +36,7 @@ class ELMConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    family: Literal["elm"] = "elm"
     num_input: int = Field(gt=0, description="d_in, input channels")
     num_output: int = Field(2, gt=0, description="d_o (NeuronIO: spike logit, soma)")
     num_memory: int = Field(20, gt=0, description="d_m, memory units")
@@ -104,13 +105,17 @@ class MLP(nn.Module):
 
 
 def initial_memory_logits(num_memory: int, tau_min: float, tau_max: float) -> torch.Tensor:
-    """θ_m for τ_m log-spaced over [τ_min, τ_max] (τ_m = τ_min + (τ_max − τ_min)·sigmoid(θ_m))."""
+    """θ_m for τ_m log-spaced over [τ_min, τ_max] (τ_m = τ_min + (τ_max − τ_min)·sigmoid(θ_m)).
+
+    Computed in float32, as for the released models (first θ ≈ −18.87, last τ ≈ 149.99998).
+    """
     low, high = tau_min + 1e-6, tau_max - 1e-6
-    tau = torch.logspace(math.log10(low), math.log10(high), num_memory, dtype=torch.float64)
     if num_memory == 1:
-        tau = torch.tensor([low], dtype=torch.float64)
+        tau = torch.tensor([low], dtype=torch.float32)
+    else:
+        tau = torch.logspace(math.log10(low), math.log10(high), num_memory, dtype=torch.float32)
     tau = tau.clamp(low, high)
-    return torch.log((tau - tau_min) / (tau_max - tau)).to(torch.float32)
+    return torch.log((tau - tau_min) / (tau_max - tau))
 
 
 class ELM(nn.Module):

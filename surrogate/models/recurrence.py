@@ -7,8 +7,8 @@
 
 Autograd would record ~10 tiny operations per time step and walk them back one by one, paying
 microseconds of framework overhead for each on matrices of a few hundred numbers. Here the forward
-loop and the back-propagation-through-time loop are compiled kernels that record nothing —
-numba on the CPU, TorchScript on CUDA — and every weight gradient is one large matrix product
+loop and the back-propagation-through-time loop record nothing — compiled with numba on the
+CPU, plain no-grad loops on a GPU — and every weight gradient is one large matrix product
 after the loop. The operations are the same, so results equal autograd's (tests check it).
 With more than one hidden MLP layer the plain autograd loop is used.
 """
@@ -104,10 +104,10 @@ def _torch(x: np.ndarray, time_major: bool = False) -> torch.Tensor:
     return out.transpose(0, 1) if time_major else out
 
 
-# -- CUDA kernels (TorchScript) ------------------------------------------------------------------
+# -- GPU loops (eager; kernel launches dominate there, not framework overhead) --------------------
 
 
-@torch.jit.script
+@torch.no_grad()
 def _cuda_forward(
     pre: torch.Tensor,
     recurrent: torch.Tensor,
@@ -133,7 +133,7 @@ def _cuda_forward(
     return states, pre_act, tanhs
 
 
-@torch.jit.script
+@torch.no_grad()
 def _cuda_backward(
     grad_states: torch.Tensor,
     pre_act: torch.Tensor,

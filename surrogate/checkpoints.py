@@ -1,0 +1,158 @@
+"""Checkpoints: our own format, and the state dicts released with the ELM paper.
+
+Every file is read with ``torch.load(weights_only=True)``, which unpickles tensors and plain
+containers only: a crafted file cannot run code, it gets a :class:`CheckpointError` instead.
+Files are written to a temporary name and renamed, so a killed run never leaves a torn checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from surrogate.models import ELMConfig, build_model, model_config
+from surrogate.models.elm import ELM
+from surrogate.models.routing import neuronio_routing
+
+FORMAT = "elmpipe-surrogate"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unsafe, or not what it should be."""
+
+
+def _load(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "GLOBAL" in text or "global" in text:
+            names = [line.strip() for line in text.splitlines() if "GLOBAL" in line][:1]
+            raise CheckpointError(
+                f"{path} is not a plain weights file (it names Python objects other than "
+                f"tensors, which could run code); refusing to load it. {' '.join(names)}"
+            ) from exc
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint") from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
+
+
+def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    torch.save(payload, partial)
+    os.replace(partial, path)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> None:
+    """Model config + weights (+ anything JSON-like or tensors in ``extra``, e.g. optimiser)."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model.config.model_dump(mode="json"),
+        "state_dict": OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items()),
+        **extra,
+    }
+    save_atomic(payload, path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    payload = _load(path)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not an elmpipe checkpoint (for the released ELM weights use "
+            "load_published_elm or `elmpipe evaluate --published`)"
+        )
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} unsupported")
+    return payload
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """Rebuild the model of one of our checkpoints, weights loaded, in eval mode."""
+    payload = read_checkpoint(path)
+    try:
+        model = build_model(model_config(payload["model"]))
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit the stored model config: {exc}") from exc
+    return model.eval()
+
+
+# -- the released ELM checkpoints ---------------------------------------------------------------
+
+
+def published_elm_config(
+    state_dict: dict[str, torch.Tensor], config_json: dict[str, Any] | None = None
+) -> ELMConfig:
+    """Infer the ELMConfig of a released state dict (``model_config.json`` values win)."""
+    cfg = dict(config_json or {})
+    try:
+        n_memory = state_dict["_proto_tau_m"].shape[0]
+        first = state_dict["mlp.network.0.weight"]
+        n_synapse = state_dict["_proto_w_s"].shape[0]
+    except KeyError as exc:
+        raise CheckpointError(f"not an ELM state dict: missing {exc}") from exc
+    linear = sorted(k for k in state_dict if k.startswith("mlp.network.") and k.endswith(".weight"))
+    n_branch = first.shape[1] - n_memory
+    version = "v2" if "tau_b" in state_dict else "v1"
+    trace = state_dict["tau_b" if version == "v2" else "tau_s"]
+    if not torch.all(trace == trace[0]):
+        raise CheckpointError("the state dict has unequal synapse time constants (unsupported)")
+    indices = state_dict["input_to_synapse_indices"]
+    num_input = int(cfg.get("num_input", int(indices.max()) + 1))
+    return ELMConfig(
+        num_input=num_input,
+        num_output=int(cfg.get("num_output", state_dict["w_y.weight"].shape[0])),
+        num_memory=n_memory,
+        mlp_layers=len(linear) - 1,
+        mlp_hidden=first.shape[0],
+        activation=cfg.get("mlp_activation", "relu"),
+        tau_s=float(trace[0]),
+        tau_m_min=float(cfg.get("memory_tau_min", 1.0)),
+        tau_m_max=float(cfg.get("memory_tau_max", 150.0)),
+        learn_memory_tau=bool(cfg.get("learn_memory_tau", False)),
+        num_branch=n_branch,
+        num_synapse_per_branch=n_synapse // n_branch,
+        routing="neuronio",
+        version=version,
+        lambda_value=float(cfg.get("lambda_value", 5.0)),
+    )
+
+
+def load_published_elm(path: str | Path, config_json: str | Path | None = None) -> ELM:
+    """Load a released ``neuronio_best_model_state.pt`` (optionally with its model_config.json).
+
+    The stored routing indices and mask are loaded as they are (and checked against our
+    NeuronIO routing, which reproduces them for the released models).
+    """
+    state_dict = _load(path)
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"{path} does not hold a state dict")
+    extra = json.loads(Path(config_json).read_text()) if config_json else None
+    if config_json is None and (sibling := Path(path).with_name("model_config.json")).exists():
+        extra = json.loads(sibling.read_text())
+    config = published_elm_config(state_dict, extra)
+    model = ELM(config)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: state dict does not match an ELM: {exc}") from exc
+    index, mask = neuronio_routing(config.num_input, config.branches, config.synapses_per_branch)
+    model.routing_matches_neuronio = bool(
+        torch.equal(index, model.input_to_synapse_indices)
+        and torch.equal(mask, model.valid_indices_mask)
+    )
+    return model.eval()

@@ -1,0 +1,69 @@
+"""Causal temporal convolutional network in the style of Beniaguev, Segev & London (2021).
+
+Layers: causal Conv1d → ReLU → BatchNorm (ε 1e-3), depth times; then two 1×1 heads (spike logit,
+soma). ``depth × width × receptive field`` names a model; the best NeuronIO TCN is 7×128×153
+(first kernel 45, then six of 19). Initialisation as published: kernels truncated-normal
+(sd 0.002), spike head bias −2 (weight sd 0.001), soma head sd 0.03.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+
+class TCNConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    family: Literal["tcn"] = "tcn"
+    num_input: int = Field(gt=0)
+    num_output: int = Field(2, description="spike logit and soma (training units)")
+    depth: int = Field(7, ge=1)
+    width: int = Field(128, ge=1)
+    first_kernel: int = Field(45, ge=1)
+    kernel: int = Field(19, ge=1)
+
+    @property
+    def receptive_field(self) -> int:
+        return self.first_kernel + (self.depth - 1) * (self.kernel - 1)
+
+    @property
+    def name(self) -> str:
+        return f"{self.depth}x{self.width}x{self.receptive_field}"
+
+
+class TCN(nn.Module):
+    """(batch, time, d_in) → (batch, time, 2); output t sees inputs t − T + 1 … t."""
+
+    def __init__(self, config: TCNConfig) -> None:
+        super().__init__()
+        self.config = config
+        convs, norms = [], []
+        channels = config.num_input
+        for i in range(config.depth):
+            k = config.first_kernel if i == 0 else config.kernel
+            conv = nn.Conv1d(channels, config.width, k)
+            nn.init.trunc_normal_(conv.weight, std=0.002, a=-0.004, b=0.004)
+            nn.init.zeros_(conv.bias)
+            convs.append(conv)
+            norms.append(nn.BatchNorm1d(config.width, eps=1e-3))
+            channels = config.width
+        self.convs = nn.ModuleList(convs)
+        self.norms = nn.ModuleList(norms)
+        self.spike_head = nn.Conv1d(config.width, 1, 1)
+        self.soma_head = nn.Conv1d(config.width, config.num_output - 1, 1)
+        nn.init.normal_(self.spike_head.weight, std=0.001)
+        nn.init.constant_(self.spike_head.bias, -2.0)
+        nn.init.normal_(self.soma_head.weight, std=0.03)
+        nn.init.zeros_(self.soma_head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.transpose(1, 2)
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            k = conv.kernel_size[0]
+            h = norm(torch.relu(conv(nn.functional.pad(h, (k - 1, 0)))))
+        out = torch.cat([self.spike_head(h), self.soma_head(h)], dim=1)
+        return out.transpose(1, 2)

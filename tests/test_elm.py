@@ -1,0 +1,213 @@
+"""ELM and Branch-ELM: fast formulation = plain equations, routings, initialisation, counts."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from surrogate.models import ELMConfig, build_model, count_parameters
+from surrogate.models.elm import ELM
+from surrogate.models.elm_reference import plain_forward
+from surrogate.models.routing import neuronio_routing, no_routing, random_routing
+from surrogate.models.scan import leaky_scan
+
+ROUTINGS = {
+    "neuronio": {"num_branch": 4, "num_synapse_per_branch": 12},
+    "random": {"num_branch": 5, "num_synapse_per_branch": 7},
+    "none": {"num_branch": None},
+}
+
+
+def randomised(config: ELMConfig, seed: int = 0) -> ELM:
+    torch.manual_seed(seed)
+    model = ELM(config).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize(
+    ("version", "routing", "activation", "layers"),
+    [(v, r, a, 1) for v, r, a in itertools.product(("v1", "v2"), ROUTINGS, ("relu", "silu"))]
+    + [("v1", "neuronio", "relu", 2), ("v2", "random", "silu", 3)],
+)
+def test_fast_equals_plain_outputs_and_gradients(version, routing, activation, layers):
+    config = ELMConfig(
+        num_input=40,
+        num_memory=6,
+        version=version,
+        routing=routing,
+        activation=activation,
+        mlp_layers=layers,
+        learn_memory_tau=True,
+        **ROUTINGS[routing],
+    )
+    model = randomised(config)
+    x = torch.randint(-1, 2, (3, 70, 40), generator=torch.Generator().manual_seed(1)).double()
+    weights = torch.randn(3, 70, 2, dtype=torch.float64)
+    fast, plain = model(x), plain_forward(model, x)
+    assert (fast - plain).abs().max() <= 1e-5
+    params = [p for p in model.parameters() if p.requires_grad]
+    g_fast = torch.autograd.grad((fast * weights).sum(), params)
+    g_plain = torch.autograd.grad((plain * weights).sum(), params)
+    for a, b in zip(g_fast, g_plain, strict=True):
+        assert (a - b).abs().max() <= 1e-5
+    assert any(g.abs().max() > 0 for g in g_fast)
+
+
+def test_fast_equals_plain_in_float32_at_neuronio_shape():
+    model = ELM(ELMConfig(num_input=1278))
+    x = torch.randint(-1, 2, (2, 120, 1278)).float()
+    assert (model(x) - plain_forward(model, x)).abs().max() < 1e-4
+
+
+def test_leaky_scan_is_exact_across_chunks():
+    z = torch.randn(2, 300, 3, dtype=torch.float64)
+    expected = torch.zeros_like(z)
+    state = torch.zeros(2, 3, dtype=torch.float64)
+    for t in range(300):
+        state = 0.9 * state + z[:, t]
+        expected[:, t] = state
+    for chunk in (1, 7, 128, 512):
+        assert torch.allclose(leaky_scan(z, 0.9, chunk=chunk), expected, atol=1e-12)
+
+
+def test_neuronio_routing_reproduces_the_released_layout():
+    index, mask = neuronio_routing(1278, 45, 100)
+    assert index.shape == (4500,) and index.dtype == torch.int64
+    assert mask.sum() == 4282
+    valid_per_branch = mask.view(45, 100).sum(1)
+    assert valid_per_branch[:41].tolist() == [100] * 41
+    assert valid_per_branch[41:].tolist() == [89, 60, 31, 2]
+    # interleaved order 0, 639, 1, 640, … ; stride 29 between branches
+    assert index[:6].tolist() == [0, 639, 1, 640, 2, 641]
+    assert index[100:102].tolist() == [653, 15]  # position 29 → segment 14 inhibitory, then 15
+    assert torch.all(index[~mask] == 1277)
+    uses = torch.bincount(index[mask], minlength=1278)
+    assert uses.min() >= 1 and uses.max() <= 4
+    assert uses.float().mean() == pytest.approx(4282 / 1278)
+
+
+def test_routing_generalises_to_other_channel_counts():
+    index, mask = neuronio_routing(760, 45, 100)  # the built-in cell
+    assert torch.all(torch.bincount(index[mask], minlength=760) >= 1)
+    assert torch.all(index < 760)
+    with pytest.raises(ValueError, match="exceeds"):
+        neuronio_routing(1278, 10, 100)
+    with pytest.raises(ValueError, match="halves"):
+        neuronio_routing(11, 2, 10)
+    assert no_routing(5, 5)[0].tolist() == [0, 1, 2, 3, 4]
+    a, _ = random_routing(50, 200, seed=3)
+    assert torch.equal(a, random_routing(50, 200, seed=3)[0])
+    assert a.max() < 50
+
+
+def test_memory_time_constants_initialised_log_spaced():
+    model = ELM(ELMConfig(num_input=1278))
+    tau = model.memory_tau()
+    expected = [
+        1.00,
+        1.30,
+        1.69,
+        2.21,
+        2.87,
+        3.74,
+        4.87,
+        6.33,
+        8.25,
+        10.73,
+        13.97,
+        18.19,
+        23.68,
+        30.83,
+        40.13,
+        52.24,
+        68.00,
+        88.52,
+        115.23,
+        150.00,
+    ]
+    np.testing.assert_allclose(tau.numpy(), expected, atol=0.006)
+    assert model._proto_tau_m[0] == pytest.approx(-18.87, abs=0.05)
+    one = ELM(ELMConfig(num_input=1278, num_memory=1))
+    assert one.memory_tau().item() == pytest.approx(1.0, abs=1e-4)
+    assert not model._proto_tau_m.requires_grad
+
+
+@pytest.mark.parametrize(
+    ("tau", "v1", "v2"),
+    [(1, 3.161, 0.993), (5, 0.906, 0.632), (25, 0.196, 0.181), (150, 0.0332, 0.0328)],
+)
+def test_memory_gains_of_both_update_rules(tau, v1, v2):
+    kappa = torch.exp(torch.tensor(-1.0 / tau))
+    assert ELM(ELMConfig(num_input=1278)).memory_gain(kappa).item() == pytest.approx(v1, rel=2e-3)
+    assert ELM(ELMConfig(num_input=1278, version="v2")).memory_gain(kappa).item() == pytest.approx(
+        v2, rel=2e-3
+    )
+
+
+@pytest.mark.parametrize(
+    ("d_m", "expected"),
+    [
+        (1, 4601),
+        (2, 4708),
+        (3, 4823),
+        (5, 5077),
+        (7, 5363),
+        (10, 5852),
+        (15, 6827),
+        (20, 8002),
+        (25, 9377),
+        (30, 10952),
+        (40, 14702),
+        (50, 19252),
+        (75, 34127),
+        (100, 54002),
+    ],
+)
+def test_parameter_count_matches_released_models(d_m, expected):
+    model = ELM(ELMConfig(num_input=1278, num_memory=d_m))
+    assert count_parameters(model) == expected == 4 * d_m**2 + 95 * d_m + 4502
+    assert (
+        count_parameters(ELM(ELMConfig(num_input=1278, num_memory=d_m, version="v2"))) == expected
+    )
+
+
+def test_other_parameter_counts():
+    vanilla = ELMConfig(num_input=1278, num_branch=None, routing="none")
+    assert count_parameters(build_model(vanilla)) == 54100
+    shd = ELMConfig(num_input=700, num_output=20, num_memory=100, num_branch=None, routing="none")
+    assert count_parameters(build_model(shd)) == 183020
+    learned = ELMConfig(num_input=1278, learn_memory_tau=True)
+    assert count_parameters(build_model(learned)) == 8002 + 20
+
+
+def test_memory_is_bounded_and_state_resets():
+    model = randomised(
+        ELMConfig(num_input=40, num_memory=6, num_branch=4, num_synapse_per_branch=12)
+    )
+    x = 5 * torch.ones(1, 200, 40, dtype=torch.float64)
+    first = model(x)
+    assert torch.equal(first, model(x))  # zero state at every call
+    from surrogate.models.elm_reference import plain_forward as reference
+
+    assert torch.allclose(first, reference(model, x))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"tau_m_min": 10, "tau_m_max": 5},
+        {"routing": "none"},  # 45 × 100 ≠ 1278
+        {"num_branch": 5, "num_synapse_per_branch": 100},  # stride 256 > 100
+        {"num_memory": 0},
+        {"colour": "red"},
+    ],
+)
+def test_invalid_configs(bad):
+    with pytest.raises(ValueError):
+        ELMConfig(num_input=1278, **bad)

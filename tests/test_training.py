@@ -1,0 +1,153 @@
+"""Training: it learns, it resumes exactly, its best checkpoint is a true copy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from surrogate.checkpoints import load_model, read_checkpoint
+from surrogate.models import ELMConfig, LSTMConfig
+from surrogate.train import TrainConfig, TrainingError, fit
+
+ELM_SMALL = ELMConfig(num_input=100, num_memory=10, num_branch=10, num_synapse_per_branch=20)
+
+
+def config(**changes) -> TrainConfig:
+    values = {
+        "model": ELM_SMALL,
+        "batch_size": 8,
+        "batches_per_epoch": 100,
+        "epochs": 2,
+        "learning_rate": 5e-3,
+        "loader_workers": 0,
+        "valid_batches": 4,
+    }
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def trained(toy_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "elm"
+    return fit(config(), toy_store, out, progress=False), out
+
+
+def test_training_lowers_the_loss_and_beats_a_constant_predictor(trained):
+    result, out = trained
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert result.last["valid_spike_auc"] > 0.6  # a constant predictor scores 0.5
+    assert result.last["valid_soma_rmse_mv"] < 2.0  # the target's spread is ≈ 4 mV
+    assert (out / "metrics.csv").read_text().startswith("epoch") or "epoch" in (
+        out / "metrics.csv"
+    ).read_text()
+    assert json.loads((out / "done.json").read_text())["parameters"] == result.parameters
+
+
+def test_run_folder_holds_a_loadable_model(trained, toy_store):
+    _, out = trained
+    model = load_model(out / "last.pt")
+    from surrogate.data import WindowBatches
+
+    batch = WindowBatches(toy_store, "valid")[0]
+    with torch.no_grad():
+        assert model(batch.inputs).shape == (8, 500, 2)
+
+
+def test_resume_reproduces_the_uninterrupted_run(toy_store, tmp_path):
+    short = config(batches_per_epoch=15, epochs=3)
+    straight = fit(short, toy_store, tmp_path / "straight", progress=False)
+    # the same run "killed" after its first epoch: epochs beyond are cut, then resumed
+    partial = tmp_path / "resumed"
+    killed = short.model_copy(update={"epochs": 3})
+    fit_one_epoch(killed, toy_store, partial)
+    resumed = fit(short, toy_store, partial, resume=True, progress=False)
+    assert resumed.epochs_run == 2
+    a = read_checkpoint(tmp_path / "straight" / "last.pt")["state_dict"]
+    b = read_checkpoint(partial / "last.pt")["state_dict"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert straight.last["train_loss"] == resumed.last["train_loss"]
+
+
+def fit_one_epoch(config, store, out):
+    """Run a config but stop after its first epoch, as a kill would (last.pt of epoch 1)."""
+    import surrogate.train as train_module
+
+    class Stop(Exception):
+        pass
+
+    original = train_module._write_metrics
+
+    def write_then_stop(path, history):
+        original(path, history)
+        raise Stop
+
+    train_module._write_metrics = write_then_stop
+    try:
+        with pytest.raises(Stop):
+            fit(config, store, out, progress=False)
+    finally:
+        train_module._write_metrics = original
+
+
+def test_refuses_to_overwrite_or_resume_another_run(toy_store, tmp_path):
+    short = config(batches_per_epoch=3, epochs=1, valid_split=None)
+    fit(short, toy_store, tmp_path / "r", progress=False)
+    with pytest.raises(TrainingError, match="--resume"):
+        fit(short, toy_store, tmp_path / "r", progress=False)
+    with pytest.raises(TrainingError, match="different training config"):
+        fit(
+            short.model_copy(update={"seed": 5}),
+            toy_store,
+            tmp_path / "r",
+            resume=True,
+            progress=False,
+        )
+
+
+def test_best_is_a_copy_not_an_alias(toy_store, tmp_path):
+    run = config(batches_per_epoch=20, epochs=3)
+    fit(run, toy_store, tmp_path / "b", progress=False)
+    best = read_checkpoint(tmp_path / "b" / "best.pt")
+    last = read_checkpoint(tmp_path / "b" / "last.pt")
+    history = last["history"]
+    best_epoch = int(np.argmin([row["valid_soma_rmse_mv"] for row in history])) + 1
+    assert best["metrics"]["epoch"] == best_epoch
+    if best_epoch != len(history):  # an earlier epoch was best: its weights must differ
+        assert any(
+            not torch.equal(best["state_dict"][k], last["state_dict"][k])
+            for k in best["state_dict"]
+        )
+
+
+def test_loader_workers_do_not_change_the_result(toy_store, tmp_path):
+    run = config(batches_per_epoch=6, epochs=1, valid_split=None)
+    fit(run, toy_store, tmp_path / "w0", progress=False)
+    fit(run.model_copy(update={"loader_workers": 2}), toy_store, tmp_path / "w2", progress=False)
+    a = read_checkpoint(tmp_path / "w0" / "last.pt")["state_dict"]
+    b = read_checkpoint(tmp_path / "w2" / "last.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lstm_trains_through_the_same_trainer(toy_store, tmp_path):
+    run = config(
+        model=LSTMConfig(num_input=100, hidden=16),
+        batches_per_epoch=30,
+        epochs=2,
+        learning_rate=2e-2,
+    )
+    fit(run, toy_store, tmp_path / "lstm", progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "lstm" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]
+    assert rows[1]["valid_soma_rmse_mv"] < rows[0]["valid_soma_rmse_mv"]
+
+
+def test_channel_mismatch_is_reported(toy_store, tmp_path):
+    wrong = config(model=ELMConfig(num_input=1278))
+    with pytest.raises(TrainingError, match="100 input channels, the model expects 1278"):
+        fit(wrong, toy_store, tmp_path / "x", progress=False)
