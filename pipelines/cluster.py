@@ -134,7 +134,7 @@ def executor(config: ClusterConfig) -> Iterator[InProcess | DaskExecutor]:
     if config.kind == "local":
         workers = config.workers or os.cpu_count() or 1
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
     else:
         cluster = jobqueue_cluster(config)

@@ -1,0 +1,109 @@
+"""The fit and sweep commands, and the sweep grid."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from pipelines.cli import EXIT_BAD_INPUT, cli
+from pipelines.fit import FitError, SweepConfig, grid, tcn_shape
+
+FAST = ["--epochs", "1", "--batches-per-epoch", "4", "--loader-workers", "0", "-q"]
+
+
+def test_fit_command_trains_and_exports(toy_store, tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "fit",
+            "-d",
+            str(toy_store),
+            "-o",
+            str(out),
+            "--num-memory",
+            "4",
+            "--num-branch",
+            "10",
+            "--synapses-per-branch",
+            "20",
+            *FAST,
+            "--export",
+            str(tmp_path / "m.ts"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "parameters" in result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["num_input"] == 100 and config["model"]["num_memory"] == 4
+    scripted = torch.jit.load(str(tmp_path / "m.ts"))
+    assert scripted(torch.zeros(1, 10, 100)).shape == (1, 10, 2)
+    again = CliRunner().invoke(cli, ["fit", "-d", str(toy_store), "-o", str(out), *FAST])
+    assert again.exit_code == EXIT_BAD_INPUT and "--resume" in again.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "elm", "--hidden", "5"], "hidden"),
+        (["--num-branch", "1", "--synapses-per-branch", "20"], "num_synapse_per_branch"),
+        (["--train-split", "nope"], "nope"),
+        (["--model", "tcn", "--tcn", "7by128"], "DEPTHxWIDTHxFIELD"),
+    ],
+)
+def test_fit_bad_options(toy_store, tmp_path, args, message):
+    result = CliRunner().invoke(
+        cli, ["fit", "-d", str(toy_store), "-o", str(tmp_path / "r"), *FAST, *args]
+    )
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert message in result.output
+
+
+def test_sweep_runs_every_point_once(toy_store, tmp_path):
+    args = [
+        "sweep",
+        "-d",
+        str(toy_store),
+        "-o",
+        str(tmp_path / "sw"),
+        "--models",
+        "elm,lstm",
+        "--num-memory",
+        "2,4",
+        "--num-branch",
+        "10",
+        "--lstm-hidden",
+        "6",
+        "--cluster",
+        "in-process",
+        *FAST,
+    ]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    table = json.loads((tmp_path / "sw" / "results.json").read_text())["results"]
+    assert [row["name"] for row in table] == ["elm-m2-b10", "elm-m4-b10", "lstm-h6"]
+    assert all(row["parameters"] > 0 for row in table)
+    stamp = (tmp_path / "sw" / "elm-m2-b10" / "last.pt").stat().st_mtime_ns
+    second = CliRunner().invoke(cli, args)
+    assert second.exit_code == 0
+    assert (tmp_path / "sw" / "elm-m2-b10" / "last.pt").stat().st_mtime_ns == stamp  # skipped
+    assert (tmp_path / "sw" / "results.csv").read_text().count("\n") == 4
+
+
+def test_grid_and_tcn_shapes():
+    points = grid(SweepConfig(models=("elm", "tcn"), num_memory=(1, 20), num_branch=(15, 45)), 1278)
+    assert list(points) == [
+        "elm-m1-b15",
+        "elm-m1-b45",
+        "elm-m20-b15",
+        "elm-m20-b45",
+        "tcn-7x128x153",
+    ]
+    assert points["elm-m20-b15"].model.num_branch == 15
+    assert tcn_shape("7x128x153") == {"depth": 7, "width": 128, "first_kernel": 45, "kernel": 19}
+    assert tcn_shape("1x128x43")["first_kernel"] == 43
+    with pytest.raises(FitError, match="unknown model family"):
+        grid(SweepConfig(models=("gru",)), 10)
