@@ -235,3 +235,27 @@ def test_rejection_on_output_spikes_regenerates_deterministically(tmp_path):
         assert sim["attempts"] > 1 or sim["n_spikes"] > 0
         assert np.array_equal(sim["inputs"], runs[1].simulation("train", k)["inputs"])
     assert runs[0].attrs["protocol"]["rejection"]["keep_probability_zero_spikes"] == 0.0
+
+
+def test_sigterm_shuts_local_workers_down(tmp_path):
+    """`kill` of a run (as a batch system does) must not leave worker processes behind."""
+    path = tmp_path / "term.zarr"
+    run = start_cli("simulate", "-o", str(path), "-n", "4", *ARGS, "--workers", "2")
+    try:
+        deadline = time.time() + 120
+        workers: list[psutil.Process] = []
+        while time.time() < deadline and len(workers) < 2:
+            time.sleep(0.2)
+            workers = [
+                c
+                for c in psutil.Process(run.pid).children(recursive=True)
+                if "spawn_main" in " ".join(c.cmdline())
+            ]
+        assert workers, "no worker processes started"
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=60)
+        _gone, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive, f"worker processes left running: {[p.pid for p in alive]}"
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
