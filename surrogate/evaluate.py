@@ -1,0 +1,202 @@
+"""The NeuronIO evaluation protocol (as the ELM paper evaluates), on any dataset in our schema.
+
+1. Windowed inference: 500 ms windows every 350 ms, each from a zero model state; window 0 gives
+   its first 500 ms, every later window its steps 150 … 499 (the first 150 are burn-in); the last
+   window is zero-padded past the end. All windows of a chunk of simulations run as one batch.
+2. Per "file" (128 simulations, or the files an imported NeuronIO split came from) the predicted
+   soma is z-scored over all its simulations and times and rescaled to the ground truth's mean/SD.
+3. Simulations with 0–24 output spikes (over the whole simulation) are kept, the first 500 ms
+   dropped, and all remaining time points pooled for the metrics (surrogate/metrics.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zarr
+from torch import nn
+
+from surrogate.checkpoints import CheckpointError, load_model, load_published_elm, read_checkpoint
+from surrogate.data import SOMA_BIAS_MV, SOMA_CLIP_MV, DataError, soma_mv
+from surrogate.metrics import ROC, MetricError, rescale_to, soma_metrics, spike_metrics
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    window: int = 500
+    burn_in: int = 150
+    stride: int = 350
+    skip_ms: int = 500  # dropped from every simulation before pooling
+    spike_range: tuple[int, int] = (0, 24)  # simulations kept, by output spikes
+    sims_per_file: int = 128  # rescaling unit for datasets that were not imported from files
+    sims_per_batch: int = 8  # simulations whose windows run together
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, Any]
+    roc: ROC | None
+    examples: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+
+def window_starts(n_time: int, window: int, stride: int) -> list[int]:
+    """Start of every window: int(2 + (T − W)/S) windows (17 for 6 s), the last one padded."""
+    if n_time <= window:
+        return [0]
+    return [k * stride for k in range(int(2 + (n_time - window) / stride))]
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, inputs: np.ndarray, config: EvaluationConfig, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windowed inference on signed inputs (sims, time, channels).
+
+    Returns the spike probability and the soma prediction in mV relative to −67.7 mV, both
+    (sims, time).
+    """
+    n_sims, n_time, n_channels = inputs.shape
+    w, b = config.window, config.burn_in
+    starts = window_starts(n_time, w, config.stride)
+    padded = np.zeros((n_sims, starts[-1] + w, n_channels), dtype=np.float32)
+    padded[:, :n_time] = inputs
+    windows = np.stack([padded[:, s : s + w] for s in starts], axis=1)  # (sims, K, W, C)
+    out = model(torch.from_numpy(windows.reshape(-1, w, n_channels)).to(device)).cpu().numpy()
+    out = out.reshape(n_sims, len(starts), w, -1)
+    stitched = np.zeros((n_sims, n_time, out.shape[-1]), dtype=np.float32)
+    for k, start in enumerate(starts):
+        first = 0 if k == 0 else b
+        lo, hi = start + first, min(start + w, n_time)
+        if lo < hi:
+            stitched[:, lo:hi] = out[:, k, first : first + hi - lo]
+    probability = 1.0 / (1.0 + np.exp(-stitched[..., 0].astype(np.float64)))
+    return probability.astype(np.float32), soma_mv(stitched[..., 1])
+
+
+def file_partition(
+    root_attrs: dict[str, Any], complete: np.ndarray, per_file: int
+) -> list[np.ndarray]:
+    """Groups of simulation indices that are z-scored together (NeuronIO's files)."""
+    protocol = root_attrs.get("protocol", {})
+    if protocol.get("kind") == "neuronio-import" and protocol.get("files"):
+        bounds = np.concatenate([[0], np.cumsum([n for _, n in protocol["files"]])])
+        groups = [np.arange(lo, hi) for lo, hi in itertools.pairwise(bounds)]
+    else:
+        groups = [complete[i : i + per_file] for i in range(0, len(complete), per_file)]
+    keep = set(complete.tolist())
+    return [np.array([i for i in g if i in keep], dtype=np.int64) for g in groups if len(g)]
+
+
+def evaluate(
+    model: nn.Module,
+    store: str | Path,
+    split: str = "test",
+    config: EvaluationConfig = EvaluationConfig(),
+    device: torch.device | str = "cpu",
+    examples: int = 3,
+) -> Evaluation:
+    """Evaluate ``model`` on the complete simulations of ``split``."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    try:
+        root = zarr.open_group(str(store), mode="r", zarr_format=3)
+        group = root[split]
+    except Exception as exc:
+        raise DataError(f"cannot open split {split!r} of {store}: {exc}") from exc
+    complete = np.flatnonzero(group["complete"][:])
+    if complete.size == 0:
+        raise DataError(f"{store} [{split}] has no complete simulations")
+    n_channels = group["inputs"].shape[2]
+    expected = _model_inputs(model)
+    if expected is not None and expected != n_channels:
+        raise DataError(f"the model takes {expected} inputs; {store} [{split}] has {n_channels}")
+    sign = np.asarray(group["channel_sign"][:], dtype=np.float32)
+    n_spikes_all = np.asarray(group["n_spikes"][:])
+    truths, predictions, raw, labels, scores, kept_ids = [], [], [], [], [], []
+    for members in file_partition(dict(root.attrs), complete, config.sims_per_file):
+        prob_file, soma_file, truth_file, label_file = [], [], [], []
+        for i in range(0, len(members), config.sims_per_batch):
+            chunk = members[i : i + config.sims_per_batch]
+            inputs = group["inputs"].get_orthogonal_selection((chunk, slice(None), slice(None)))
+            prob, soma = predict(model, inputs.astype(np.float32) * sign, config, device)
+            voltage = group["soma_v"].get_orthogonal_selection((chunk, slice(None)))
+            prob_file.append(prob)
+            soma_file.append(soma)
+            truth_file.append(np.minimum(voltage.astype(np.float64), SOMA_CLIP_MV) - SOMA_BIAS_MV)
+            label_file.append(group["spikes"].get_orthogonal_selection((chunk, slice(None))))
+        truth = np.concatenate(truth_file)
+        predicted = np.concatenate(soma_file).astype(np.float64)
+        rescaled = rescale_to(predicted, truth)  # over the whole file
+        lo, hi = config.spike_range
+        keep = (n_spikes_all[members] >= lo) & (n_spikes_all[members] <= hi)
+        skip = config.skip_ms if truth.shape[1] > config.skip_ms else 0
+        truths.append(truth[keep, skip:])
+        predictions.append(rescaled[keep, skip:])
+        raw.append(predicted[keep, skip:])
+        labels.append(np.concatenate(label_file)[keep, skip:])
+        scores.append(np.concatenate(prob_file)[keep, skip:])
+        kept_ids.append(members[keep])
+    truth, prediction = np.concatenate(truths), np.concatenate(predictions)
+    label, score = np.concatenate(labels), np.concatenate(scores)
+    ids = np.concatenate(kept_ids)
+    metrics: dict[str, Any] = {
+        "split": split,
+        "simulations": int(complete.size),
+        "simulations_kept": int(ids.size),
+        "time_points": int(label.size),
+        "output_spikes": int(label.sum()),
+        "protocol": {
+            "window_ms": config.window,
+            "burn_in_ms": config.burn_in,
+            "stride_ms": config.stride,
+            "skip_ms": config.skip_ms,
+            "spike_range": list(config.spike_range),
+        },
+    }
+    if ids.size == 0:
+        metrics["note"] = f"no simulation has {lo}–{hi} output spikes; nothing was evaluated"
+        return Evaluation(metrics, None)
+    roc = None
+    try:
+        roc = ROC.of(label, score)
+        metrics.update(spike_metrics(label, score))
+    except MetricError as exc:
+        metrics["spike_note"] = str(exc)
+    metrics.update(soma_metrics(truth, prediction))
+    raw_error = np.concatenate(raw).ravel() - truth.ravel()
+    metrics["soma_rmse_raw_mv (not rescaled)"] = float(math.sqrt(np.mean(raw_error**2)))
+    chosen = [int(k) for k in np.argsort(-n_spikes_all[ids], kind="stable")[:examples]]
+    example_list = [
+        {
+            "simulation": int(ids[k]),
+            "truth_mv": truth[k] + SOMA_BIAS_MV,
+            "prediction_mv": prediction[k] + SOMA_BIAS_MV,
+            "spikes": label[k],
+            "probability": score[k],
+            "offset_ms": skip,
+        }
+        for k in sorted(chosen)
+    ]
+    return Evaluation(metrics, roc, example_list)
+
+
+def _model_inputs(model: nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    return getattr(config, "num_input", None)
+
+
+def load_any(path: str | Path, published_config: str | Path | None = None) -> nn.Module:
+    """Our checkpoint, or a released ELM state dict (recognised by its keys)."""
+    try:
+        read_checkpoint(path)
+    except CheckpointError as exc:
+        if "not an elmpipe checkpoint" not in str(exc):
+            raise
+        return load_published_elm(path, published_config)
+    return load_model(path)
