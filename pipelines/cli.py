@@ -771,6 +771,7 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     dropped; spike AUC, TP and partial AUC at 0.25 % and 1 % false positives, soma RMSE, MAE and
     explained variance (plus the raw RMSE before rescaling).
     """
+    from pipelines.evaluation import write_evaluation
     from surrogate.checkpoints import CheckpointError
     from surrogate.data import DataError
     from surrogate.evaluate import EvaluationConfig, load_any
@@ -810,18 +811,45 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     click.echo(f"written to {out}")
 
 
-def write_evaluation(result: Any, out: Path, checkpoint: Path) -> None:
-    """metrics.json and the ROC and trace figures of one evaluation."""
-    from surrogate.plots import roc_figure, traces_figure
+# -- run ------------------------------------------------------------------------------------
 
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = {**result.metrics, "checkpoint": str(checkpoint)}
-    if result.roc is not None:
-        roc_figure(result.roc, out / "roc.png")
-        metrics["roc"] = {"fpr": result.roc.fpr.tolist(), "tpr": result.roc.tpr.tolist()}
-    if result.examples:
-        traces_figure(result.examples, out / "traces.png")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+@cli.command(epilog=EPILOG)
+@click.argument(
+    "config_path", metavar="CONFIG.yaml", type=click.Path(path_type=Path, dir_okay=False)
+)
+@morphology_option
+@click.option("--out", "-o", help="Run folder (overrides the config's `out`).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def run(config_path: Path, morphology: Path | None, out: str | None, quiet: bool) -> None:
+    """Run the whole pipeline: simulate → describe → fit (or sweep) → evaluate → report.
+
+    \b
+    Every stage is skipped when its output is complete and resumed when it was interrupted, so
+    running the same command again finishes an interrupted run. --morphology swaps in your own
+    reconstruction (use a new --out: a dataset holds one cell).
+    \b
+    Examples:
+      elmpipe run configs/demo.yaml                 built-in cell, ≈15 min on 2 cores
+      elmpipe run configs/demo.yaml -m my_cell.asc -o runs/my_cell
+      elmpipe run configs/neuronio.yaml             the Hay cell at NeuronIO scale
+    """
+    from pipelines.config import ConfigError, load_config, with_overrides
+    from pipelines.run import RunConfig, run_pipeline
+    from simulations.store import DatasetError
+    from surrogate.data import DataError
+    from surrogate.train import TrainingError
+
+    try:
+        config = load_config(config_path, RunConfig)
+        overrides = {"cell.morphology": str(morphology) if morphology else None, "out": out}
+        config = with_overrides(config, overrides)
+        summary = run_pipeline(config, progress=not quiet, log=click.echo)
+    except (ConfigError, DatasetError, DataError, TrainingError) as exc:
+        raise BadInput(str(exc)) from exc
+    except Exception as exc:
+        raise _translate(exc) from exc
+    click.echo(f"report: {summary['report']}")
 
 
 # -- mechanisms -------------------------------------------------------------------------------

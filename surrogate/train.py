@@ -153,10 +153,13 @@ def fit(
         )
     valid: list[Batch] = []
     if config.valid_split:
+        from surrogate.data import SplitReader
+
+        available = len(SplitReader(data, config.valid_split).complete)
         valid_source = WindowBatches(
             data,
             config.valid_split,
-            batch_size=min(config.batch_size, 8),
+            batch_size=max(1, min(config.batch_size, 8, available)),
             window=config.window_ms,
             min_start=config.min_start_ms,
             seed=config.seed + 1_000_003,

@@ -1,0 +1,176 @@
+"""`elmpipe run` end to end on a miniature configuration, and a run interrupted in its fit stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from pipelines.config import ConfigError, load_config
+from pipelines.run import RunConfig
+from surrogate.checkpoints import read_checkpoint
+
+MINI = {
+    "name": "mini",
+    "data": {
+        "simulation": {"duration_ms": 1000},
+        "seed": 5,
+        "splits": {"train": 2, "valid": 1, "test": 1},
+    },
+    "fit": {
+        "model": {"family": "elm", "num_memory": 4, "num_branch": 10},
+        "train": {"batches_per_epoch": 25, "epochs": 3, "batch_size": 2, "loader_workers": 0},
+    },
+    "cluster": {"kind": "local", "workers": 2},
+}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, timeout=900
+    )
+
+
+def write_config(path, **changes):
+    config = {**MINI, **changes}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline")
+    config = write_config(folder / "mini.yaml", out=str(folder / "run"))
+    result = run_cli("run", str(config), "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return folder / "run", result.stdout
+
+
+def test_every_stage_leaves_its_artifacts(finished_run):
+    out, stdout = finished_run
+    for stage in ("simulate", "describe", "fit", "evaluate", "report"):
+        assert f"── {stage}" in stdout
+    describe = json.loads((out / "describe.json").read_text())
+    assert set(describe["splits"]) == {"train", "valid", "test"}
+    run_dir = out / "fit" / "elm-m4-b10"
+    assert (run_dir / "done.json").exists() and (run_dir / "best.pt").exists()
+    metrics = json.loads((out / "eval" / "elm-m4-b10" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and "soma_rmse_mv" in metrics
+    page = (out / "report" / "index.html").read_text()
+    assert "elm-m4-b10" in page and "soma RMSE" in page and "data:image/png;base64," in page
+    assert (out / "report" / "training.png").exists()
+
+
+def test_a_second_run_skips_every_finished_stage(finished_run, tmp_path):
+    out, _ = finished_run
+    config = write_config(tmp_path / "mini.yaml", out=str(out))
+    stamp = (out / "fit" / "elm-m4-b10" / "last.pt").stat().st_mtime_ns
+    again = run_cli("run", str(config), "-q")
+    assert again.returncode == 0, again.stderr
+    assert "0 simulated now" in again.stdout and "finished earlier" in again.stdout
+    assert "evaluated earlier" in again.stdout
+    assert (out / "fit" / "elm-m4-b10" / "last.pt").stat().st_mtime_ns == stamp
+
+
+def test_interrupted_fit_resumes_to_the_same_model(finished_run, tmp_path):
+    out, _ = finished_run
+    second = tmp_path / "second"
+    second.mkdir()
+    shutil.copytree(out / "data.zarr", second / "data.zarr")  # same data, no new simulation
+    config = write_config(tmp_path / "mini.yaml", out=str(second))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run", str(config), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    last = second / "fit" / "elm-m4-b10" / "last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and not last.exists() and run.poll() is None:
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)  # killed during the fit stage, after its first epoch
+    run.wait()
+    assert last.exists() and not (second / "fit" / "elm-m4-b10" / "done.json").exists()
+    resumed = run_cli("run", str(config), "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    a = read_checkpoint(out / "fit" / "elm-m4-b10" / "last.pt")["state_dict"]
+    b = read_checkpoint(last)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (second / "report" / "index.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fit": {"model": {"family": "elm"}, "sweep": {"models": ["elm"]}}}, "exactly one"),
+        ({"data": {"splits": {"train": 2}}}, "splits needs test, valid"),
+        ({"colour": "blue"}, "colour: unknown key"),
+        ({"data": {"simulation": {"duration_ms": "long"}}}, "data.simulation.duration_ms"),
+    ],
+)
+def test_invalid_run_configs_name_key_and_file(tmp_path, change, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**MINI, **change}))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, RunConfig)
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_shipped_run_configs_are_valid():
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("demo.yaml", "neuronio.yaml", "hpc-slurm.yaml"):
+        load_config(configs / name, RunConfig)
+
+
+def chromium() -> str | None:
+    return (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+    )
+
+
+@pytest.mark.skipif(chromium() is None, reason="no headless Chromium on this machine")
+def test_report_renders_in_a_headless_browser(finished_run, tmp_path):
+    """Screenshot the report and check that its figures are really drawn, not broken images."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    out, _ = finished_run
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--hide-scrollbars",
+            "--window-size=1200,2600",
+            f"--screenshot={shot}",
+            (out / "report" / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    pixels = imread(shot)[..., :3]
+    blue = np.all(np.abs(pixels - np.array([31, 119, 180]) / 255) < 0.08, axis=-1)  # matplotlib C0
+    orange = np.all(np.abs(pixels - np.array([255, 127, 14]) / 255) < 0.08, axis=-1)  # C1
+    assert pixels.std() > 0.05  # not a blank page
+    assert blue.sum() > 500 and orange.sum() > 500  # the ROC curve and the predicted traces
