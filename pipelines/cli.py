@@ -76,6 +76,26 @@ nexus_option = click.option(
 )
 
 
+def _with(options):
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+cluster_options = [
+    click.option(
+        "--cluster",
+        type=click.Choice(["in-process", "local", "address", "slurm", "pbs"]),
+        help="Where tasks run (default: local, one worker process per core).",
+    ),
+    click.option("--workers", type=int, help="Worker processes (local) or jobs (slurm/pbs)."),
+    click.option("--address", help="Scheduler address for --cluster address."),
+]
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(package_name="elmpipe")
 def cli() -> None:
@@ -279,13 +299,7 @@ def cell_check(
     help="Replay the inputs of this dataset instead of generating new ones.",
 )
 @click.option("--replay-split", default=None, help="Split of --replay to take inputs from.")
-@click.option(
-    "--cluster",
-    type=click.Choice(["in-process", "local", "address", "slurm", "pbs"]),
-    help="Where to run (default: local, one worker process per core).",
-)
-@click.option("--workers", type=int, help="Worker processes (local) or jobs (slurm/pbs).")
-@click.option("--address", help="Scheduler address for --cluster address.")
+@_with(cluster_options)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def simulate(
     out: Path,
@@ -513,15 +527,6 @@ training_options = [
 ]
 
 
-def _with(options):
-    def decorate(fn):
-        for option in reversed(options):
-            fn = option(fn)
-        return fn
-
-    return decorate
-
-
 @cli.command(epilog=EPILOG)
 @click.option("--data", "-d", required=True, type=click.Path(path_type=Path), help="Zarr dataset.")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Run folder.")
@@ -644,13 +649,7 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 @click.option("--lstm-hidden", help="LSTM hidden sizes, e.g. 25,50,100.")
 @click.option("--tcn", "tcn_shapes", help="TCN shapes, e.g. 7x128x153,1x128x43.")
 @_with(training_options)
-@click.option(
-    "--cluster",
-    type=click.Choice(["in-process", "local", "address", "slurm", "pbs"]),
-    help="Where grid points train (default: local, one per core).",
-)
-@click.option("--workers", type=int, help="Worker processes (local) or jobs (slurm/pbs).")
-@click.option("--address", help="Scheduler address for --cluster address.")
+@_with(cluster_options)
 @click.option(
     "--cluster-config",
     type=click.Path(path_type=Path, dir_okay=False),
