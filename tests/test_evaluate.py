@@ -110,3 +110,55 @@ def test_evaluate_command_writes_metrics_and_plots(toy_store, checkpoint, tmp_pa
         cli, ["evaluate", "--checkpoint", str(path), "--data", str(toy_store), "--split", "nope"]
     )
     assert bad.exit_code == EXIT_BAD_INPUT and "nope" in bad.output
+
+
+def test_released_elm_on_imported_neuronio_files(tmp_path):
+    """A released-layout ELM state dict evaluated on NeuronIO pickles imported into our schema."""
+    import pickle
+
+    from pipelines.cluster import ClusterConfig
+    from pipelines.dataset import import_neuronio
+    from tests.test_checkpoints_export import released_state_dict
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "Data_test"
+    folder.mkdir()
+    for f in range(2):
+        sims = []
+        for _ in range(2):
+            exc = {
+                np.int64(s): [np.int64(t) for t in np.flatnonzero(rng.random(1000) < 0.01)]
+                for s in range(639)
+            }
+            inh = {
+                np.int64(s): [np.int64(t) for t in np.flatnonzero(rng.random(1000) < 0.008)]
+                for s in range(639)
+            }
+            sims.append(
+                {
+                    "somaVoltageLowRes": rng.normal(-67, 4, 1000).astype(np.float16),
+                    "nexusVoltageLowRes": rng.normal(-60, 4, 1000).astype(np.float16),
+                    "exInputSpikeTimes": exc,
+                    "inhInputSpikeTimes": inh,
+                    "outputSpikeTimes": np.sort(rng.uniform(510, 990, 3)).astype(np.float16),
+                }
+            )
+        params = {
+            "allSegmentsType": ["basal"] * 262 + ["apical"] * 377,
+            "totalSimDurationInSec": 1.0,
+            "numSimulations": 2,
+        }
+        experiment = {"Params": params, "Results": {"listOfSingleSimulationDicts": sims}}
+        (folder / f"file_{f}_sim__{f}.p").write_bytes(pickle.dumps(experiment, protocol=2))
+    store = tmp_path / "neuronio.zarr"
+    import_neuronio(folder, store, "test", cluster=ClusterConfig(kind="in-process"), progress=False)
+    state = tmp_path / "neuronio_best_model_state.pt"
+    torch.save(released_state_dict(20), state)
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(
+        cli, ["evaluate", "-k", str(state), "-d", str(store), "--split", "test", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["simulations"] == 4 and metrics["time_points"] == 4 * 500
+    assert metrics["output_spikes"] > 0 and 0 <= metrics["spike_auc"] <= 1
