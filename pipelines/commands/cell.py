@@ -1,0 +1,172 @@
+"""elmpipe cell: build the L5PC from a morphology and look at it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipelines.commands.common import (
+    EPILOG,
+    BadInput,
+    build_cell,
+    morphology_option,
+    nexus_option,
+    parameters_option,
+)
+
+# -- cell -------------------------------------------------------------------------------------
+
+
+@click.group(epilog=EPILOG)
+def cell() -> None:
+    """Build the L5PC model from a morphology and look at it."""
+
+
+@cell.command("info", epilog=EPILOG)
+@morphology_option
+@parameters_option
+@nexus_option
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--no-sim", is_flag=True, help="Geometry only: skip the rest/Rin simulations.")
+def cell_info(
+    morphology: Path | None, parameters: str | None, nexus: str | None, as_json: bool, no_sim: bool
+) -> None:
+    """Segment counts, lengths, longest apical path, nexus, resting potential, input resistance.
+
+    Resting potential is read 1.5 s after initialising at -76 mV without input; input resistance
+    from the steady response to a -50 pA somatic step (CVode, 6.3 °C, as in the data stage).
+    """
+    from simulations import electrophysiology as ephys
+
+    the_cell = build_cell(morphology, parameters, nexus)
+    info = the_cell.describe()
+    if not no_sim:
+        soma_v, nexus_v = ephys.resting_potential(the_cell)
+        info["resting_potential_mv"] = {"soma": soma_v, "nexus": nexus_v}
+        info["input_resistance_mohm"] = ephys.input_resistance(the_cell)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(_format_info(info))
+
+
+def _format_info(info: dict[str, Any]) -> str:
+    seg, sec, length = info["segments"], info["sections"], info["length_um"]
+    nexus = info["nexus"]
+    lines = [
+        f"morphology        {info['morphology']}",
+        f"parameter set     {info['parameters']}",
+        f"sections          soma {sec['soma']} · basal {sec['basal']} · apical {sec['apical']} "
+        f"· axon {sec['axon']}",
+        f"dendritic segs    {seg['dendritic']} (basal {seg['basal']}, apical {seg['apical']}); "
+        f"{seg['total']} in all → {2 * seg['dendritic']} input channels",
+        f"dendrite length   basal {length['basal']:.1f} µm · apical {length['apical']:.1f} µm",
+        f"segment length    {info['segment_length_um']['min']:.1f}–"
+        f"{info['segment_length_um']['max']:.1f} µm (mean {info['segment_length_um']['mean']:.1f})",
+        f"longest apical    {info['l_max_um']:.1f} µm",
+        f"nexus             {nexus['section']}({nexus['x']:.3g}), {nexus['distance_um']:.1f} µm "
+        f"from soma(0), diam {nexus['diam_um']:.2f} µm",
+    ]
+    if "resting_potential_mv" in info:
+        rest = info["resting_potential_mv"]
+        lines += [
+            f"resting V         soma {rest['soma']:.2f} mV · nexus {rest['nexus']:.2f} mV",
+            f"input resistance  {info['input_resistance_mohm']:.1f} MΩ",
+        ]
+    return "\n".join(lines)
+
+
+@cell.command("step", epilog=EPILOG)
+@morphology_option
+@parameters_option
+@click.option("--amplitude", "-a", default=0.8, show_default=True, help="Current (nA).")
+@click.option("--duration", default=1000.0, show_default=True, help="Step duration (ms).")
+@click.option("--delay", default=500.0, show_default=True, help="Step onset (ms).")
+@click.option("--celsius", default=6.3, show_default=True, help="Temperature (°C).")
+def cell_step(
+    morphology: Path | None,
+    parameters: str | None,
+    amplitude: float,
+    duration: float,
+    delay: float,
+    celsius: float,
+) -> None:
+    """Inject a somatic current step and print the action potentials it evokes."""
+    from simulations import electrophysiology as ephys
+
+    if duration <= 0 or delay < 0:
+        raise BadInput("--duration must be positive and --delay non-negative")
+    the_cell = build_cell(morphology, parameters)
+    rec = ephys.current_step(the_cell, amplitude, delay=delay, duration=duration, celsius=celsius)
+    spikes = ephys.spikes_during_step(rec)
+    click.echo(
+        f"{amplitude:g} nA for {duration:g} ms at the soma of {the_cell.morphology_path.name}: "
+        f"{len(spikes)} spikes ({len(spikes) / duration * 1000:.1f} Hz)"
+    )
+    if len(spikes):
+        click.echo("spike times (ms): " + " ".join(f"{t:.2f}" for t in spikes))
+
+
+@cell.command("check", epilog=EPILOG)
+@morphology_option
+@parameters_option
+@nexus_option
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def cell_check(
+    morphology: Path | None, parameters: str | None, nexus: str | None, as_json: bool
+) -> None:
+    """Measure the sanity anchors a modeller checks before trusting a cell.
+
+    Rest and input resistance; spikes for 1 s somatic steps of 0.2–1.0 nA; the Ca spike evoked by
+    1 nA for 10 ms at the nexus, with and without Ca channels; the NMDA-dependent depolarisation
+    per event at a distal basal site for 1 and 40 coactive events (Mg-block relief).
+    """
+    from simulations import electrophysiology as ephys
+
+    the_cell = build_cell(morphology, parameters, nexus)
+    soma_v, nexus_v = ephys.resting_potential(the_cell)
+    result: dict[str, Any] = {
+        "morphology": str(the_cell.morphology_path),
+        "resting_potential_mv": {"soma": soma_v, "nexus": nexus_v},
+        "input_resistance_mohm": ephys.input_resistance(the_cell),
+        "step_spikes": {},
+    }
+    with click.progressbar(
+        (0.2, 0.4, 0.6, 0.8, 1.0), label="current steps", file=sys.stderr
+    ) as bar:
+        for amplitude in bar:
+            rec = ephys.current_step(the_cell, amplitude)
+            result["step_spikes"][f"{amplitude:.1f}"] = len(ephys.spikes_during_step(rec))
+    with_ca = ephys.calcium_response(the_cell)
+    without_ca = ephys.calcium_response(the_cell, block_calcium=True)
+    result["calcium_spike"] = {"intact": with_ca.__dict__, "ca_blocked": without_ca.__dict__}
+    site = ephys.distal_basal_location(the_cell)
+    nmda = {}
+    for n in (1, 40):
+        response = ephys.nmda_nonlinearity(the_cell, site, n)
+        nmda[str(n)] = {**response.__dict__, "nmda_per_event": response.nmda_per_event}
+    site_name = f"{the_cell.short_name(site.sec)}({site.x:.3g})"
+    result["nmda"] = {"site": site_name, "events": nmda}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    rest = result["resting_potential_mv"]
+    click.echo(f"resting V          soma {rest['soma']:.2f} mV · nexus {rest['nexus']:.2f} mV")
+    click.echo(f"input resistance   {result['input_resistance_mohm']:.1f} MΩ")
+    click.echo(
+        "1 s steps          "
+        + " · ".join(f"{a} nA → {n}" for a, n in result["step_spikes"].items())
+        + " spikes"
+    )
+    click.echo(
+        f"Ca spike at nexus  plateau {with_ca.plateau_ms:.1f} ms, peak {with_ca.peak_mv:.1f} mV "
+        f"(Ca blocked: {without_ca.plateau_ms:.1f} ms, {without_ca.peak_mv:.1f} mV)"
+    )
+    click.echo(
+        f"NMDA at {site_name}  NMDA part per event {nmda['1']['nmda_per_event']:.1f} mV·ms "
+        f"(1 event) → {nmda['40']['nmda_per_event']:.1f} mV·ms (40 events)"
+    )

@@ -1,0 +1,246 @@
+"""elmpipe simulate and elmpipe dataset: make, describe and convert datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pipelines.commands.common import (
+    EPILOG,
+    BadInput,
+    cluster_options,
+    morphology_option,
+    parameters_option,
+    translate,
+    with_options,
+)
+
+# -- simulate ---------------------------------------------------------------------------------
+
+
+@click.command(epilog=EPILOG)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Zarr dataset to create or complete (a folder, e.g. data.zarr).",
+)
+@click.option("--split", default="train", show_default=True, help="Split (group) to fill.")
+@click.option("--n-sims", "-n", required=True, type=int, help="Simulations the split should hold.")
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML with cell/protocol/simulation/cluster settings (see configs/).",
+)
+@morphology_option
+@parameters_option
+@click.option("--seed", type=int, help="Dataset seed (simulation k depends on seed, split, k).")
+@click.option("--duration-ms", type=float, help="Simulated time per simulation (default 6000).")
+@click.option(
+    "--integrator", type=click.Choice(["cvode", "fixed"]), help="CVode (default) or fixed step."
+)
+@click.option("--record-dendrites/--no-record-dendrites", default=None, help="Store dend_v.")
+@click.option(
+    "--replay",
+    type=click.Path(path_type=Path),
+    help="Replay the inputs of this dataset instead of generating new ones.",
+)
+@click.option("--replay-split", default=None, help="Split of --replay to take inputs from.")
+@with_options(cluster_options)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def simulate(
+    out: Path,
+    split: str,
+    n_sims: int,
+    config_path: Path | None,
+    morphology: Path | None,
+    parameters: str | None,
+    seed: int | None,
+    duration_ms: float | None,
+    integrator: str | None,
+    record_dendrites: bool | None,
+    replay: Path | None,
+    replay_split: str | None,
+    cluster: str | None,
+    workers: int | None,
+    address: str | None,
+    quiet: bool,
+) -> None:
+    """Simulate the cell with NeuronIO inputs into a Zarr dataset, in parallel, resumably.
+
+    \b
+    Running the same command again completes only what is missing: finished simulations are
+    never recomputed, an interrupted one is redone from scratch. Options override --config.
+    \b
+    Examples:
+      elmpipe simulate -o data.zarr --split train -n 64 --duration-ms 2000
+      elmpipe simulate -o data.zarr --split test -n 16 -m my_cell.asc --workers 8
+      elmpipe simulate -o replay.zarr --split test -n 4 --replay neuronio.zarr
+    """
+    from pipelines.config import ConfigError, SimulateConfig, load_config, with_overrides
+    from pipelines.simulate import simulate as run_simulate
+    from simulations.store import DatasetError
+
+    try:
+        config = load_config(config_path, SimulateConfig) if config_path else SimulateConfig()
+        overrides = {
+            "cell.morphology": str(morphology) if morphology else None,
+            "cell.parameters": parameters,
+            "seed": seed,
+            "simulation.duration_ms": duration_ms,
+            "simulation.integrator": integrator,
+            "simulation.record_dendrites": record_dendrites,
+            "cluster.kind": cluster,
+            "cluster.workers": workers,
+            "cluster.address": address,
+        }
+        if replay is not None:
+            overrides["protocol"] = {"kind": "replay", "source": str(replay)}
+            if replay_split:
+                overrides["protocol"]["split"] = replay_split
+        config = with_overrides(config, overrides)
+        summary = run_simulate(config, out, split, n_sims, progress=not quiet)
+    except (ConfigError, DatasetError) as exc:
+        raise BadInput(str(exc)) from exc
+    except Exception as exc:
+        raise translate(exc) from exc
+    click.echo(
+        f"{summary.store} [{summary.split}]: {summary.n_sims} simulations "
+        f"({summary.simulated} run now, {summary.already_done} already done), "
+        f"{summary.output_spikes} output spikes in those run, {summary.seconds:.1f} s"
+    )
+
+
+# -- dataset ----------------------------------------------------------------------------------
+
+
+@click.group(epilog=EPILOG)
+def dataset() -> None:
+    """Look at datasets, and convert from and to the original NeuronIO pickle files."""
+
+
+def _cluster_from(kind: str | None, workers: int | None):
+    from pipelines.cluster import ClusterConfig
+
+    return ClusterConfig(kind=kind or "local", workers=workers)
+
+
+cluster_option = click.option(
+    "--cluster",
+    type=click.Choice(["in-process", "local"]),
+    default=None,
+    help="Where to run (default: local, one worker process per core).",
+)
+workers_option = click.option("--workers", type=int, help="Worker processes.")
+
+
+@dataset.command("describe", epilog=EPILOG)
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--split", default=None, help="Only this split (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def dataset_describe(store: Path, split: str | None, as_json: bool) -> None:
+    """Statistics per split: input and output rates, spikes per simulation, soma voltage.
+
+    Computed with dask.array over the complete simulations; soma statistics skip the first 500 ms
+    (as the NeuronIO evaluation does).
+    """
+    from simulations.describe import describe
+    from simulations.store import DatasetError
+
+    try:
+        report = describe(str(store), split)
+    except DatasetError as exc:
+        raise BadInput(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(
+        f"{report['store']}  ({report['cell']['dendritic_segments']} dendritic segments, "
+        f"protocol {report['protocol']})"
+    )
+    for name, s in report["splits"].items():
+        click.echo(
+            f"[{name}] {s['complete']}/{s['simulations']} complete, {s['duration_ms']} ms each"
+        )
+        if "output" not in s:
+            continue
+        rates, out, soma = s["input_rate_hz"], s["output"], s["soma_v_mv"]
+        click.echo(
+            f"  input   {rates['excitatory']:.2f} Hz excitatory, {rates['inhibitory']:.2f} Hz "
+            "inhibitory per synapse"
+        )
+        click.echo(
+            f"  output  {out['rate_hz']:.2f} Hz; {out['spikes_per_sim_mean']:.1f} spikes/sim; "
+            f"{100 * out['fraction_sims_0_to_24_spikes']:.0f}% of sims with 0–24 spikes"
+        )
+        hist = " ".join(f"{k}:{v}" for k, v in out["spikes_per_sim_histogram"].items() if v)
+        click.echo(f"  spikes/sim histogram  {hist}")
+        click.echo(
+            f"  soma V  (after {soma['after_ms']} ms) {soma['mean']:.2f} ± {soma['sd']:.2f} mV; "
+            f"5/50/95% {soma['p5']:.1f}/{soma['p50']:.1f}/{soma['p95']:.1f}; clipped at −55: "
+            f"{soma['clipped_at_-55']['mean']:.2f} ± {soma['clipped_at_-55']['sd']:.2f}"
+        )
+
+
+@dataset.command("import-neuronio", epilog=EPILOG)
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Zarr dataset.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--with-dendrites", is_flag=True, help="Also import the dendritic voltages.")
+@cluster_option
+@workers_option
+@click.option("--quiet", "-q", is_flag=True)
+def dataset_import(folder, out, split, with_dendrites, cluster, workers, quiet) -> None:
+    """Convert a folder of original NeuronIO pickle files into a split of our schema.
+
+    Files are read with a restricted unpickler (numpy arrays only: a crafted file cannot run
+    code), one file per task in parallel; rerunning completes an interrupted import.
+    """
+    from pipelines.dataset import import_neuronio
+    from simulations.neuronio import NeuronIOFormatError
+    from simulations.store import DatasetError
+
+    try:
+        n = import_neuronio(
+            folder,
+            out,
+            split,
+            with_dendrites=with_dendrites,
+            cluster=_cluster_from(cluster, workers),
+            progress=not quiet,
+        )
+    except (DatasetError, NeuronIOFormatError) as exc:
+        raise BadInput(str(exc)) from exc
+    click.echo(f"{out} [{split}]: {n} simulations from {folder}")
+
+
+@dataset.command("export-neuronio", epilog=EPILOG)
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--split", default="test", show_default=True)
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Folder.")
+@click.option("--sims-per-file", default=128, show_default=True)
+@cluster_option
+@workers_option
+@click.option("--quiet", "-q", is_flag=True)
+def dataset_export(store, split, out, sims_per_file, cluster, workers, quiet) -> None:
+    """Write a split as NeuronIO pickle files, so code written for NeuronIO runs on it."""
+    from pipelines.dataset import export_neuronio
+    from simulations.store import DatasetError
+
+    try:
+        names = export_neuronio(
+            store,
+            split,
+            out,
+            sims_per_file=sims_per_file,
+            cluster=_cluster_from(cluster, workers),
+            progress=not quiet,
+        )
+    except DatasetError as exc:
+        raise BadInput(str(exc)) from exc
+    click.echo(f"{len(names)} files in {out}")

@@ -1,0 +1,93 @@
+"""elmpipe evaluate: the NeuronIO evaluation of one checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipelines.commands.common import (
+    EPILOG,
+    BadInput,
+)
+
+# -- evaluate ---------------------------------------------------------------------------------
+
+
+@click.command(epilog=EPILOG)
+@click.option(
+    "--checkpoint",
+    "-k",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Our checkpoint (best.pt) or a released ELM neuronio_best_model_state.pt.",
+)
+@click.option("--data", "-d", required=True, type=click.Path(path_type=Path), help="Zarr dataset.")
+@click.option("--split", default="test", show_default=True)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    help="Folder for metrics.json and plots (default: beside the checkpoint).",
+)
+@click.option(
+    "--published-config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="model_config.json of a released ELM (default: the one beside it).",
+)
+@click.option(
+    "--sims-per-file",
+    default=128,
+    show_default=True,
+    help="Simulations z-scored together (NeuronIO files; imports use their files).",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+def evaluate(checkpoint, data, split, out, published_config, sims_per_file, device) -> None:
+    """Evaluate a surrogate with the NeuronIO protocol; write metrics.json, roc.png, traces.png.
+
+    \b
+    500 ms windows every 350 ms from a zero state (150 ms burn-in), soma prediction rescaled to
+    the ground truth's mean and SD per file, simulations with 0–24 output spikes, first 500 ms
+    dropped; spike AUC, TP and partial AUC at 0.25 % and 1 % false positives, soma RMSE, MAE and
+    explained variance (plus the raw RMSE before rescaling).
+    """
+    from pipelines.evaluation import write_evaluation
+    from surrogate.checkpoints import CheckpointError
+    from surrogate.data import DataError
+    from surrogate.evaluate import EvaluationConfig, load_any
+    from surrogate.evaluate import evaluate as run_evaluate
+    from surrogate.train import pick_device
+
+    out = out or checkpoint.parent / f"eval-{split}"
+    try:
+        model = load_any(checkpoint, published_config)
+        result = run_evaluate(
+            model, data, split, EvaluationConfig(sims_per_file=sims_per_file), pick_device(device)
+        )
+    except (CheckpointError, DataError) as exc:
+        raise BadInput(str(exc)) from exc
+    write_evaluation(result, out, checkpoint)
+    m = result.metrics
+    click.echo(
+        f"{split}: {m['simulations_kept']}/{m['simulations']} simulations, "
+        f"{m['output_spikes']} output spikes in {m['time_points']} ms"
+    )
+    for key in (
+        "spike_auc",
+        "tp_at_0.0025_fp",
+        "auc_at_0.0025_fp",
+        "tp_at_0.01_fp",
+        "auc_at_0.01_fp",
+        "soma_rmse_mv",
+        "soma_mae_mv",
+        "soma_explained_variance_pct",
+        "soma_rmse_raw_mv (not rescaled)",
+    ):
+        if key in m:
+            click.echo(f"  {key:<34} {m[key]:.4f}")
+    for key in ("note", "spike_note"):
+        if key in m:
+            click.echo(f"  note: {m[key]}")
+    click.echo(f"written to {out}")

@@ -1,0 +1,248 @@
+"""elmpipe fit and elmpipe sweep: train one surrogate or a grid of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipelines.commands.common import (
+    EPILOG,
+    BadInput,
+    cluster_options,
+    with_options,
+)
+
+# -- fit and sweep ----------------------------------------------------------------------------
+
+
+def _train_overrides(**options: Any) -> dict[str, Any]:
+    names = {
+        "epochs": "epochs",
+        "batches_per_epoch": "batches_per_epoch",
+        "batch_size": "batch_size",
+        "lr": "learning_rate",
+        "burn_in": "burn_in_ms",
+        "seed": "seed",
+        "device": "device",
+        "loader_workers": "loader_workers",
+        "train_split": "train_split",
+        "valid_split": "valid_split",
+    }
+    return {names[k]: v for k, v in options.items() if v is not None}
+
+
+training_options = [
+    click.option("--epochs", type=int, help="Epochs (released ELMs: 35)."),
+    click.option("--batches-per-epoch", type=int, help="Batches per epoch (released: 10000)."),
+    click.option("--batch-size", type=int, help="Windows per batch (default 8)."),
+    click.option("--lr", type=float, help="Adam learning rate (default 5e-4, cosine decay)."),
+    click.option("--burn-in", type=int, help="Loss ignores the first N ms of each window (0)."),
+    click.option("--seed", type=int, help="Seed of initialisation and batches (0)."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Default: auto."),
+    click.option("--loader-workers", type=int, help="Background batch loaders (default 2)."),
+    click.option("--train-split", help="Split to train on (default train)."),
+    click.option("--valid-split", help="Split for per-epoch validation (default valid)."),
+]
+
+
+@click.command(epilog=EPILOG)
+@click.option("--data", "-d", required=True, type=click.Path(path_type=Path), help="Zarr dataset.")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Run folder.")
+@click.option(
+    "--model", "family", type=click.Choice(["elm", "lstm", "tcn"]), default="elm", show_default=True
+)
+@click.option("--num-memory", type=int, help="ELM memory units d_m (default 20).")
+@click.option("--num-branch", type=int, help="Branch-ELM branches (default 45).")
+@click.option("--synapses-per-branch", type=int, help="Synapses per branch (default 100).")
+@click.option("--version", "elm_version", type=click.Choice(["v1", "v2"]), help="ELM update rule.")
+@click.option("--activation", type=click.Choice(["relu", "silu"]), help="ELM MLP activation.")
+@click.option("--hidden", type=int, help="LSTM hidden units (default 50).")
+@click.option("--tcn", "tcn_shape", help="TCN DEPTHxWIDTHxFIELD (default 7x128x153).")
+@with_options(training_options)
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML with training settings and a `model:` section.",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
+@click.option(
+    "--export",
+    "export_path",
+    type=click.Path(path_type=Path),
+    help="Also write the final model as TorchScript.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def fit(
+    data,
+    out,
+    family,
+    num_memory,
+    num_branch,
+    synapses_per_branch,
+    elm_version,
+    activation,
+    hidden,
+    tcn_shape,
+    config_path,
+    resume,
+    export_path,
+    quiet,
+    **training,
+) -> None:
+    """Train one surrogate (ELM by default) on a dataset.
+
+    \b
+    Defaults follow the released ELM NeuronIO training: Branch-ELM d_m 20 with 45 branches ×
+    100 synapses, batch 8 of 500 ms windows after 500 ms, loss 0.5·BCE + 0.5·MSE, Adam 5e-4
+    with cosine decay. Writes metrics.jsonl/csv every epoch, last.pt (resumable) and best.pt.
+    \b
+    Examples:
+      elmpipe fit -d data.zarr -o runs/elm20 --epochs 10 --batches-per-epoch 500
+      elmpipe fit -d data.zarr -o runs/lstm50 --model lstm --hidden 50
+      elmpipe fit -d data.zarr -o runs/elm20 --epochs 10 --batches-per-epoch 500 --resume
+    """
+    import yaml
+
+    from pipelines.config import ConfigError
+    from pipelines.fit import FitError, dataset_inputs, model_from_options
+    from surrogate.export import export_torchscript
+    from surrogate.train import TrainingError, load_train_config
+    from surrogate.train import fit as run_fit
+
+    try:
+        base: dict[str, Any] = {}
+        if config_path:
+            if not config_path.exists():
+                raise ConfigError(f"config file not found: {config_path}")
+            base = yaml.safe_load(config_path.read_text()) or {}
+        overrides = _train_overrides(**training)
+        split = overrides.get("train_split", base.get("train_split", "train"))
+        num_input = dataset_inputs(data, split)
+        options = {
+            "num_memory": num_memory,
+            "num_branch": num_branch,
+            "num_synapse_per_branch": synapses_per_branch,
+            "version": elm_version,
+            "activation": activation,
+            "hidden": hidden,
+            "tcn": tcn_shape,
+        }
+        model_section = dict(base.pop("model", {}))
+        family = model_section.pop("family", family)
+        model = model_from_options(family, num_input, {**model_section, **options})
+        config = load_train_config({**base, **overrides, "model": model.model_dump()})
+        result = run_fit(config, data, out, resume=resume, progress=not quiet)
+    except (ConfigError, FitError, TrainingError, ValueError) as exc:
+        raise BadInput(str(exc)) from exc
+    best = result.best
+    click.echo(
+        f"{out}: {result.parameters} parameters, {result.epochs_run} epochs in "
+        f"{result.seconds:.0f} s; best epoch {best.get('epoch')}: valid AUC "
+        f"{best.get('valid_spike_auc')}, soma RMSE {best.get('valid_soma_rmse_mv')} mV"
+    )
+    if export_path:
+        from surrogate.checkpoints import load_model
+
+        export_torchscript(load_model(out / "best.pt"), export_path)
+        click.echo(f"TorchScript: {export_path}")
+
+
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise BadInput(f"expected comma-separated integers, got {text!r}") from None
+
+
+@click.command(epilog=EPILOG)
+@click.option("--data", "-d", required=True, type=click.Path(path_type=Path), help="Zarr dataset.")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Sweep folder.")
+@click.option("--models", default="elm", show_default=True, help="Families: elm,lstm,tcn.")
+@click.option("--num-memory", help="ELM memory units, e.g. 1,2,5,10,20,50.")
+@click.option("--num-branch", help="ELM branches, e.g. 15,45.")
+@click.option("--lstm-hidden", help="LSTM hidden sizes, e.g. 25,50,100.")
+@click.option("--tcn", "tcn_shapes", help="TCN shapes, e.g. 7x128x153,1x128x43.")
+@with_options(training_options)
+@with_options(cluster_options)
+@click.option(
+    "--cluster-config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML whose `cluster:` section configures SLURM/PBS (e.g. configs/*.yaml).",
+)
+@click.option(
+    "--torch-threads",
+    type=int,
+    default=1,
+    show_default=True,
+    help="PyTorch threads per grid point.",
+)
+@click.option("--quiet", "-q", is_flag=True)
+def sweep(
+    data,
+    out,
+    models,
+    num_memory,
+    num_branch,
+    lstm_hidden,
+    tcn_shapes,
+    cluster,
+    workers,
+    address,
+    cluster_config,
+    torch_threads,
+    quiet,
+    **training,
+) -> None:
+    """Train a grid of surrogates, one task per grid point, and tabulate them.
+
+    \b
+    Grid points already finished are skipped when the sweep is run again; interrupted ones
+    resume. Writes OUT/<point>/ run folders and OUT/results.csv|json.
+    \b
+    Example:
+      elmpipe sweep -d data.zarr -o runs/sweep --num-memory 1,2,5,10,20,50 --num-branch 15,45 \\
+          --models elm,lstm --lstm-hidden 25,50 --epochs 5 --batches-per-epoch 500
+    """
+    from pipelines.cluster import ClusterConfig
+    from pipelines.config import ConfigError, load_config
+    from pipelines.fit import FitError, SweepConfig, run_sweep
+
+    try:
+        base_cluster = ClusterConfig()
+        if cluster_config:
+            from pipelines.config import SimulateConfig
+
+            base_cluster = load_config(cluster_config, SimulateConfig).cluster
+        updates = {"kind": cluster, "workers": workers, "address": address}
+        cluster_settings = ClusterConfig.model_validate(
+            {**base_cluster.model_dump(), **{k: v for k, v in updates.items() if v is not None}}
+        )
+        values: dict[str, Any] = {
+            "models": tuple(m.strip() for m in models.split(",")),
+            "train": _train_overrides(**training),
+            "torch_threads": torch_threads,
+        }
+        for key, text in (
+            ("num_memory", num_memory),
+            ("num_branch", num_branch),
+            ("lstm_hidden", lstm_hidden),
+        ):
+            if (parsed := _ints(text)) is not None:
+                values[key] = parsed
+        if tcn_shapes:
+            values["tcn"] = tuple(tcn_shapes.split(","))
+        table = run_sweep(SweepConfig(**values), data, out, cluster_settings, progress=not quiet)
+    except (ConfigError, FitError, ValueError) as exc:
+        raise BadInput(str(exc)) from exc
+    click.echo(f"{'name':<18} {'params':>9} {'valid AUC':>10} {'RMSE mV':>8}")
+    for row in table:
+        auc = "-" if row["valid_spike_auc"] is None else f"{row['valid_spike_auc']:.4f}"
+        rmse = "-" if row["valid_soma_rmse_mv"] is None else f"{row['valid_soma_rmse_mv']:.3f}"
+        click.echo(f"{row['name']:<18} {row['parameters']:>9} {auc:>10} {rmse:>8}")
+    click.echo(f"results: {out / 'results.csv'}")

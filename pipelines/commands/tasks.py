@@ -1,0 +1,183 @@
+"""elmpipe task: the secondary benchmarks (LRA, SHD)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipelines.commands.common import (
+    EPILOG,
+    BadInput,
+)
+
+# -- secondary benchmarks -----------------------------------------------------------------------
+
+
+@click.group(epilog=EPILOG)
+def task() -> None:
+    """Secondary benchmarks: Long Range Arena and SHD / SHD-Adding (from your data files)."""
+
+
+@task.command("train", epilog=EPILOG)
+@click.argument(
+    "task_name",
+    metavar="TASK",
+    type=click.Choice(
+        ["shd", "shd-adding", "listops", "text", "retrieval", "image", "pathfinder", "pathx"]
+    ),
+)
+@click.option(
+    "--data",
+    "-d",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder with the task's standard files.",
+)
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="Run folder (runs/TASK).")
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Task config (default: configs/tasks/TASK.yaml when it exists).",
+)
+@click.option("--model", "family", type=click.Choice(["elm", "lstm"]), help="Override family.")
+@click.option("--num-memory", type=int, help="ELM memory units.")
+@click.option("--hidden", type=int, help="LSTM hidden units.")
+@click.option("--bin-ms", type=float, help="SHD bin size (ms).")
+@click.option("--epochs", type=int)
+@click.option("--batches-per-epoch", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float)
+@click.option("--eval-batches", type=int, help="Cap on validation/test batches.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--resume", is_flag=True, help="Continue the run in --out.")
+@click.option("--quiet", "-q", is_flag=True)
+def task_train(
+    task_name,
+    data,
+    out,
+    config_path,
+    family,
+    num_memory,
+    hidden,
+    bin_ms,
+    epochs,
+    batches_per_epoch,
+    batch_size,
+    lr,
+    eval_batches,
+    device,
+    resume,
+    quiet,
+) -> None:
+    """Train an ELM (or LSTM) classifier on a task; print test accuracy against chance.
+
+    \b
+    Examples:
+      elmpipe task generate shd --out data/shd-synthetic
+      elmpipe task train shd-adding -d data/shd-synthetic -c configs/tasks/shd-adding.yaml \\
+          --bin-ms 2 --epochs 3 --batches-per-epoch 300
+      elmpipe task train listops -d data/listops -c configs/tasks/listops.yaml
+    """
+    import yaml
+
+    from surrogate.tasks.shd import TaskDataError
+    from surrogate.tasks.train import TaskTrainConfig, fit_task
+
+    default = Path("configs") / "tasks" / f"{task_name}.yaml"
+    path = config_path or (default if default.exists() else None)
+    try:
+        base = yaml.safe_load(path.read_text()) if path else {"model": {"family": "elm"}}
+        base["task"] = task_name
+        model = dict(base.get("model", {}))
+        if family and family != model.get("family", "elm"):
+            model = {"family": family}
+        for key, value in (("num_memory", num_memory), ("hidden", hidden)):
+            if value is not None:
+                model[key] = value
+        base["model"] = model
+        for key, value in (
+            ("bin_ms", bin_ms),
+            ("epochs", epochs),
+            ("batches_per_epoch", batches_per_epoch),
+            ("batch_size", batch_size),
+            ("learning_rate", lr),
+            ("eval_batches", eval_batches),
+            ("device", device),
+        ):
+            if value is not None:
+                base[key] = value
+        config = TaskTrainConfig.model_validate(base)
+        result = fit_task(
+            config, data, out or Path("runs") / task_name, resume=resume, progress=not quiet
+        )
+    except (TaskDataError, ValueError) as exc:
+        raise BadInput(str(exc)) from exc
+    click.echo(
+        f"{task_name}: {result['family']} with {result['parameters']:,} parameters, "
+        f"{result['epochs']} epochs in {result['seconds']:.0f} s — test accuracy "
+        f"{result['test_accuracy']:.4f} (valid {result['valid_accuracy']:.4f}; chance "
+        f"{result['chance_uniform']:.4f}, majority class {result['majority_class']:.4f})"
+    )
+
+
+@task.command("generate", epilog=EPILOG)
+@click.argument("kind", type=click.Choice(["listops", "pathfinder", "shd"]))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Folder.")
+@click.option(
+    "--n",
+    "count",
+    type=int,
+    help="Samples (listops: train; pathfinder: images; shd: train digits).",
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--difficulty",
+    type=click.Choice(["curv_baseline", "curv_contour_length_9", "curv_contour_length_14"]),
+    default="curv_contour_length_14",
+    show_default=True,
+    help="Pathfinder contour length.",
+)
+@click.option(
+    "--size",
+    type=click.Choice(["32", "128"]),
+    default="32",
+    show_default=True,
+    help="Pathfinder image size (128 = Path-X).",
+)
+@click.option("--max-length", type=int, help="ListOps: longest expression (LRA: 2000).")
+@click.option("--min-length", type=int, help="ListOps: shortest expression (LRA: 500).")
+def task_generate(kind, out, count, seed, difficulty, size, max_length, min_length) -> None:
+    """Write task files in the standard formats, offline and seeded.
+
+    \b
+    listops     basic_{train,val,test}.tsv from LRA's generation rules (train : val : test = 48:1:1)
+    pathfinder  curved dashed contours with two markers and distractors, in the LRA layout
+    shd         synthetic spiking "digits" in the SHD HDF5 layout (class-specific bursts)
+    """
+    if kind == "listops":
+        from surrogate.tasks.listops import write_dataset
+
+        n = count or 96_000
+        options = {}
+        if max_length:
+            options["max_length"] = max_length
+        if min_length is not None:
+            options["min_length"] = min_length
+        held_out = max(1, n // 48)
+        folder = write_dataset(
+            out, {"train": n, "valid": held_out, "test": held_out}, seed, **options
+        )
+    elif kind == "pathfinder":
+        from surrogate.tasks.pathfinder import PathfinderStyle, write_dataset
+
+        style = PathfinderStyle() if size == "32" else PathfinderStyle.path_x()
+        folder = write_dataset(out, count or 10_000, seed, difficulty, style)
+    else:
+        from surrogate.tasks.shd import write_synthetic_shd
+
+        n = count or 2000
+        folder = write_synthetic_shd(out, n_train=n, n_test=max(1, n // 4), seed=seed)
+    click.echo(f"{kind} written to {folder}")
