@@ -19,7 +19,7 @@ def runner():
 def test_help_teaches(runner):
     result = runner.invoke(cli, ["--help"])
     assert result.exit_code == 0
-    assert "elmpipe cell info" in result.output
+    assert "elmpipe run configs/demo.yaml" in result.output
     assert "Exit codes" in result.output
     sub = runner.invoke(cli, ["cell", "info", "--help"])
     assert "--morphology" in sub.output and "input resistance" in sub.output
