@@ -322,3 +322,18 @@ def test_retrieval_two_tower_trains(tmp_path):
     )
     result = fit_task(config, tmp_path, tmp_path / "run", progress=False)
     assert result["classes"] == 2
+
+
+def test_shipped_task_configs_are_valid():
+    import yaml
+
+    from surrogate.models import model_config
+
+    folder = Path(__file__).resolve().parents[1] / "configs" / "tasks"
+    names = sorted(p.name for p in folder.glob("*.yaml"))
+    assert {"shd.yaml", "shd-adding.yaml", "listops.yaml", "pathfinder.yaml", "pathx.yaml"} <= set(
+        names
+    )
+    for path in folder.glob("*.yaml"):
+        config = TaskTrainConfig.model_validate(yaml.safe_load(path.read_text()))
+        model_config({**config.model, "num_input": 16, "num_output": 2})  # hyper-parameters valid

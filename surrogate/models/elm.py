@@ -156,6 +156,8 @@ class ELM(nn.Module):
         self.register_buffer(
             "synapse_branch", torch.arange(d_tree).repeat_interleave(d_brch), persistent=False
         )
+        # vanilla ELM: synapse k is input k on its own branch, so the projection is diagonal
+        self.identity_routing = c.routing == "none" and d_brch == 1
         self.mlp = MLP(d_tree + c.num_memory, c.hidden, c.num_memory, c.mlp_layers, c.activation)
         self.w_y = nn.Linear(c.num_memory, c.num_output)
 
@@ -195,7 +197,11 @@ class ELM(nn.Module):
         if not bool(torch.all(tau == tau[0])):
             raise ValueError("the fast ELM needs one trace time constant for all synapses")
         kappa_s = math.exp(-self.dt / max(float(tau[0]), 1e-6))
-        branch = leaky_scan(x @ self.input_projection(), kappa_s)  # (B, T, d_tree)
+        if self.identity_routing:
+            projected = x * self.synapse_weights()  # a diagonal W_eff, without the GEMM
+        else:
+            projected = x @ self.input_projection()
+        branch = leaky_scan(projected, kappa_s)  # (B, T, d_tree)
         layers = [m for m in self.mlp.network if isinstance(m, nn.Linear)]
         first = layers[0]
         pre = nn.functional.linear(branch, first.weight[:, : self.num_branch], first.bias)

@@ -12,19 +12,20 @@ import torch
 
 def leaky_scan(z: torch.Tensor, kappa: float, chunk: int = 128) -> torch.Tensor:
     """Scan along dim 1 of ``z`` (batch, time, features) from a zero state."""
-    steps = z.shape[1]
+    batch, steps, features = z.shape
     length = min(chunk, steps)
     t = torch.arange(length, device=z.device, dtype=z.dtype)
     lag = t[:, None] - t[None, :]
     decay = torch.where(lag >= 0, kappa ** lag.clamp(min=0), torch.zeros_like(lag))
-    carry_decay = kappa ** (t + 1)
+    carry_decay = (kappa ** (t + 1))[:, None]
+    # time-major with batch and features flattened: each chunk is one (L × L)·(L × B·D) GEMM
+    flat = z.transpose(0, 1).reshape(steps, batch * features)
     outputs = []
-    carry = torch.zeros(z.shape[0], z.shape[2], device=z.device, dtype=z.dtype)
+    carry = flat.new_zeros(1, batch * features)
     for start in range(0, steps, length):
-        block = z[:, start : start + length]
-        n = block.shape[1]
-        scanned = torch.einsum("ts,bsd->btd", decay[:n, :n], block)
-        scanned = scanned + carry_decay[:n, None] * carry[:, None, :]
+        block = flat[start : start + length]
+        n = block.shape[0]
+        scanned = decay[:n, :n] @ block + carry_decay[:n] * carry
         outputs.append(scanned)
-        carry = scanned[:, -1]
-    return torch.cat(outputs, dim=1)
+        carry = scanned[-1:]
+    return torch.cat(outputs, dim=0).reshape(steps, batch, features).transpose(0, 1)
