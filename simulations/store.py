@@ -215,6 +215,18 @@ SIM_ARRAYS: dict[str, tuple[tuple[str, ...], str, Any, Any]] = {
 }
 
 
+#: inner chunk length along time (ms): a training window reads a few of these, not a whole run
+TIME_CHUNK_MS = 500
+
+
+def time_chunk(n_time: int, target: int = TIME_CHUNK_MS) -> int:
+    """Largest divisor of ``n_time`` not above ``target`` (shards must split evenly), else all."""
+    for size in range(min(target, n_time), 0, -1):
+        if n_time % size == 0:
+            return size if size >= min(100, n_time) else n_time
+    return n_time
+
+
 def _create_split(root: zarr.Group, spec: DatasetSpec, split: str, n_sims: int, per_chunk: int):
     group = root.create_group(split)
     group.attrs.update({"split": split, "sims_per_chunk": per_chunk})
@@ -230,14 +242,23 @@ def _create_split(root: zarr.Group, spec: DatasetSpec, split: str, n_sims: int, 
         if name == "dend_v" and not record_dendrites:
             continue
         first = 1 if name == "complete" else per_chunk
+        shard = (first, *(sizes[d] for d in dims[1:]))
+        layout: dict[str, Any] = {"chunks": shard}
+        if "time" in dims:
+            # one shard (file) per storage chunk of simulations, read in pieces of ≈ 500 ms
+            inner = tuple(
+                1 if d == "sim" else time_chunk(sizes[d]) if d == "time" else sizes[d]
+                for d in dims
+            )
+            layout = {"shards": shard, "chunks": inner}
         group.create_array(
             name,
             shape=tuple(sizes[d] for d in dims),
-            chunks=(first, *(sizes[d] for d in dims[1:])),
             dtype=dtype,
             dimension_names=dims,
             compressors=codec,
             fill_value=fill,
+            **layout,
         )
     # coordinates (xarray reads an array named like a dimension as its coordinate)
     kinds = np.array(spec.channels["kind"])

@@ -17,6 +17,7 @@ from simulations.store import (
     SimulationRecord,
     open_root,
     prepare_split,
+    time_chunk,
     write_block,
 )
 
@@ -89,13 +90,33 @@ def test_chunks_compression_and_dimensions(tmp_path):
     path = tmp_path / "d.zarr"
     prepare_split(path, make_spec(), "train", 6, sims_per_chunk=2)
     group = zarr.open_group(str(path), mode="r")["train"]
-    assert group["inputs"].chunks == (2, T, 2 * N_SEG)
+    assert group["inputs"].shards == (2, T, 2 * N_SEG)  # one file per 2 simulations
+    assert group["inputs"].chunks == (1, T, 2 * N_SEG)
     assert group["inputs"].metadata.dimension_names == ("sim", "time", "channel")
     assert group["inputs"].dtype == np.bool_
     assert group["complete"].chunks == (1,)
     assert group["inputs"].compressors  # compressed
     plan = prepare_split(path, make_spec(), "train", 6, sims_per_chunk=2)
     assert plan.blocks() == [(0, 2), (2, 4), (4, 6)]
+
+
+def test_time_chunk_divides_the_duration():
+    assert time_chunk(6000) == 500
+    assert time_chunk(2400) == 480
+    assert time_chunk(40) == 40
+    assert time_chunk(7001) == 7001  # prime: no divisor near 500, one chunk
+    for n in (1000, 2999, 6000, 12345):
+        assert n % time_chunk(n) == 0
+
+
+def test_long_runs_are_sharded_into_inner_time_chunks(tmp_path):
+    spec = make_spec(simulation={"duration_ms": 1200.0, "record_dendrites": False})
+    path = tmp_path / "d.zarr"
+    prepare_split(path, spec, "train", 2)
+    group = zarr.open_group(str(path), mode="r")["train"]
+    n_time = group["inputs"].shape[1]
+    assert group["inputs"].shards == (1, n_time, 2 * N_SEG)
+    assert group["inputs"].chunks == (1, time_chunk(n_time), 2 * N_SEG)
 
 
 def test_partial_chunk_is_redone_whole(tmp_path):
