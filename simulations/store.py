@@ -247,8 +247,7 @@ def _create_split(root: zarr.Group, spec: DatasetSpec, split: str, n_sims: int, 
         if "time" in dims:
             # one shard (file) per storage chunk of simulations, read in pieces of ≈ 500 ms
             inner = tuple(
-                1 if d == "sim" else time_chunk(sizes[d]) if d == "time" else sizes[d]
-                for d in dims
+                1 if d == "sim" else time_chunk(sizes[d]) if d == "time" else sizes[d] for d in dims
             )
             layout = {"shards": shard, "chunks": inner}
         group.create_array(
