@@ -8,10 +8,12 @@ Every timing runs in its own fresh process (NEURON holds one model per process),
 other, and the ratios are computed from measurements taken side by side in this one run.
 
 1. Speed, for the Hay cell (../shared) and the built-in cell: wall seconds per simulated second
-   of our data stage (`simulations.simulate.Simulator`) and of a straightforward version of the
-   same simulation — CVode, every dendritic segment recorded at every step, one NetCon per
-   synapse with one ``NetCon.event`` per input spike queued from Python — on identical inputs,
-   with the soma traces compared.
+   of a straightforward NEURON script (CVode, every dendritic segment recorded at every step,
+   one ``NetCon.event`` per input spike queued from Python) and of our data stage
+   (`simulations.simulate.Simulator`) with each engine — neuron-cvode (the reference run),
+   neuron-fixed, coreneuron — on identical inputs; speed-ups against the CVode reference, spike
+   time differences and soma RMSE (clipped at -55 mV) against it; then the aggregate throughput
+   of the default engine with 1 and 2 simulations running at once (one per worker process).
 2. Statistics of a few 6 s Hay-cell simulations made by `elmpipe simulate`, next to the
    documented reference values.
 3. Bytes per simulated second of those simulations in our Zarr store and as NeuronIO pickles.
@@ -52,13 +54,14 @@ def _inputs(cell, seconds: float, seed: int) -> np.ndarray:
     return generate_inputs(NeuronIOProtocol(), layout, seconds * 1000, rng).spikes
 
 
-def run_ours(morphology: str | None, seconds: float, seed: int, out: str) -> dict:
+def run_ours(morphology: str | None, seconds: float, seed: int, out: str, engine: str) -> dict:
     from simulations.cell import Cell
     from simulations.simulate import SimulationSettings, Simulator
 
     cell = Cell(morphology)
     inputs = _inputs(cell, seconds, seed)
-    simulator = Simulator(cell, SimulationSettings(duration_ms=seconds * 1000))
+    settings = SimulationSettings(duration_ms=seconds * 1000, engine=engine)
+    simulator = Simulator(cell, settings)  # builds CoreNEURON mechanisms if not cached yet
     started = time.perf_counter()
     result = simulator.run_binary(inputs)
     wall = time.perf_counter() - started
@@ -71,7 +74,9 @@ def run_ours(morphology: str | None, seconds: float, seed: int, out: str) -> dic
     }
 
 
-def run_straightforward(morphology: str | None, seconds: float, seed: int, out: str) -> dict:
+def run_straightforward(
+    morphology: str | None, seconds: float, seed: int, out: str, engine: str = ""
+) -> dict:
     """The same simulation written the obvious way."""
     from simulations._neuron import hoc
     from simulations.cell import Cell
@@ -123,52 +128,111 @@ def run_straightforward(morphology: str | None, seconds: float, seed: int, out: 
     }
 
 
-def _child(version: str, morphology: str | None, seconds: float, seed: int, out: str) -> dict:
+def _start(version: str, morphology: str | None, seconds: float, seed: int, out: str):
+    function, _, engine = version.partition(":")
     code = (
         f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); "
-        f"from benchmarks.simulation import run_{version} as f; "
-        f"print(json.dumps(f({morphology!r}, {seconds!r}, {seed!r}, {out!r})))"
+        f"from benchmarks.simulation import run_{function} as f; "
+        f"print(json.dumps(f({morphology!r}, {seconds!r}, {seed!r}, {out!r}, {engine!r})))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{version} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _finish(version: str, process) -> dict:
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"{version} failed:\n{stderr[-2000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def _child(version: str, morphology: str | None, seconds: float, seed: int, out: str) -> dict:
+    return _finish(version, _start(version, morphology, seconds, seed, out))
+
+
+VERSIONS = ("straightforward", "ours:neuron-cvode", "ours:neuron-fixed", "ours:coreneuron")
+REFERENCE_VERSION = "ours:neuron-cvode"
+
+
+def _compare(reference: dict, result: dict, ref_v: np.ndarray, v: np.ndarray) -> str:
+    a, b = np.array(reference["spikes"]), np.array(result["spikes"])
+    rmse = float(np.sqrt(np.mean((np.minimum(ref_v, -55) - np.minimum(v, -55)) ** 2)))
+    if len(a) != len(b):
+        spikes = f"spikes {len(b)} vs {len(a)} (DIFFERENT COUNT)"
+    else:
+        shift = np.abs(a - b).max() if len(a) else 0.0
+        spikes = f"{len(b)} spikes, max shift {shift:.3f} ms"
+    return f"{spikes}, clipped RMSE {rmse:.3f} mV"
+
+
+def scaling(morphology: str | None, seconds: float, seed: int, workers: int, tmp: str) -> None:
+    """Aggregate throughput of the default engine, 1 and then ``workers`` processes at once."""
+    version = "ours:coreneuron"
+    rates = {}
+    for n in (1, workers):
+        started = time.perf_counter()
+        procs = [
+            _start(version, morphology, seconds, seed + i, os.path.join(tmp, f"s{n}-{i}.npy"))
+            for i in range(n)
+        ]
+        results = [_finish(version, p) for p in procs]
+        elapsed = time.perf_counter() - started  # incl. process start and cell building
+        sim_walls = [r["wall"] for r in results]
+        rates[n] = n * seconds / max(sim_walls)
+        print(
+            f"{n} worker(s): {n * seconds:g} simulated s; simulation walls "
+            + "/".join(f"{w:.1f}" for w in sim_walls)
+            + f" s → {rates[n]:.2f} simulated s per wall s (whole processes: {elapsed:.1f} s)"
+        )
+    print(f"scaling 1 → {workers} workers: ×{rates[workers] / rates[1]:.2f}")
 
 
 def speed(cells: dict[str, str | None], seconds: float, seed: int, repeats: int) -> None:
-    print(f"\n== 1. Speed: {seconds:g} s simulated, NeuronIO inputs (seed {seed}), CVode atol 1e-3")
-    header = f"{'cell':<10} {'version':<17} {'wall s/sim s':>13} {'ratio':>7} {'peak MB':>8}"
-    print(header + "  soma vs ours")
+    print(f"\n== 1. Speed: {seconds:g} s simulated, NeuronIO inputs (seed {seed})")
+    print(_build_times())
+    header = f"{'cell':<8} {'version':<22} {'wall s/sim s':>13} {'speed-up':>9} {'peak MB':>8}"
+    print(header + "  against neuron-cvode")
     with tempfile.TemporaryDirectory() as tmp:
         for name, morphology in cells.items():
-            walls: dict[str, list[float]] = {"ours": [], "straightforward": []}
+            walls: dict[str, list[float]] = {v: [] for v in VERSIONS}
             results = {}
-            for _ in range(repeats):  # alternate, so drifts of a shared machine hit both
-                for version in ("ours", "straightforward"):
+            for _ in range(repeats):  # alternate, so drifts of a shared machine hit all
+                for version in VERSIONS:
                     out = os.path.join(tmp, f"{name}-{version}.npy")
                     results[version] = _child(version, morphology, seconds, seed, out)
                     walls[version].append(results[version]["wall"] / seconds)
-            ours = np.load(os.path.join(tmp, f"{name}-ours.npy"))
-            plain = np.load(os.path.join(tmp, f"{name}-straightforward.npy"))
             best = {v: min(w) for v, w in walls.items()}
-            same_spikes = results["ours"]["spikes"] == results["straightforward"]["spikes"]
-            diff = float(np.abs(ours - plain).max())
-            rss = {v: results[v]["peak_rss_mb"] for v in results}
-            print(
-                f"{name:<10} {'straightforward':<17} {best['straightforward']:>13.2f} {1.0:>7.2f} "
-                f"{rss['straightforward']:>8.0f}"
-            )
-            print(
-                f"{name:<10} {'ours':<17} {best['ours']:>13.2f} "
-                f"{best['straightforward'] / best['ours']:>7.2f} {rss['ours']:>8.0f}  "
-                f"max |Δv| {diff:.2e} mV, "
-                f"spikes {'identical' if same_spikes else 'DIFFERENT'} "
-                f"({len(results['ours']['spikes'])}), {results['ours']['events']} input events"
-            )
-            print(
-                f"{'':<10} all walls (s/s): "
-                + ", ".join(f"{v} " + "/".join(f"{w:.2f}" for w in ws) for v, ws in walls.items())
-            )
+            ref_v = np.load(os.path.join(tmp, f"{name}-{REFERENCE_VERSION}.npy"))
+            for version in VERSIONS:
+                v = np.load(os.path.join(tmp, f"{name}-{version}.npy"))
+                label = version.replace("ours:", "elmpipe ")
+                print(
+                    f"{name:<8} {label:<22} {best[version]:>13.2f} "
+                    f"{best[REFERENCE_VERSION] / best[version]:>9.2f} "
+                    f"{results[version]['peak_rss_mb']:>8.0f}  "
+                    + _compare(results[REFERENCE_VERSION], results[version], ref_v, v)
+                )
+            if repeats > 1:
+                listed = (f"{v} " + "/".join(f"{w:.2f}" for w in ws) for v, ws in walls.items())
+                print(f"{'':<8} all walls (s/s): " + "; ".join(listed))
+            print(f"{'':<8} ({results[REFERENCE_VERSION]['events']} input events)")
+        name, morphology = next(iter(cells.items()))
+        print(f"\n-- throughput of the default engine (coreneuron), {name} cell")
+        scaling(morphology, seconds, seed, 2, tmp)
+
+
+def _build_times() -> str:
+    from simulations.mechanisms import build_info
+
+    parts = []
+    for variant in ("neuron", "coreneuron"):
+        try:
+            info = build_info(variant=variant)
+            parts.append(f"{variant} {info['build_seconds']:.0f} s")
+        except OSError:
+            parts.append(f"{variant} not built yet")
+    return "one-time mechanism builds (from the cache manifests): " + ", ".join(parts)
 
 
 # -- statistics and bytes ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pipelines.config import SimulateConfig
 from simulations.cell import CellSpec
 from simulations.inputs import ReplayProtocol
 from simulations.runner import DatasetJob, dataset_spec, run_block
+from simulations.simulate import prepare_engine
 from simulations.store import Dataset, DatasetError, DatasetSpec, prepare_split
 
 
@@ -89,6 +90,8 @@ def simulate(
         )
         spec = dataclasses.replace(spec, protocol=config.protocol.model_dump(mode="json"))
     plan = prepare_split(out, spec, split, n_sims, config.sims_per_chunk)
+    if plan.blocks():
+        prepare_engine(config.simulation)  # e.g. the CoreNEURON build, once, before the workers
     job = DatasetJob(
         store=str(out),
         split=split,

@@ -8,6 +8,7 @@ a file lock and is published by an atomic rename, so it happens once and nobody 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -43,8 +44,18 @@ MECHANISM_NAMES = (
     "GabaA",
 )
 
-#: build variants and the nrnivmodl options that make them; the variant is part of the cache key
-VARIANTS: dict[str, tuple[str, ...]] = {"neuron": (), "coreneuron": ("-coreneuron",)}
+#: CoreNEURON compile flags: -ffast-math lets the compiler call the vector maths library for
+#: ``exp`` (the channel kinetics are most of the run time); -march=native binds the build to this
+#: kind of CPU, which is therefore part of the cache key (docs/simulation-engines.md)
+CORENEURON_FLAGS = "-O3 -march=native -ffast-math"
+
+#: build variants and the nrnivmodl options that make them; the variant is part of the cache key.
+#: Every process loads the "neuron" build's library; the "coreneuron" build contributes only its
+#: libcorenrnmech, which CoreNEURON loads when a run hands the cell over to it.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "neuron": (),
+    "coreneuron": ("-coreneuron", "-incflags", CORENEURON_FLAGS),
+}
 
 #: environment variables that ``import neuron`` sets and a child nrnivmodl must not inherit
 _SET_BY_NEURON_IMPORT = ("NEURONHOME", "NMODLHOME", "NMODL_PYLIB")
@@ -81,12 +92,27 @@ def mod_files(source_dir: Path = MECHANISM_DIR) -> list[Path]:
     return files
 
 
+def cpu_signature() -> str:
+    """The CPU model and instruction-set flags a ``-march=native`` build depends on."""
+    info: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    model = info.get("model name") or platform.processor() or "unknown CPU"
+    flags = " ".join(sorted((info.get("flags") or info.get("Features") or "").split()))
+    return f"{platform.machine()} {model} {hashlib.sha256(flags.encode()).hexdigest()[:12]}"
+
+
 def cache_key(source_dir: Path = MECHANISM_DIR, variant: str = "neuron") -> str:
-    """A short name that changes whenever the mod contents, NEURON version or variant change."""
+    """A short name that changes whenever the mod contents, NEURON version or variant change
+    (and, for the CPU-specific CoreNEURON build, the CPU and the compile flags)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown build variant {variant!r} (known: {', '.join(VARIANTS)})")
     digest = hashlib.sha256()
     digest.update(f"variant={variant}\nneuron={neuron_version()}\n".encode())
+    if variant == "coreneuron":
+        digest.update(f"flags={' '.join(VARIANTS[variant])}\ncpu={cpu_signature()}\n".encode())
     for path in mod_files(source_dir):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return f"{variant}-nrn{neuron_version()}-{digest.hexdigest()[:16]}"
@@ -192,6 +218,8 @@ def build_mechanisms(
                 "variant": variant,
                 "neuron": neuron_version(),
                 "machine": platform.machine(),
+                "cpu": cpu_signature(),
+                "options": list(VARIANTS[variant]),
                 "build_seconds": round(time.perf_counter() - started, 2),
                 "mod_files": {
                     p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in mod_files(mod_dir)
@@ -216,6 +244,21 @@ def build_info(
     """The manifest of the cached build (key, NEURON version, build time, mod hashes)."""
     target = _target(source_dir, cache_dir, variant)
     return json.loads((target / "manifest.json").read_text())
+
+
+def coreneuron_library(source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None) -> Path:
+    """Build (once per cache) and return the CoreNEURON mechanism library for this CPU."""
+    library = build_mechanisms(source_dir, cache_dir, variant="coreneuron")
+    core = library.parent / "libcorenrnmech.so"
+    if not core.exists():
+        found = sorted(library.parent.glob("libcorenrnmech*"))
+        if not found:
+            raise MechanismBuildError(
+                f"the CoreNEURON build in {library.parent} has no libcorenrnmech library; "
+                "is this NEURON built with CoreNEURON support?"
+            )
+        core = found[0]
+    return core
 
 
 def load_mechanisms(source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None) -> Path:

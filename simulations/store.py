@@ -179,11 +179,23 @@ def _create_root(path: Path, spec: DatasetSpec) -> zarr.Group:
     return root
 
 
+def upgrade_simulation_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings written before engines existed (``integrator: cvode | fixed``) in today's terms:
+    the same runs, so such stores can still be completed."""
+    if "integrator" not in settings or "engine" in settings:
+        return settings
+    upgraded = {k: v for k, v in settings.items() if k != "integrator"}
+    engine = {"cvode": "neuron-cvode", "fixed": "neuron-fixed"}.get(settings["integrator"])
+    upgraded["engine"] = engine or settings["integrator"]
+    upgraded.setdefault("second_order", None)
+    return upgraded
+
+
 def _check_compatible(path: Path, root: zarr.Group, spec: DatasetSpec) -> None:
     stored = {
         "cell": root.attrs["cell"].get("fingerprint"),
         "protocol": root.attrs["protocol"],
-        "simulation": root.attrs["simulation"],
+        "simulation": upgrade_simulation_settings(dict(root.attrs["simulation"])),
         "seed": root.attrs["seed"],
     }
     differences = _diff(json.loads(json.dumps(stored)), json.loads(json.dumps(spec.identity())))

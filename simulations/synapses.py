@@ -11,6 +11,7 @@ numpy: no Python runs per event, before or during the run, and the events are re
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,37 +73,70 @@ class Synapses:
     trains; the next ``finitialize`` queues them.
     """
 
-    def __init__(self, cell: Cell, settings: SynapseSettings | None = None) -> None:
+    def __init__(
+        self, cell: Cell, settings: SynapseSettings | None = None, *, delay_ms: float = 0.0
+    ) -> None:
         h = hoc()
         self.cell = cell
+        self.delay_ms = float(delay_ms)
         self.settings = settings or SynapseSettings()
         self.channels = ChannelTable.for_segments(len(cell.segments))
         segments = cell.dendritic_segments()
         self.point_processes: list[Any] = []
-        excitatory = {
-            "gmax": self.settings.excitatory_gmax_us,
-            "nmda_ratio": self.settings.nmda_ratio,
-        }
-        inhibitory = {"gmax": self.settings.inhibitory_gmax_us}
-        for kind, params in (("AmpaNmda", excitatory), ("GabaA", inhibitory)):
-            for seg in segments:
-                syn = getattr(h, kind)(seg)
-                for name, value in params.items():
-                    setattr(syn, name, value)
-                self.point_processes.append(syn)
-        # PatternStim "fires" gid c; a NetCon attached to gid c (weight 1, delay 0) feeds synapse
-        # c. The gids exist only as PatternStim sources, never as cells.
+        for kind in ("AmpaNmda", "GabaA"):
+            self.point_processes.extend(getattr(h, kind)(seg) for seg in segments)
+        self.configure(self.settings)
+        # PatternStim "fires" gid c; a NetCon attached to gid c (weight 1) feeds synapse c. The
+        # gids exist only as PatternStim sources, never as cells. The delay is 0 under NEURON;
+        # CoreNEURON needs one above dt, so events are then queued that much earlier.
         self._pc = h.ParallelContext()
         self._connections = []
         for gid, syn in enumerate(self.point_processes):
             con = self._pc.gid_connect(gid, syn)
             con.weight[0] = 1.0
-            con.delay = 0.0
+            con.delay = self.delay_ms
             self._connections.append(con)
         self._stim = h.PatternStim()
         self._times = h.Vector()
         self._gids = h.Vector()
         self.n_events = 0
+
+    @classmethod
+    def attached(
+        cls, cell: Cell, settings: SynapseSettings | None = None, *, delay_ms: float = 0.0
+    ) -> Synapses:
+        """The cell's one set of synapses, made on first use and reconfigured after that.
+
+        A cell carries a single set (one PatternStim): a second set would double every input
+        and CoreNEURON accepts only one PatternStim. The cell refers to them weakly: they are
+        gone with the last simulator that uses them.
+        """
+        ref = getattr(cell, "_attached_synapses", None)
+        existing = ref() if ref is not None else None
+        if existing is None:
+            existing = cls(cell, settings, delay_ms=delay_ms)
+            cell._attached_synapses = weakref.ref(existing)
+        else:
+            existing.configure(settings or SynapseSettings())
+            existing.set_delay(delay_ms)
+        return existing
+
+    def configure(self, settings: SynapseSettings) -> None:
+        """Set the synapse strengths."""
+        self.settings = settings
+        n = len(self.point_processes) // 2
+        for syn in self.point_processes[:n]:
+            syn.gmax = settings.excitatory_gmax_us
+            syn.nmda_ratio = settings.nmda_ratio
+        for syn in self.point_processes[n:]:
+            syn.gmax = settings.inhibitory_gmax_us
+
+    def set_delay(self, delay_ms: float) -> None:
+        """Connection delay; inputs set afterwards are queued this much earlier."""
+        if float(delay_ms) != self.delay_ms:
+            self.delay_ms = float(delay_ms)
+            for con in self._connections:
+                con.delay = self.delay_ms
 
     def __len__(self) -> int:
         return len(self.point_processes)
@@ -116,7 +150,9 @@ class Synapses:
         if len(channels) and (channels.min() < 0 or channels.max() >= len(self)):
             raise ValueError(f"input channel out of range 0..{len(self) - 1}")
         order = np.lexsort((channels, times))
-        self._times = hoc().Vector(times[order])
+        # an event at t arrives at t when queued at t - delay (events at 0 arrive at the delay)
+        queued = np.maximum(times[order] - self.delay_ms, 0.0)
+        self._times = hoc().Vector(queued)
         self._gids = hoc().Vector(channels[order].astype(float))
         self._stim.play(self._times, self._gids)
         self.n_events = len(times)

@@ -42,7 +42,10 @@ from pipelines.commands.common import (
 @click.option("--seed", type=int, help="Dataset seed (simulation k depends on seed, split, k).")
 @click.option("--duration-ms", type=float, help="Simulated time per simulation (default 6000).")
 @click.option(
-    "--integrator", type=click.Choice(["cvode", "fixed"]), help="CVode (default) or fixed step."
+    "--engine",
+    type=click.Choice(["coreneuron", "neuron-cvode", "neuron-fixed"]),
+    help="coreneuron (default: fast, reference-checked), neuron-cvode (NeuronIO's reference "
+    "run) or neuron-fixed.",
 )
 @click.option("--record-dendrites/--no-record-dendrites", default=None, help="Store dend_v.")
 @click.option(
@@ -62,7 +65,7 @@ def simulate(
     parameters: str | None,
     seed: int | None,
     duration_ms: float | None,
-    integrator: str | None,
+    engine: str | None,
     record_dendrites: bool | None,
     replay: Path | None,
     replay_split: str | None,
@@ -93,7 +96,7 @@ def simulate(
             "cell.parameters": parameters,
             "seed": seed,
             "simulation.duration_ms": duration_ms,
-            "simulation.integrator": integrator,
+            "simulation.engine": engine,
             "simulation.record_dendrites": record_dendrites,
             "cluster.kind": cluster,
             "cluster.workers": workers,
