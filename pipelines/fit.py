@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,8 @@ def fit_point(config_json: str, data: str, out: str, threads: int) -> dict[str, 
     config = load_train_config(json.loads(config_json))
     resume = (out_path / "last.pt").exists()
     fit(config, data, out_path, resume=resume, progress=False)
-    return json.loads((out_path / "done.json").read_text())
+    done = json.loads((out_path / "done.json").read_text())
+    return {**done, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
 
 
 def _row(name: str, config: TrainConfig, done: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +128,7 @@ def _row(name: str, config: TrainConfig, done: dict[str, Any]) -> dict[str, Any]
         "valid_spike_auc": best.get("valid_spike_auc"),
         "valid_soma_rmse_mv": best.get("valid_soma_rmse_mv"),
         "train_loss": best.get("train_loss"),
+        "slurm_job_id": done.get("slurm_job_id"),  # where it trained (this run), if on SLURM
     }
 
 

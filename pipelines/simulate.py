@@ -35,6 +35,7 @@ class SimulateSummary:
     already_done: int
     output_spikes: int
     seconds: float
+    slurm_jobs: tuple[str, ...] = ()  # batch jobs whose workers ran the tasks
 
 
 def _absolute(spec: CellSpec) -> CellSpec:
@@ -103,6 +104,7 @@ def simulate(
     blocks = plan.blocks()
     todo = sum(stop - start for start, stop in blocks)
     spikes = 0
+    jobs: set[str] = set()
     if blocks:
         with executor(config.cluster) as pool:
             futures = [
@@ -114,6 +116,8 @@ def simulate(
                 for future in pool.as_completed(futures):
                     result = future.result()
                     spikes += sum(result["n_spikes"])
+                    if result.get("slurm_job_id"):
+                        jobs.add(result["slurm_job_id"])
                     bar.update(result["stop"] - result["start"])
             except BaseException:
                 pool.cancel(futures)
@@ -128,4 +132,5 @@ def simulate(
         already_done=n_sims - todo,
         output_spikes=spikes,
         seconds=time.perf_counter() - started,
+        slurm_jobs=tuple(sorted(jobs, key=lambda j: int(j) if j.isdigit() else 0)),
     )

@@ -8,6 +8,8 @@ ran it or in which order.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -154,4 +156,6 @@ def run_block(job: DatasetJob, start: int, stop: int) -> dict[str, Any]:
         "stop": stop,
         "n_spikes": [int(r.spike_times.size) for r in records],
         "seconds": time.perf_counter() - began,
+        "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # set when a SLURM job ran it
     }

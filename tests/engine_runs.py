@@ -1,0 +1,64 @@
+"""One engine run of NeuronIO inputs in a fresh process, as a dataset worker would do it.
+
+NEURON holds one model per process, and every other cell in a process changes a CVode run (its
+error control spans all sections), so engine comparisons run each simulation on its own
+(:func:`run_in_fresh_process`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def simulate(
+    engine: str,
+    out: str,
+    *,
+    morphology: str | None = None,
+    ms: float = 1000.0,
+    index: int = 0,
+    record_dendrites: bool = False,
+    second_order: bool | None = None,
+) -> None:
+    from simulations.cell import Cell
+    from simulations.inputs import InputLayout, NeuronIOProtocol, generate_inputs, simulation_rng
+    from simulations.simulate import SimulationSettings, Simulator
+
+    cell = Cell(morphology)
+    layout = InputLayout.from_segment_table(cell.segments, ())
+    inputs = generate_inputs(
+        NeuronIOProtocol(), layout, ms, simulation_rng(1, "train", index, 0)
+    ).spikes
+    settings = SimulationSettings(
+        duration_ms=ms, engine=engine, record_dendrites=record_dendrites, second_order=second_order
+    )
+    result = Simulator(cell, settings).run_binary(inputs)
+    np.savez(
+        out,
+        soma_v=result.soma_v,
+        spike_times=result.spike_times,
+        dend_v=result.dend_v if result.dend_v is not None else np.zeros((0, 0)),
+    )
+
+
+def run_in_fresh_process(engine: str, out: Path, **options) -> dict[str, np.ndarray]:
+    """Run :func:`simulate` in a child process and load what it saved."""
+    code = (
+        "import json, sys; "
+        f"sys.path.insert(0, {str(ROOT)!r}); "
+        "from tests.engine_runs import simulate; "
+        "simulate(sys.argv[1], sys.argv[2], **json.loads(sys.argv[3]))"
+    )
+    command = [sys.executable, "-c", code, engine, str(out), json.dumps(options)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{engine} run failed:\n{done.stderr[-3000:]}")
+    with np.load(out) as data:
+        return {name: data[name] for name in data.files}
