@@ -187,7 +187,10 @@ def test_walltime_expiry_is_survived_and_adaptive_mode_replaces_the_job(tmp_path
     )
     n, out = 16, tmp_path / "slurm.zarr"
     thread, box = run_in_background(config, out, n)
-    # the one worker job uses one core: compute the local reference on the other meanwhile
+    # the one worker job uses one core: compute the local reference on the other meanwhile —
+    # once the SLURM run's driver has built its cell and made the store (NEURON is not
+    # thread-safe: two threads must not build cells at once)
+    wait_for(lambda: (out / "train" / "complete").exists() or "error" in box, 120, "the store")
     reference = local_reference(tmp_path, config, n, workers=1)
     thread.join(timeout=420)
     assert not thread.is_alive(), "the run did not finish"
