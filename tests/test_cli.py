@@ -85,8 +85,10 @@ def test_mechanisms_info_and_build(runner):
     result = runner.invoke(cli, ["mechanisms", "build"])
     assert result.exit_code == 0, result.output
     assert "libnrnmech" in result.output
+    assert "coreneuron mechanisms ready" in result.output
     info = runner.invoke(cli, ["mechanisms", "info"])
-    assert "neuron-nrn" in info.output and "libnrnmech" in info.output
+    assert "neuron-nrn" in info.output and "coreneuron-nrn" in info.output
+    assert "libnrnmech" in info.output
 
 
 def test_mechanism_build_failure_is_an_environment_problem(runner, monkeypatch, tmp_path):

@@ -78,6 +78,17 @@ def test_coreneuron_matches_the_reference_on_the_hay_cell(hay_path, tmp_path):
     assert_matches_reference(reference, result)
 
 
+def test_a_failed_coreneuron_build_says_how_to_go_on(monkeypatch, tmp_path):
+    from simulations.mechanisms import MechanismBuildError
+    from simulations.simulate import prepare_engine
+
+    monkeypatch.setenv("ELMPIPE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", "no-such-compiler-elmpipe")
+    with pytest.raises(MechanismBuildError, match="--engine neuron-fixed"):
+        prepare_engine(SimulationSettings(engine="coreneuron"))
+    prepare_engine(SimulationSettings(engine="neuron-cvode"))  # needs nothing more
+
+
 def test_settings_name_the_engine_and_accept_old_stores():
     assert SimulationSettings().engine == "coreneuron"
     assert SimulationSettings().uses_second_order
