@@ -3,8 +3,11 @@
 ELM, Branch-ELM and LSTM models from ``surrogate.models`` with ``num_output`` = classes; the
 logits of the final time step go into a cross-entropy loss, as in the ELM paper's recipes.
 Token tasks feed one-hot vectors; SHD feeds spike counts per bin. Input dropout (the SHD recipe)
-zeroes input entries during training only (the reference notebook also applied it at test time;
-we do not). Every epoch writes metrics and a checkpoint; ``resume`` continues a stopped run.
+zeroes input entries during training only and scales the rest by 1/(1 - p), so that evaluation
+inputs (undropped) have the size training saw — without that rescaling a model trained on half
+its input sees twice as much at test time and collapses to one class (the reference notebook
+avoided this by dropping at test time too). Every epoch writes metrics and a checkpoint;
+``resume`` continues a stopped run.
 """
 
 from __future__ import annotations
@@ -172,7 +175,7 @@ def fit_task(
                 break
             x, y = x.to(device).float(), y.to(device)
             if dropout is not None:
-                x = x * (dropout(torch.ones_like(x)) > 0)  # zero entries, no rescaling
+                x = dropout(x)  # inverted dropout: zero entries, scale the rest by 1/(1-p)
             loss = torch.nn.functional.cross_entropy(model(x), y)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
