@@ -43,7 +43,8 @@ CORENEURON_BLOCK_MS = 500.0
 
 
 class SimulationSettings(BaseModel):
-    """How each simulation runs. The defaults are NeuronIO's."""
+    """How each simulation runs. The defaults are NeuronIO's, except the engine: coreneuron,
+    held to NeuronIO's CVode run by tests (``engine="neuron-cvode"`` is that run)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
