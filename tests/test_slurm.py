@@ -34,7 +34,7 @@ def _slurm_missing() -> str | None:
     if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
         return "no SLURM client commands (sbatch, scontrol); start one with .ci/slurm-up as root"
     ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, check=False)
-    if "UP" not in ping.stdout:
+    if " is UP" not in ping.stdout:
         return f"SLURM controller not reachable: {(ping.stdout + ping.stderr).strip()[:200]}"
     return None
 
