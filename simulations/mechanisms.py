@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -92,6 +93,7 @@ def mod_files(source_dir: Path = MECHANISM_DIR) -> list[Path]:
     return files
 
 
+@functools.cache
 def cpu_signature() -> str:
     """The CPU model and instruction-set flags a ``-march=native`` build depends on."""
     info: dict[str, str] = {}

@@ -85,7 +85,7 @@ class Synapses:
         self.point_processes: list[Any] = []
         for kind in ("AmpaNmda", "GabaA"):
             self.point_processes.extend(getattr(h, kind)(seg) for seg in segments)
-        self.configure(self.settings)
+        self._apply_strengths()
         # PatternStim "fires" gid c; a NetCon attached to gid c (weight 1) feeds synapse c. The
         # gids exist only as PatternStim sources, never as cells. The delay is 0 under NEURON;
         # CoreNEURON needs one above dt, so events are then queued that much earlier.
@@ -122,8 +122,13 @@ class Synapses:
         return existing
 
     def configure(self, settings: SynapseSettings) -> None:
-        """Set the synapse strengths."""
-        self.settings = settings
+        """Set the synapse strengths (nothing to do when they are already these)."""
+        if settings != self.settings:
+            self.settings = settings
+            self._apply_strengths()
+
+    def _apply_strengths(self) -> None:
+        settings = self.settings
         n = len(self.point_processes) // 2
         for syn in self.point_processes[:n]:
             syn.gmax = settings.excitatory_gmax_us
