@@ -10,7 +10,7 @@ other, and the ratios are computed from measurements taken side by side in this 
 1. Speed, for the Hay cell (../shared) and the built-in cell: wall seconds per simulated second
    of a straightforward NEURON script (CVode, every dendritic segment recorded at every step,
    one ``NetCon.event`` per input spike queued from Python) and of our data stage
-   (`simulations.simulate.Simulator`) with each engine — neuron-cvode (the reference run),
+   (`simulations.simulator.Simulator`) with each engine — neuron-cvode (the reference run),
    neuron-fixed, coreneuron — on identical inputs; speed-ups against the CVode reference, spike
    time differences and soma RMSE (clipped at -55 mV) against it; then the aggregate throughput
    of the default engine with 1 and 2 simulations running at once (one per worker process).
@@ -56,7 +56,7 @@ def _inputs(cell, seconds: float, seed: int) -> np.ndarray:
 
 def run_ours(morphology: str | None, seconds: float, seed: int, out: str, engine: str) -> dict:
     from simulations.cell import Cell
-    from simulations.simulate import SimulationSettings, Simulator
+    from simulations.simulator import SimulationSettings, Simulator
 
     cell = Cell(morphology)
     inputs = _inputs(cell, seconds, seed)
@@ -78,9 +78,9 @@ def run_straightforward(
     morphology: str | None, seconds: float, seed: int, out: str, engine: str = ""
 ) -> dict:
     """The same simulation written the obvious way."""
+    from elmpipe.dataset import detect_spikes
     from simulations._neuron import hoc
     from simulations.cell import Cell
-    from simulations.simulate import detect_spikes
 
     h = hoc()
     cell = Cell(morphology)
@@ -251,13 +251,13 @@ def _bytes(path: Path) -> int:
 
 
 def statistics_and_bytes(n_sims: int, workers: int, seed: int) -> None:
+    from elmpipe.dataset import Dataset
+    from elmpipe.dataset.statistics import describe
     from pipelines.cluster import ClusterConfig
     from pipelines.config import SimulateConfig
-    from pipelines.dataset import export_neuronio
-    from pipelines.simulate import simulate
+    from pipelines.neuronio_files import export_neuronio
+    from pipelines.simulation_stage import simulate
     from simulations.cell import CellSpec
-    from simulations.describe import describe
-    from simulations.store import Dataset
 
     print(
         f"\n== 2. Statistics of {n_sims} Hay-cell simulations of 6 s (elmpipe simulate, "
@@ -277,7 +277,7 @@ def statistics_and_bytes(n_sims: int, workers: int, seed: int) -> None:
             f"(≈ {core_seconds / (6 * n_sims):.1f} core-s per simulated s, incl. start-up)"
         )
         split = describe(str(store))["splits"]["test"]
-        counts = Dataset(store).group("test")["n_spikes"][:].tolist()
+        counts = Dataset(store).split("test").spike_counts().tolist()
         soma = split["soma_v_mv"]
         ours = {
             "excitatory input (Hz per synapse)": f"{split['input_rate_hz']['excitatory']:.2f}",

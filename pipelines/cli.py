@@ -1,19 +1,29 @@
 """The ``elmpipe`` command line.
 
-Exit codes: 0 success; 1 unexpected failure (a bug: please report it); 2 bad input or usage (a
-missing or broken file, an invalid option or config); 3 the environment cannot run the step (no
-C++ compiler, NEURON cannot build or load the mechanisms).
+Exit codes (elmpipe.errors maps them, here and nowhere else): 0 success; 1 unexpected failure (a
+bug: please report it, with the traceback printed); 2 bad input or usage (a missing or broken
+file, an invalid option or config, a path that cannot be written); 3 the environment cannot run
+the step (no C++ compiler, NEURON cannot build or load the mechanisms, no GPU); 130 interrupted
+(Ctrl-C or SIGTERM), without a traceback — what finished stays written, and running the same
+command again resumes.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 from typing import Any
 
 import click
 
+from elmpipe.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CODES_HELP,
+    EXIT_ENVIRONMENT,
+    EXIT_INTERRUPTED,
+    ElmpipeError,
+)
 from pipelines.commands.cell import cell
-from pipelines.commands.common import EPILOG, EXIT_BAD_INPUT, EXIT_ENVIRONMENT
 from pipelines.commands.data import dataset, simulate
 from pipelines.commands.evaluate import evaluate
 from pipelines.commands.fit import fit, sweep
@@ -21,10 +31,37 @@ from pipelines.commands.mechanisms import mechanisms
 from pipelines.commands.run import run
 from pipelines.commands.tasks import task
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "cli", "main"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED", "cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+class ElmpipeGroup(click.Group):
+    """Click's group, with elmpipe's errors and interruptions mapped to their exit codes."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            click.echo(
+                "Interrupted: what finished is written; run the same command to resume.",
+                err=True,
+            )
+            sys.exit(EXIT_INTERRUPTED)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except ElmpipeError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(
+    cls=ElmpipeGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_CODES_HELP,
+)
 @click.version_option(package_name="elmpipe")
 def cli() -> None:
     """elmpipe: turn a detailed neuron model into a small, fast, accurate learned surrogate.

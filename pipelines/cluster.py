@@ -1,20 +1,26 @@
 """Where work runs: in this process, a local dask cluster, an existing scheduler, or SLURM/PBS.
 
-Every kind is reached through one function, :func:`executor`, which yields something with
-``submit(fn, *args)`` and ``as_completed(futures)``; the stages do not know which kind they got.
-Batch systems go through dask-jobqueue: each job starts dask workers that connect back to the
-scheduler in this process (docs/hpc.md).
+Every kind is reached through one function, :func:`executor`, which yields an executor with one
+method the stages use, :meth:`Executor.run`: submit a list of :class:`Task`, show progress as they
+finish, cancel what is left if anything fails or the user interrupts, and return the results in
+task order. The stages do not know which kind of executor they got (BluePyOpt's "map function"
+idea). Batch systems go through dask-jobqueue: each job starts dask workers that connect back to
+the scheduler in this process (docs/hpc.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from tqdm import tqdm
+
+from elmpipe.errors import InputError
 
 Kind = Literal["in-process", "local", "address", "slurm", "pbs"]
 
@@ -53,25 +59,77 @@ class ClusterConfig(BaseModel):
         return self
 
 
+@dataclass(frozen=True)
+class Task:
+    """One call ``fn(*args)`` to run somewhere; ``size`` is its share of the progress bar."""
+
+    fn: Callable[..., Any]
+    args: tuple = ()
+    key: str | None = None
+    size: int = 1
+
+
+class Executor:
+    """Runs :class:`Task` lists; subclasses say how to submit, wait and cancel."""
+
+    def submit(self, task: Task) -> Any:
+        raise NotImplementedError
+
+    def as_completed(self, futures: list[Any]) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def cancel(self, futures: list[Any]) -> None:
+        raise NotImplementedError
+
+    def run(
+        self,
+        tasks: Sequence[Task],
+        *,
+        label: str,
+        unit: str = "task",
+        progress: bool = True,
+        on_result: Callable[[Task, Any], None] | None = None,
+    ) -> list[Any]:
+        """Run every task; results in task order. ``on_result`` sees each one as it finishes.
+
+        If a task fails or the user interrupts, the tasks not yet finished are cancelled and the
+        error propagates; what finished tasks wrote stays written.
+        """
+        futures = [self.submit(task) for task in tasks]
+        index = {id(future): i for i, future in enumerate(futures)}
+        results: list[Any] = [None] * len(futures)
+        total = sum(task.size for task in tasks)
+        with tqdm(total=total, desc=label, unit=unit, disable=not progress) as bar:
+            try:
+                for future in self.as_completed(futures):
+                    i = index[id(future)]
+                    results[i] = future.result()
+                    if on_result is not None:
+                        on_result(tasks[i], results[i])
+                    bar.update(tasks[i].size)
+            except BaseException:
+                self.cancel(futures)
+                raise
+        return results
+
+
 class _Deferred(Future):
-    def __init__(self, fn: Callable, args: tuple) -> None:
+    def __init__(self, task: Task) -> None:
         super().__init__()
-        self.call = (fn, args)
+        self.task = task
 
 
-class InProcess:
+class InProcess(Executor):
     """Runs tasks one after another in this process: for debugging and tiny runs."""
 
-    def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> Future:
-        return _Deferred(fn, args)
+    def submit(self, task: Task) -> Future:
+        return _Deferred(task)
 
-    @staticmethod
-    def as_completed(futures: list[Future]) -> Iterator[Future]:
+    def as_completed(self, futures: list[Future]) -> Iterator[Future]:
         for future in futures:
             if isinstance(future, _Deferred) and not future.done():
-                fn, args = future.call
                 try:
-                    future.set_result(fn(*args))
+                    future.set_result(future.task.fn(*future.task.args))
                 except Exception as exc:
                     future.set_exception(exc)
             yield future
@@ -81,15 +139,16 @@ class InProcess:
             future.cancel()
 
 
-class DaskExecutor:
+class DaskExecutor(Executor):
+    """Tasks on the workers of a dask client (local cluster, scheduler address, SLURM/PBS)."""
+
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def submit(self, fn: Callable, *args: Any, key: str | None = None) -> Any:
-        return self.client.submit(fn, *args, key=key, pure=False)
+    def submit(self, task: Task) -> Any:
+        return self.client.submit(task.fn, *task.args, key=task.key, pure=False)
 
-    @staticmethod
-    def as_completed(futures: list[Any]) -> Iterator[Any]:
+    def as_completed(self, futures: list[Any]) -> Iterator[Any]:
         from distributed import as_completed
 
         yield from as_completed(futures)
@@ -120,7 +179,7 @@ def jobqueue_cluster(config: ClusterConfig) -> Any:
 
 
 @contextlib.contextmanager
-def executor(config: ClusterConfig) -> Iterator[InProcess | DaskExecutor]:
+def executor(config: ClusterConfig) -> Iterator[Executor]:
     """Start (or connect to) the configured workers; shut down what was started on exit."""
     if config.kind == "in-process":
         yield InProcess()
@@ -128,7 +187,11 @@ def executor(config: ClusterConfig) -> Iterator[InProcess | DaskExecutor]:
     from distributed import Client, LocalCluster
 
     if config.kind == "address":
-        with Client(config.address) as client:
+        try:
+            client = Client(config.address, timeout="20s")
+        except OSError as exc:
+            raise InputError(f"cannot reach the dask scheduler at {config.address}: {exc}") from exc
+        with client:
             yield DaskExecutor(client)
         return
     if config.kind == "local":

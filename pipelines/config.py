@@ -1,29 +1,126 @@
-"""Typed configs loaded from YAML: unknown keys and wrong types are errors naming key and file."""
+"""The config tree and its one loader: every YAML file and option goes through here.
+
+Configs are typed sections (pydantic models with ``extra="forbid"``): the data stage
+(:class:`SimulateConfig`), a fit (:class:`FitFileConfig`), a benchmark task
+(surrogate.tasks.classification.TaskTrainConfig) and the whole pipeline (:class:`RunConfig`,
+which is made of the same sections). :func:`load_config` reads any of them; every problem —
+a missing file, a YAML syntax error, a top level that is not a mapping, an unknown key, a wrong
+type, an impossible value — is a :class:`ConfigError` naming the file and the dotted key (exit
+code 2). Settings that depend on the data (a model's input count) are checked as soon as the data
+is known and before any simulation or batch, still naming the file and key (:func:`checked`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from elmpipe.dataset import SIMS_PER_FILE
+from elmpipe.errors import ConfigError
 from pipelines.cluster import ClusterConfig
+from pipelines.sweep import SweepConfig
 from simulations.cell import CellSpec
 from simulations.inputs import NeuronIOProtocol, ReplayProtocol
-from simulations.simulate import SimulationSettings
+from simulations.simulator import SimulationSettings
+from surrogate.models import SURROGATE_FAMILIES, model_section
+from surrogate.neuronio_fit import TrainSettings
 
 Model = TypeVar("Model", bound=BaseModel)
+OPTIONS = "command-line options"
 
 
-class ConfigError(ValueError):
-    """A config file is missing or invalid."""
-
-
-class SimulateConfig(BaseModel):
-    """The data stage: which cell, which inputs, how to simulate, where to run."""
-
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def describe_errors(exc: ValidationError, source: str, prefix: str = "") -> str:
+    lines = []
+    for error in exc.errors():
+        parts = [*(prefix.split(".") if prefix else []), *error["loc"]]
+        where = ".".join(str(part) for part in parts)
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{source}: {where or '(top level)'}: {message}")
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def checked(source: str, prefix: str = "") -> Iterator[None]:
+    """Turn validation errors raised inside into a ConfigError naming ``source`` and the key."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, source, prefix)) from None
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {prefix or '(top level)'}: {exc}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping (empty file: no settings)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"config file not found: {path}" if not path.exists() else f"{path} is not a file"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text (YAML) file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of settings (key: value) at the top level, "
+            f"found a {type(data).__name__}"
+        )
+    return data
+
+
+def load_config(path: str | Path, model: type[Model], **fixed: Any) -> Model:
+    """Read a YAML file into ``model``; every problem is reported with its key and the file.
+
+    ``fixed``: values the caller sets (e.g. the task named on the command line); a file that
+    sets one of them to something else is refused, not silently overridden.
+    """
+    data = read_yaml(path)
+    for key, value in fixed.items():
+        if key in data and data[key] != value:
+            raise ConfigError(f"{path}: {key}: the file says {data[key]!r}, the command {value!r}")
+        data[key] = value
+    with checked(str(path)):
+        return model.model_validate(data)
+
+
+def with_overrides(config: Model, overrides: dict[str, Any], source: str = OPTIONS) -> Model:
+    """Apply dotted-key overrides (``{"simulation.duration_ms": 300}``), validated again."""
+    data = config.model_dump(mode="json")
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    with checked(source):
+        return type(config).model_validate(data)
+
+
+# -- the sections ---------------------------------------------------------------------------------
+
+
+class SimulateConfig(_Strict):
+    """The data stage: which cell, which inputs, how to simulate, where to run."""
 
     cell: CellSpec = CellSpec()
     protocol: Annotated[NeuronIOProtocol | ReplayProtocol, Field(discriminator="kind")] = (
@@ -35,46 +132,100 @@ class SimulateConfig(BaseModel):
     cluster: ClusterConfig = ClusterConfig()
 
 
-def describe_errors(exc: ValidationError, source: str) -> str:
-    lines = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"{source}: {where}: {message}")
-    return "\n".join(lines)
+def _model_section(value: Any) -> Any:
+    """A surrogate's ``model:`` section; the hyper-parameters are checked with the data."""
+    return None if value is None else model_section(value, SURROGATE_FAMILIES, ("num_input",))
 
 
-def load_config(path: str | Path, model: type[Model]) -> Model:
-    """Read a YAML file into ``model``; every problem is reported with its key and the file."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(describe_errors(exc, str(path))) from exc
+class FitFileConfig(TrainSettings):
+    """``elmpipe fit --config``: training settings and a ``model:`` section."""
+
+    model: dict[str, Any] = Field(
+        default_factory=lambda: {"family": "elm"},
+        description="family (elm, lstm, tcn) and hyper-parameters; num_input comes from the data",
+    )
+
+    _model = field_validator("model", mode="before")(_model_section)
+
+    def settings(self) -> TrainSettings:
+        return TrainSettings(**self.model_dump(exclude={"model"}))
 
 
-def with_overrides(config: Model, overrides: dict) -> Model:
-    """Apply dotted-key overrides (``{"simulation.duration_ms": 300}``), validated again."""
-    data = config.model_dump(mode="json")
-    for dotted, value in overrides.items():
-        if value is None:
-            continue
-        node = data
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
-    try:
-        return type(config).model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(describe_errors(exc, "command-line options")) from exc
+class DataStage(_Strict):
+    protocol: NeuronIOProtocol = NeuronIOProtocol()
+    simulation: SimulationSettings = SimulationSettings()
+    seed: int = Field(0, ge=0)
+    sims_per_chunk: int = Field(1, ge=1)
+    splits: dict[str, int] = Field(
+        default_factory=lambda: {"train": 64, "valid": 8, "test": 16},
+        description="simulations per split; needs train, valid and test",
+    )
+
+    @model_validator(mode="after")
+    def _splits(self) -> DataStage:
+        missing = {"train", "valid", "test"} - set(self.splits)
+        if missing:
+            raise ValueError(f"splits needs {', '.join(sorted(missing))}")
+        if any(n <= 0 for n in self.splits.values()):
+            raise ValueError("every split needs at least one simulation")
+        return self
+
+
+class FitStage(_Strict):
+    """One model (``model``) or a grid (``sweep``); ``train`` holds the training settings."""
+
+    model: dict[str, Any] | None = Field(
+        default_factory=lambda: {"family": "elm"},
+        description="family and hyper-parameters; num_input comes from the data",
+    )
+    sweep: SweepConfig | None = Field(None, description="a grid of models instead of one")
+    train: TrainSettings = TrainSettings()
+    torch_threads: int | None = Field(None, ge=1, description="default: all cores")
+
+    _model = field_validator("model", mode="before")(_model_section)
+
+    @field_validator("sweep", mode="before")
+    @classmethod
+    def _sweep_train(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "train" in value:
+            raise ValueError("set the training settings in fit.train, not fit.sweep.train")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> FitStage:
+        if (self.model is None) == (self.sweep is None):
+            raise ValueError("give exactly one of fit.model and fit.sweep")
+        return self
+
+
+class EvaluateStage(_Strict):
+    split: str = "test"
+    sims_per_file: int = Field(SIMS_PER_FILE, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class ReportStage(_Strict):
+    examples: int = Field(3, ge=1, description="test simulations shown as traces")
+
+
+class RunConfig(_Strict):
+    """``elmpipe run``: every stage's section; docs/pipeline.md explains each."""
+
+    name: str = "run"
+    out: str = Field("runs/run", description="run folder (relative paths: from where you run)")
+    cell: CellSpec = CellSpec()
+    data: DataStage = DataStage()
+    fit: FitStage = FitStage()
+    evaluate: EvaluateStage = EvaluateStage()
+    report: ReportStage = ReportStage()
+    cluster: ClusterConfig = ClusterConfig()
+
+    def simulate_config(self) -> SimulateConfig:
+        return SimulateConfig(
+            cell=self.cell,
+            protocol=self.data.protocol,
+            simulation=self.data.simulation,
+            seed=self.data.seed,
+            sims_per_chunk=self.data.sims_per_chunk,
+            cluster=self.cluster,
+        )

@@ -21,6 +21,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from surrogate.train import finished_result
+
 METRICS = [
     ("spike_auc", "AUC", "{:.4f}"),
     ("tp_at_0.0025_fp", "TP @ 0.25% FP", "{:.3f}"),
@@ -165,7 +167,7 @@ def build_report(
     report_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, run_dir in runs.items():
-        done = json.loads((run_dir / "done.json").read_text())
+        done = finished_result(run_dir)
         rows.append(
             {
                 "name": name,

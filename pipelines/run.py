@@ -1,11 +1,14 @@
-"""`elmpipe run CONFIG.yaml`: simulate → describe → fit (or sweep) → evaluate → report.
+"""`elmpipe run CONFIG.yaml`: plan → simulate → describe → fit (or sweep) → evaluate → report.
 
-Every stage writes into the run folder and is skipped when its output is complete, resumed when
-it was interrupted:
+The plan comes first and does no work: it builds the cell once to learn the dataset's shape and
+checks every section against it (the models' input count, windows that fit the simulations,
+splits that exist) — so a mistake anywhere in the config is reported, naming file and key, before
+the first simulation. Every stage then writes into the run folder and is skipped when its output
+is complete, resumed when it was interrupted:
 
     OUT/data.zarr            simulate: splits, complete simulations are never redone
     OUT/describe.json        describe: dataset statistics
-    OUT/fit/<model>/         fit: run folders (done.json when finished; last.pt to resume)
+    OUT/fit/<model>/         fit: run folders (result.json when finished; last.pt to resume)
     OUT/eval/<model>/        evaluate: metrics.json, roc.png, traces.png
     OUT/report/index.html    report: one self-contained page, PNGs alongside
 """
@@ -15,82 +18,69 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from pipelines.cluster import ClusterConfig
-from pipelines.config import SimulateConfig
-from simulations.cell import CellSpec
-from simulations.inputs import NeuronIOProtocol
-from simulations.simulate import SimulationSettings
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DataStage(_Strict):
-    protocol: NeuronIOProtocol = NeuronIOProtocol()
-    simulation: SimulationSettings = SimulationSettings()
-    seed: int = Field(0, ge=0)
-    sims_per_chunk: int = Field(1, ge=1)
-    splits: dict[str, int] = Field(
-        default_factory=lambda: {"train": 64, "valid": 8, "test": 16},
-        description="simulations per split; needs train, valid and test",
-    )
-
-    @model_validator(mode="after")
-    def _splits(self) -> DataStage:
-        missing = {"train", "valid", "test"} - set(self.splits)
-        if missing:
-            raise ValueError(f"splits needs {', '.join(sorted(missing))}")
-        if any(n <= 0 for n in self.splits.values()):
-            raise ValueError("every split needs at least one simulation")
-        return self
-
-
-class FitStage(_Strict):
-    """One model (``model``) or a grid (``sweep``); ``train`` holds the training settings."""
-
-    model: dict[str, Any] | None = Field(
-        default_factory=lambda: {"family": "elm"},
-        description="family and hyper-parameters; num_input comes from the data",
-    )
-    sweep: dict[str, Any] | None = Field(None, description="SweepConfig fields (models, …)")
-    train: dict[str, Any] = Field(default_factory=dict)
-    torch_threads: int | None = Field(None, ge=1, description="default: all cores")
-
-    @model_validator(mode="after")
-    def _one_of(self) -> FitStage:
-        if (self.model is None) == (self.sweep is None):
-            raise ValueError("give exactly one of fit.model and fit.sweep")
-        return self
-
-
-class EvaluateStage(_Strict):
-    split: str = "test"
-    sims_per_file: int = Field(128, ge=1)
-    device: str = "auto"
-
-
-class ReportStage(_Strict):
-    examples: int = Field(3, ge=1, description="test simulations shown as traces")
-
-
-class RunConfig(_Strict):
-    name: str = "run"
-    out: str = Field("runs/run", description="run folder (relative paths: from where you run)")
-    cell: CellSpec = CellSpec()
-    data: DataStage = DataStage()
-    fit: FitStage = FitStage()
-    evaluate: EvaluateStage = EvaluateStage()
-    report: ReportStage = ReportStage()
-    cluster: ClusterConfig = ClusterConfig()
-
+from elmpipe.dataset import DatasetSpec
+from elmpipe.errors import ConfigError
+from elmpipe.outputs import check_output_folder
+from pipelines.config import RunConfig, checked
+from pipelines.simulation_stage import describe_dataset, with_absolute_paths
+from pipelines.sweep import grid, model_name, surrogate_model
+from surrogate.neuronio_fit import TrainConfig
 
 Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    out: Path
+    spec: DatasetSpec
+    points: dict[str, TrainConfig]  # run-folder name → what trains there
+
+
+def _fit_points(config: RunConfig, num_input: int, source: str) -> dict[str, TrainConfig]:
+    fit = config.fit
+    if fit.sweep is not None:
+        sweep = fit.sweep.model_copy(update={"train": fit.train})
+        with checked(source, "fit.sweep"):
+            return grid(sweep, num_input)
+    options = dict(fit.model or {})
+    family = options.pop("family")
+    with checked(source, "fit.model"):
+        model = surrogate_model(family, num_input, options)
+    return {model_name(model): TrainConfig.of(fit.train, model)}
+
+
+def plan_run(config: RunConfig, source: str = "run config") -> RunPlan:
+    """Check the whole config against the dataset it will make; no simulation, no training."""
+    out = check_output_folder(config.out, "run folder")
+    spec = describe_dataset(with_absolute_paths(config.simulate_config()))
+    points = _fit_points(config, spec.n_channels, source)
+    splits = config.data.splits
+    problems = []
+    if config.evaluate.split not in splits:
+        problems.append(f"evaluate.split: {config.evaluate.split!r} is not in data.splits")
+    train = config.fit.train
+    if train.train_split not in splits:
+        problems.append(f"fit.train.train_split: {train.train_split!r} is not in data.splits")
+    elif splits[train.train_split] < train.batch_size:
+        problems.append(
+            f"fit.train.batch_size: {train.batch_size} distinct simulations per batch, but "
+            f"data.splits.{train.train_split} has {splits[train.train_split]}"
+        )
+    if train.valid_split is not None and train.valid_split not in splits:
+        problems.append(f"fit.train.valid_split: {train.valid_split!r} is not in data.splits")
+    needed = train.min_start_ms + train.window_ms
+    if spec.n_time < needed:
+        problems.append(
+            f"data.simulation.duration_ms: training windows need {needed} ms "
+            f"(fit.train.min_start_ms + window_ms); simulations last {spec.n_time} ms"
+        )
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+    return RunPlan(out, spec, points)
 
 
 def _stage(log: Log, name: str) -> float:
@@ -98,32 +88,34 @@ def _stage(log: Log, name: str) -> float:
     return time.perf_counter()
 
 
-def run_pipeline(config: RunConfig, *, progress: bool = True, log: Log = print) -> dict[str, Any]:
+def run_pipeline(
+    config: RunConfig, *, source: str = "run config", progress: bool = True, log: Log = print
+) -> dict[str, Any]:
     """Run (or complete) every stage; returns a summary with the report's path."""
-    from pipelines.fit import SweepConfig, dataset_inputs, model_from_options, run_sweep
+    from elmpipe.dataset.statistics import describe
     from pipelines.report import build_report
-    from pipelines.simulate import simulate
-    from simulations.describe import describe
-    from surrogate.train import load_train_config
+    from pipelines.simulation_stage import simulate
+    from pipelines.sweep import run_sweep
+    from surrogate.neuronio_fit import fit
+    from surrogate.train import finished_result
 
-    out = Path(config.out).expanduser().resolve()
+    started = _stage(log, "plan")
+    plan = plan_run(config, source)
+    out = plan.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "run-config.json").write_text(config.model_dump_json(indent=2))
     store = out / "data.zarr"
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {"plan": time.perf_counter() - started}
 
     started = _stage(log, "simulate")
-    simulate_config = SimulateConfig(
-        cell=config.cell,
-        protocol=config.data.protocol,
-        simulation=config.data.simulation,
-        seed=config.data.seed,
-        sims_per_chunk=config.data.sims_per_chunk,
-        cluster=config.cluster,
-    )
+    simulate_config = config.simulate_config()
     for split, n_sims in config.data.splits.items():
-        summary = simulate(simulate_config, store, split, n_sims, progress=progress)
-        log(f"   {split}: {summary.simulated} simulated now, {summary.already_done} already done")
+        summary = simulate(simulate_config, store, split, n_sims, progress=progress, spec=plan.spec)
+        repaired = f", {summary.repaired} found damaged and redone" if summary.repaired else ""
+        log(
+            f"   {split}: {summary.simulated} simulated now, {summary.already_done} already done"
+            + repaired
+        )
     timings["simulate"] = time.perf_counter() - started
 
     started = _stage(log, "describe")
@@ -132,39 +124,30 @@ def run_pipeline(config: RunConfig, *, progress: bool = True, log: Log = print) 
     timings["describe"] = time.perf_counter() - started
 
     started = _stage(log, "fit")
-    num_input = dataset_inputs(store)
-    train_settings = dict(config.fit.train)
     if config.fit.torch_threads:
         import torch
 
         torch.set_num_threads(config.fit.torch_threads)
-    runs: dict[str, Path] = {}
+    runs = {name: out / "fit" / name for name in plan.points}
     if config.fit.sweep is not None:
-        sweep = SweepConfig(**{**config.fit.sweep, "train": train_settings})
-        table = run_sweep(sweep, store, out / "fit", config.cluster, progress=progress)
-        runs = {row["name"]: out / "fit" / row["name"] for row in table}
+        sweep = config.fit.sweep.model_copy(update={"train": config.fit.train})
+        run_sweep(sweep, store, out / "fit", config.cluster, progress=progress, points=plan.points)
     else:
-        from surrogate.train import fit
-
-        options = dict(config.fit.model or {})
-        family = options.pop("family", "elm")
-        model = model_from_options(family, num_input, options)
-        name = _model_name(model)
-        run_dir = out / "fit" / name
-        runs[name] = run_dir
-        if (run_dir / "done.json").exists():
-            log(f"   {name}: finished earlier")
-        else:
+        for name, train in plan.points.items():
+            run_dir = runs[name]
+            if finished_result(run_dir) is not None:
+                log(f"   {name}: finished earlier")
+                continue
             resume = (run_dir / "last.pt").exists()
             log(f"   {name}: {'resuming' if resume else 'training'}")
-            train = load_train_config({**train_settings, "model": model.model_dump()})
             fit(train, store, run_dir, resume=resume, progress=progress)
     timings["fit"] = time.perf_counter() - started
 
     started = _stage(log, "evaluate")
-    evaluations = {}
-    for name, run_dir in runs.items():
-        evaluations[name] = _evaluate_run(config, store, run_dir, out / "eval" / name, log)
+    evaluations = {
+        name: _evaluate_run(config, store, run_dir, out / "eval" / name, log)
+        for name, run_dir in runs.items()
+    }
     timings["evaluate"] = time.perf_counter() - started
 
     started = _stage(log, "report")
@@ -174,16 +157,8 @@ def run_pipeline(config: RunConfig, *, progress: bool = True, log: Log = print) 
     return {"out": out, "report": report, "evaluations": evaluations, "timings": timings}
 
 
-def _model_name(model: Any) -> str:
-    if model.family == "elm":
-        return f"elm-m{model.num_memory}-b{model.branches}"
-    if model.family == "lstm":
-        return f"lstm-h{model.hidden}"
-    return f"tcn-{model.name}"
-
-
 def _evaluate_run(config: RunConfig, store: Path, run_dir: Path, out: Path, log: Log) -> dict:
-    from pipelines.evaluation import write_evaluation
+    from pipelines.evaluation_output import write_evaluation
     from surrogate.checkpoints import load_model
     from surrogate.evaluate import EvaluationConfig, evaluate
     from surrogate.train import pick_device

@@ -14,18 +14,32 @@ from typing import Any
 
 
 @cache
-def hoc() -> Any:
-    """Return NEURON's ``h`` with the standard run system and Import3d loaded.
+def neuron_module() -> Any:
+    """The ``neuron`` package, imported headless.
 
     ``-nogui`` keeps NEURON from probing for an X display (and warning about it) on headless
     machines, which is every machine this pipeline runs on.
     """
     os.environ.setdefault("NEURON_MODULE_OPTIONS", "-nogui")
-    from neuron import h
+    import neuron
 
+    return neuron
+
+
+@cache
+def hoc() -> Any:
+    """Return NEURON's ``h`` with the standard run system and Import3d loaded."""
+    h = neuron_module().h
     h.load_file("stdrun.hoc")
     h.load_file("import3d.hoc")
     return h
+
+
+def coreneuron() -> Any:
+    """NEURON's switchboard for handing runs to CoreNEURON (``enable``, ``verbose``)."""
+    from neuron import coreneuron as switchboard
+
+    return switchboard
 
 
 def _flush_c_stdio() -> None:

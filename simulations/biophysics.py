@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from elmpipe.errors import InputError
+
 if TYPE_CHECKING:
     from simulations.cell import Cell
 
@@ -24,7 +26,7 @@ DEFAULT_PARAMETER_SET = "hay-5b"
 Region = Literal["soma", "axon", "basal", "apical"]
 
 
-class ParameterSetError(ValueError):
+class ParameterSetError(InputError):
     """A parameter-set file is missing, unreadable or invalid."""
 
 

@@ -144,7 +144,7 @@ class Cell:
         nexus: str | None = None,
     ) -> None:
         if max_segment_length <= 0:
-            raise ValueError("max_segment_length must be positive")
+            raise MorphologyError("max_segment_length must be positive")
         load_mechanisms()
         self._name = f"L5PC[{next(self._ids)}]"
         self.morphology_path = Path(morphology or default_morphology_path()).expanduser()
@@ -283,7 +283,7 @@ class Cell:
     def _site(self, spec: str) -> Site:
         match = _SITE.match(spec)
         if not match:
-            raise ValueError(f"site {spec!r} is not of the form apic[50](0.9)")
+            raise MorphologyError(f"nexus site {spec!r} is not of the form apic[50](0.9)")
         kind, index, x = match.group(1), int(match.group(2)), float(match.group(3))
         sections = getattr(self, kind)
         if index >= len(sections) or not 0 <= x <= 1:
@@ -321,18 +321,19 @@ class Cell:
         }
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
-    def description(self) -> dict[str, Any]:
-        """Everything a dataset records about its cell (JSON-ready)."""
+    def provenance(self) -> dict[str, Any]:
+        """Everything a dataset records about its cell (JSON-ready): the summary, the
+        fingerprint, the full parameter set and the segment table."""
         return {
-            **self.describe(),
+            **self.summary(),
             "fingerprint": self.fingerprint(),
             "max_segment_length_um": self.max_segment_length,
             "parameter_set": self.parameters.model_dump(mode="json"),
             "segment_table": self.segments.to_dict(),
         }
 
-    def describe(self) -> dict[str, Any]:
-        """Geometry summary (no simulation)."""
+    def summary(self) -> dict[str, Any]:
+        """Geometry summary for people (no simulation): counts, lengths, l_max, nexus."""
         table = self.segments
         basal = table.region == "basal"
         return {

@@ -46,9 +46,6 @@ REPOSITORY_INTERVALS_MS = (
     450,
 )
 REPOSITORY_SMOOTHING_MS = (25, 30, 35, 40, 50, 60, 80, 100, 150, 200, 300, 400, 500, 600)
-#: the revision generator's option lists
-REVISION_INTERVALS_MS = (*range(25, 95, 5), 100, 150, 200, 300, 450)
-REVISION_SMOOTHING_MS = (*range(25, 70, 5), 80, 100, 150, 200, 250, 300, 400, 500, 600)
 
 
 class _Strict(BaseModel):
@@ -230,11 +227,6 @@ class InputDraw:
     interval_ms: int
     smoothing_ms: int
     flags: dict[str, float] = field(default_factory=dict)
-
-    def events(self) -> tuple[np.ndarray, np.ndarray]:
-        """(times in ms, channels) of every input spike."""
-        t, c = np.nonzero(self.spikes)
-        return t.astype(float), c
 
 
 def simulation_rng(seed: int, split: str, index: int, attempt: int = 0) -> np.random.Generator:

@@ -25,6 +25,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from elmpipe.errors import EnvironmentProblem
+
 MECHANISM_DIR = Path(__file__).parent / "mechanisms"
 
 #: Point processes and density mechanisms this package provides (checked after loading).
@@ -64,7 +66,7 @@ _SET_BY_NEURON_IMPORT = ("NEURONHOME", "NMODLHOME", "NMODL_PYLIB")
 _loaded_library: Path | None = None
 
 
-class MechanismBuildError(RuntimeError):
+class MechanismBuildError(EnvironmentProblem):
     """The NMODL mechanisms could not be compiled or loaded."""
 
 
@@ -80,10 +82,9 @@ def neuron_version() -> str:
     try:
         return metadata.version("neuron")
     except metadata.PackageNotFoundError:  # a NEURON built from source
-        os.environ.setdefault("NEURON_MODULE_OPTIONS", "-nogui")
-        import neuron
+        from simulations._neuron import neuron_module
 
-        return str(neuron.__version__)
+        return str(neuron_module().__version__)
 
 
 def mod_files(source_dir: Path = MECHANISM_DIR) -> list[Path]:
@@ -168,6 +169,38 @@ def compiled_library(
     return _library_in(target) if (target / "manifest.json").exists() else None
 
 
+def _run_with_progress(
+    command: list[str], cwd: Path, env: dict[str, str], variant: str
+) -> tuple[int, str]:
+    """Run nrnivmodl, ticking a progress bar for every file it translates or compiles.
+
+    A first build takes a minute or more (NEURON and CoreNEURON variants); without a sign of
+    life a new user would think the command hung.
+    """
+    from tqdm import tqdm
+
+    lines: list[str] = []
+    label = f"compiling {variant} mechanisms (once per machine)"
+    with (
+        subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        ) as process,
+        tqdm(desc=label, unit=" files", leave=False, file=sys.stderr) as bar,
+    ):
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "NMODL" in line or "Compiling" in line or "Binary" in line:
+                bar.update(1)
+    return process.returncode, "".join(lines)
+
+
 def build_mechanisms(
     source_dir: Path = MECHANISM_DIR,
     cache_dir: Path | None = None,
@@ -200,20 +233,15 @@ def build_mechanisms(
             # Importing neuron sets NEURONHOME/NMODLHOME for its own use; the CoreNEURON
             # transpiler would then look for its units file in the wrong place.
             env = {k: v for k, v in os.environ.items() if k not in _SET_BY_NEURON_IMPORT}
-            result = subprocess.run(
-                [nrnivmodl, *VARIANTS[variant], "mod"],
-                cwd=work,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
+            returncode, output = _run_with_progress(
+                [nrnivmodl, *VARIANTS[variant], "mod"], work, env, variant
             )
-            (work / "build.log").write_text(result.stdout + result.stderr)
+            (work / "build.log").write_text(output)
             library = _library_in(work)
-            if result.returncode != 0 or library is None:
-                tail = "\n".join((result.stdout + result.stderr).splitlines()[-25:])
+            if returncode != 0 or library is None:
+                tail = "\n".join(output.splitlines()[-25:])
                 raise MechanismBuildError(
-                    f"nrnivmodl failed (exit {result.returncode}) compiling {source_dir}:\n{tail}"
+                    f"nrnivmodl failed (exit {returncode}) compiling {source_dir}:\n{tail}"
                 )
             manifest = {
                 "key": key,

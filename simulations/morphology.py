@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from elmpipe.errors import InputError
 from simulations._neuron import captured_c_output, hoc
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -28,7 +29,7 @@ READERS = {".asc": "Import3d_Neurolucida3", ".swc": "Import3d_SWC_read"}
 SWC_TYPES = {1: "soma", 2: "axon", 3: "basal dendrite", 4: "apical dendrite"}
 
 
-class MorphologyError(ValueError):
+class MorphologyError(InputError):
     """A morphology file is missing, unreadable, or unusable for an L5PC model."""
 
 
@@ -55,8 +56,8 @@ def _check_swc(path: Path) -> None:
     """Validate SWC structure before Import3d sees it.
 
     Import3d skips unparsable lines and crashes the process on a parent id that does not exist,
-    so every sample line is checked here: seven numeric fields, unique ids, parents defined
-    earlier, and structure types elmpipe knows.
+    so every sample line is checked here: seven numeric fields, finite coordinates, radii that
+    are not negative, unique ids, parents defined earlier, and structure types elmpipe knows.
     """
     seen: set[int] = set()
     unknown: dict[int, int] = {}
@@ -79,6 +80,11 @@ def _check_swc(path: Path) -> None:
             ) from None
         if not all(map(math.isfinite, (x, y, z, radius))):
             raise MorphologyError(f"could not parse morphology {where}: non-finite coordinate")
+        if radius < 0:
+            raise MorphologyError(
+                f"could not parse morphology {where}: sample {ident} has a negative radius "
+                f"({fields[5]} µm)"
+            )
         if ident in seen:
             raise MorphologyError(
                 f"could not parse morphology {where}: duplicate sample id {ident}"

@@ -18,36 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from simulations.store import SimulationRecord
-
-#: (module, name) pairs a NeuronIO pickle may reference: numpy arrays, dtypes and scalars, and
-#: the byte-string helper Python 3 uses for array buffers in protocol-2 pickles
-ALLOWED_GLOBALS = {
-    ("_codecs", "encode"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-}
-
-HIGH_RES_PER_MS = 8
+from elmpipe.dataset import (
+    DETECTION_PER_MS,
+    Dataset,
+    SimulationRecord,
+    spike_labels,
+    write_block,
+)
+from elmpipe.errors import InputError
+from elmpipe.safe_pickle import SafeUnpickler, UnsafePickleError
 
 
-class NeuronIOFormatError(ValueError):
+class NeuronIOFormatError(InputError):
     """A file is not a (safe, well-formed) NeuronIO pickle."""
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays only; any other global is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name}: NeuronIO files contain only numpy arrays"
-        )
 
 
 def load_pickle(path: str | Path) -> dict[str, Any]:
@@ -59,9 +42,9 @@ def load_pickle(path: str | Path) -> dict[str, Any]:
         try:
             loaded = SafeUnpickler(io.BytesIO(data), encoding=encoding).load()
             break
+        except UnsafePickleError as exc:
+            raise NeuronIOFormatError(f"{path}: {exc}") from None
         except pickle.UnpicklingError as exc:
-            if "refusing" in str(exc):
-                raise NeuronIOFormatError(f"{path}: {exc}") from None
             last_error = exc
         except (UnicodeDecodeError, EOFError, ValueError, TypeError) as exc:
             last_error = exc
@@ -125,9 +108,7 @@ def simulation_to_record(
             f"{where}: somaVoltageLowRes has shape {soma.shape}, expected ({layout.duration_ms},)"
         )
     spike_times = np.sort(times16.astype(np.float64))
-    labels = np.zeros(layout.duration_ms, dtype=bool)
-    bins = (spike_times - 0.5).astype(np.int64)  # NeuronIO's label rule on float16 times
-    labels[bins[(bins >= 0) & (bins < layout.duration_ms)]] = True
+    labels = spike_labels(spike_times, layout.duration_ms)  # the rule, on the float16 times
     dend = None
     if with_dendrites:
         dend = np.asarray(sim["dendriticVoltagesLowRes"], dtype=np.float32).T.copy()
@@ -194,7 +175,7 @@ def record_to_simulation(sim: dict[str, np.ndarray], n_segments: int) -> dict[st
     """
     n_time = sim["soma_v"].shape[0]
     t_low = np.arange(n_time, dtype=np.float32)
-    t_high = (np.arange(n_time * HIGH_RES_PER_MS) / HIGH_RES_PER_MS).astype(np.float32)
+    t_high = (np.arange(n_time * DETECTION_PER_MS) / DETECTION_PER_MS).astype(np.float32)
     exc, inh = {}, {}
     t_idx, c_idx = np.nonzero(sim["inputs"])
     for target, lo in ((exc, 0), (inh, n_segments)):
@@ -233,7 +214,7 @@ def export_params(attrs: dict[str, Any], sims: list[dict], seed: int) -> dict[st
         "numSimulations": len(sims),
         "totalSimDurationInSec": seconds,
         "collectAndSaveDVTs": "dend_v" in sims[0],
-        "numSamplesPerMS_HighRes": HIGH_RES_PER_MS,
+        "numSamplesPerMS_HighRes": DETECTION_PER_MS,
         "excitatorySynapseType": "NMDA",
         "inhibitorySynapseType": "GABA_A",
         "useActiveDendrites": True,
@@ -289,8 +270,6 @@ def import_file(
     path: str, store: str, split: str, start: int, expected: NeuronIOLayout, with_dendrites: bool
 ) -> int:
     """Convert one NeuronIO file into simulations ``start …`` of ``split``; return how many."""
-    from simulations.store import write_block
-
     experiment = load_pickle(path)
     layout = NeuronIOLayout.of(experiment, path)
     if layout != expected:
@@ -308,11 +287,10 @@ def import_file(
 
 def export_file(store: str, split: str, indices: list[int], folder: str, seed: int) -> str:
     """Write simulations ``indices`` of ``split`` as one NeuronIO file; return its name."""
-    from simulations.store import Dataset
-
     dataset = Dataset(store)
-    n_segments = len(dataset.attrs["channels"]["segment"]) // 2
-    sims = [dataset.simulation(split, i) for i in indices]
+    n_segments = dataset.n_segments
+    source = dataset.split(split)
+    sims = [source.simulation(i) for i in indices]
     experiment = {
         "Params": export_params(dataset.attrs, sims, seed),
         "Results": {

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from elmpipe.dataset import Dataset, DatasetError, DatasetSpec, SimulationRecord, write_block
 from simulations.cell import Cell, CellSpec
 from simulations.inputs import (
     InputLayout,
@@ -25,8 +26,7 @@ from simulations.inputs import (
     generate_inputs,
     simulation_rng,
 )
-from simulations.simulate import SimulationResult, SimulationSettings, Simulator
-from simulations.store import Dataset, DatasetError, DatasetSpec, SimulationRecord, write_block
+from simulations.simulator import SimulationResult, SimulationSettings, Simulator
 from simulations.synapses import ChannelTable
 
 
@@ -78,11 +78,22 @@ def _simulator(job: DatasetJob) -> tuple[Simulator, InputLayout]:
     return _WorkerState.simulator, _WorkerState.layout
 
 
+def release_worker_cell() -> None:
+    """Drop this process's simulator and cell (after an in-process run), so that the process
+    can build other cells afterwards — NEURON holds one model per process."""
+    import gc
+
+    _WorkerState.key = None
+    _WorkerState.simulator = None
+    _WorkerState.layout = None
+    gc.collect()
+
+
 def dataset_spec(
     cell: Cell, protocol: Protocol, settings: SimulationSettings, seed: int
 ) -> DatasetSpec:
     return DatasetSpec(
-        cell=cell.description(),
+        cell=cell.provenance(),
         channels=ChannelTable.for_segments(len(cell.segments)).to_dict(),
         protocol=protocol.model_dump(mode="json"),
         simulation=settings.model_dump(mode="json"),
@@ -121,12 +132,12 @@ def simulate_index(job: DatasetJob, index: int) -> SimulationRecord:
     simulator, layout = _simulator(job)
     n_time = job.settings.n_time_bins
     if isinstance(job.protocol, ReplayProtocol):
-        source = Dataset(job.protocol.source).group(job.protocol.split)
-        inputs = source["inputs"][index][:n_time]
+        source = Dataset(job.protocol.source).split(job.protocol.split).simulation(index)
+        inputs = source["inputs"][:n_time]
         result = simulator.run_binary(inputs)
         meta = {
-            "interval_ms": int(source["interval_ms"][index]),
-            "smoothing_ms": int(source["smoothing_ms"][index]),
+            "interval_ms": int(source["interval_ms"]),
+            "smoothing_ms": int(source["smoothing_ms"]),
             "attempts": 1,
         }
         return _record(inputs, result, n_time, **meta)

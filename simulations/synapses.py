@@ -45,15 +45,6 @@ class ChannelTable:
     def __len__(self) -> int:
         return len(self.segment)
 
-    @property
-    def n_excitatory(self) -> int:
-        return int(np.sum(self.kind == EXCITATORY))
-
-    @property
-    def sign(self) -> np.ndarray:
-        """+1 for excitatory, -1 for inhibitory channels (how surrogates see inputs)."""
-        return np.where(self.kind == EXCITATORY, 1, -1).astype(np.int8)
-
     @classmethod
     def for_segments(cls, n_segments: int) -> ChannelTable:
         rows = np.arange(n_segments)
@@ -161,8 +152,3 @@ class Synapses:
         self._gids = hoc().Vector(channels[order].astype(float))
         self._stim.play(self._times, self._gids)
         self.n_events = len(times)
-
-    def set_binary_inputs(self, inputs: np.ndarray) -> None:
-        """Inputs as a (time, channel) 0/1 array on a 1 ms grid: a spike in bin t fires at t ms."""
-        t, c = np.nonzero(inputs)
-        self.set_inputs(t.astype(float), c)

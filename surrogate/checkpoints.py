@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from elmpipe.errors import InputError
 from surrogate.models import ELMConfig, build_model, model_config
 from surrogate.models.elm import ELM
 from surrogate.models.routing import neuronio_routing
@@ -25,7 +26,7 @@ FORMAT = "elmpipe-surrogate"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint is missing, unsafe, or not what it should be."""
 
 
@@ -132,6 +133,18 @@ def published_elm_config(
     )
 
 
+def _read_model_config(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"model config not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of model settings")
+    return data
+
+
 def load_published_elm(path: str | Path, config_json: str | Path | None = None) -> ELM:
     """Load a released ``neuronio_best_model_state.pt`` (optionally with its model_config.json).
 
@@ -141,10 +154,15 @@ def load_published_elm(path: str | Path, config_json: str | Path | None = None) 
     state_dict = _load(path)
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"{path} does not hold a state dict")
-    extra = json.loads(Path(config_json).read_text()) if config_json else None
     if config_json is None and (sibling := Path(path).with_name("model_config.json")).exists():
-        extra = json.loads(sibling.read_text())
-    config = published_elm_config(state_dict, extra)
+        config_json = sibling
+    extra = _read_model_config(Path(config_json)) if config_json else None
+    try:
+        config = published_elm_config(state_dict, extra)
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: not a usable ELM configuration: {exc}") from exc
     model = ELM(config)
     try:
         model.load_state_dict(state_dict, strict=True)

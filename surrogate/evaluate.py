@@ -19,11 +19,18 @@ from typing import Any
 
 import numpy as np
 import torch
-import zarr
 from torch import nn
 
+from elmpipe.dataset import (
+    KEPT_SPIKE_RANGE,
+    SIMS_PER_FILE,
+    SKIP_MS,
+    SOMA_CLIP_MV,
+    Dataset,
+    DatasetError,
+)
 from surrogate.checkpoints import CheckpointError, load_model, load_published_elm, read_checkpoint
-from surrogate.data import SOMA_BIAS_MV, SOMA_CLIP_MV, DataError, soma_mv
+from surrogate.data import SOMA_BIAS_MV, soma_mv
 from surrogate.metrics import ROC, MetricError, rescale_to, soma_metrics, spike_metrics
 
 
@@ -32,9 +39,9 @@ class EvaluationConfig:
     window: int = 500
     burn_in: int = 150
     stride: int = 350
-    skip_ms: int = 500  # dropped from every simulation before pooling
-    spike_range: tuple[int, int] = (0, 24)  # simulations kept, by output spikes
-    sims_per_file: int = 128  # rescaling unit for datasets that were not imported from files
+    skip_ms: int = SKIP_MS  # dropped from every simulation before pooling
+    spike_range: tuple[int, int] = KEPT_SPIKE_RANGE  # simulations kept, by output spikes
+    sims_per_file: int = SIMS_PER_FILE  # rescaling unit for datasets not imported from files
     sims_per_batch: int = 8  # simulations whose windows run together
 
 
@@ -80,10 +87,9 @@ def predict(
 
 
 def file_partition(
-    root_attrs: dict[str, Any], complete: np.ndarray, per_file: int
+    protocol: dict[str, Any], complete: np.ndarray, per_file: int
 ) -> list[np.ndarray]:
     """Groups of simulation indices that are z-scored together (NeuronIO's files)."""
-    protocol = root_attrs.get("protocol", {})
     if protocol.get("kind") == "neuronio-import" and protocol.get("files"):
         bounds = np.concatenate([[0], np.cumsum([n for _, n in protocol["files"]])])
         groups = [np.arange(lo, hi) for lo, hi in itertools.pairwise(bounds)]
@@ -104,32 +110,26 @@ def evaluate(
     """Evaluate ``model`` on the complete simulations of ``split``."""
     device = torch.device(device)
     model = model.to(device).eval()
-    try:
-        root = zarr.open_group(str(store), mode="r", zarr_format=3)
-        group = root[split]
-    except Exception as exc:
-        raise DataError(f"cannot open split {split!r} of {store}: {exc}") from exc
-    complete = np.flatnonzero(group["complete"][:])
+    dataset = Dataset(store)
+    data = dataset.split(split)
+    complete = data.require_intact()
     if complete.size == 0:
-        raise DataError(f"{store} [{split}] has no complete simulations")
-    n_channels = group["inputs"].shape[2]
+        raise DatasetError(f"{data} has no complete simulations")
     expected = _model_inputs(model)
-    if expected is not None and expected != n_channels:
-        raise DataError(f"the model takes {expected} inputs; {store} [{split}] has {n_channels}")
-    sign = np.asarray(group["channel_sign"][:], dtype=np.float32)
-    n_spikes_all = np.asarray(group["n_spikes"][:])
+    if expected is not None and expected != data.n_channels:
+        raise DatasetError(f"the model takes {expected} inputs; {data} has {data.n_channels}")
+    n_spikes_all = data.spike_counts()
     truths, predictions, raw, labels, scores, kept_ids = [], [], [], [], [], []
-    for members in file_partition(dict(root.attrs), complete, config.sims_per_file):
+    for members in file_partition(dataset.protocol, complete, config.sims_per_file):
         prob_file, soma_file, truth_file, label_file = [], [], [], []
         for i in range(0, len(members), config.sims_per_batch):
             chunk = members[i : i + config.sims_per_batch]
-            inputs = group["inputs"].get_orthogonal_selection((chunk, slice(None), slice(None)))
-            prob, soma = predict(model, inputs.astype(np.float32) * sign, config, device)
-            voltage = group["soma_v"].get_orthogonal_selection((chunk, slice(None)))
+            prob, soma = predict(model, data.signed_inputs(chunk), config, device)
+            voltage = data.soma_v(chunk)
             prob_file.append(prob)
             soma_file.append(soma)
             truth_file.append(np.minimum(voltage.astype(np.float64), SOMA_CLIP_MV) - SOMA_BIAS_MV)
-            label_file.append(group["spikes"].get_orthogonal_selection((chunk, slice(None))))
+            label_file.append(data.spike_labels(chunk))
         truth = np.concatenate(truth_file)
         predicted = np.concatenate(soma_file).astype(np.float64)
         rescaled = rescale_to(predicted, truth)  # over the whole file

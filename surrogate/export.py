@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from surrogate.models.elm import ELM
+from surrogate.models.recurrence import SCALED_TANH_GAIN, SCALED_TANH_SLOPE
 
 
 class ELMInference(nn.Module):
@@ -44,6 +45,8 @@ class ELMInference(nn.Module):
             self.register_buffer("gain", model.memory_gain(kappa_m).clone())
             self.readout = _copy(model.w_y)
         self.silu = model.silu
+        self.tanh_gain = SCALED_TANH_GAIN  # attributes: TorchScript does not read float globals
+        self.tanh_slope = SCALED_TANH_SLOPE
         self.num_input = model.num_input
         self.num_branch = d_tree
         self.num_memory = model.num_memory
@@ -71,7 +74,7 @@ class ELMInference(nn.Module):
         )
         for layer in self.hidden:
             h = self._act(layer(h))
-        delta = 1.7159 * torch.tanh((2.0 / 3.0) * self.out(h))
+        delta = self.tanh_gain * torch.tanh(self.tanh_slope * self.out(h))
         memory = self.kappa_m * memory + self.gain * delta
         return self.readout(memory), branch, memory
 

@@ -19,11 +19,13 @@ import numpy as np
 from sklearn.metrics import auc as trapezoid_auc
 from sklearn.metrics import roc_curve
 
+from elmpipe.errors import InputError
+
 FP_RATES = (0.0025, 0.01)
 GRID_POINTS = 20_000
 
 
-class MetricError(ValueError):
+class MetricError(InputError):
     """A metric is undefined for the data given (e.g. no spikes at all)."""
 
 

@@ -1,232 +1,228 @@
-"""Training a surrogate with the ELM NeuronIO recipe, resumably.
+"""The one training loop: every surrogate and benchmark model trains through :func:`train`.
 
-Loss 0.5·BCE(spike logit) + 0.5·MSE(soma), optionally ignoring the first ``burn_in`` steps of
-each window; Adam, lr 5e-4, cosine decay stepped per batch. After every epoch: validation
-metrics, one line in metrics.jsonl/metrics.csv, ``last.pt`` (everything needed to continue) and,
-when the validation soma RMSE improved, ``best.pt`` (a copy of the weights at that moment).
+A :class:`TrainingTask` plugs in what differs between tasks — the model, the batches, the loss,
+the per-epoch validation, which epoch is best and what the finished run reports
+(surrogate.neuronio_fit for NeuronIO surrogates, surrogate.tasks.classification for the
+secondary benchmarks). The loop owns what must not differ between them: device, seeding, the
+optimiser with a cosine learning-rate decay stepped per batch, batches prepared ahead by threads,
+progress, per-epoch metrics (metrics.jsonl and metrics.csv), checkpoints — ``last.pt`` every epoch
+(everything needed to continue), ``best.pt`` when the task's selection metric improved (a copy
+of the weights, not an alias), both loadable by :func:`surrogate.checkpoints.load_model` — resume
+with a check that the run's config is unchanged, and ``result.json`` written atomically last, so
+its presence means "finished".
 
-A run is a pure function of its config: model initialisation is seeded, and batch i of the run
-depends only on (seed, i). ``resume=True`` reloads ``last.pt`` and continues with the next epoch,
-so a killed run ends with the same weights as an uninterrupted one (on the same device and
-thread count; floating-point reductions may differ across them).
+A run is a pure function of its config: the model initialisation is seeded, and the task's
+batches depend only on (seed, epoch, index). ``resume=True`` reloads ``last.pt`` and continues
+with the next epoch, so a killed run ends with the same weights as an uninterrupted one (on the
+same device and thread count; floating-point reductions may differ across them).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
-from sklearn.metrics import roc_auc_score
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 
+from elmpipe.errors import EnvironmentProblem, InputError
+from elmpipe.outputs import check_output_folder
 from surrogate.checkpoints import read_checkpoint, save_checkpoint
-from surrogate.data import Batch, WindowBatches, batch_loader, soma_mv
-from surrogate.models import ModelConfig, build_model, count_parameters, model_config
+from surrogate.data import prefetch
+from surrogate.models import count_parameters
+
+RESULT_FILE = "result.json"
 
 
-class TrainConfig(BaseModel):
-    """One training run. Defaults follow the released ELM NeuronIO training (batch 8, lr 5e-4)."""
+class TrainingError(InputError):
+    """A run cannot start or continue as asked (another run in the folder, a changed config)."""
+
+
+class LoopSettings(BaseModel):
+    """The settings the loop itself reads; every task's config extends these."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: ModelConfig
-    train_split: str = "train"
-    valid_split: str | None = "valid"
-    batch_size: int = Field(8, ge=1)
-    window_ms: int = Field(500, ge=1)
-    min_start_ms: int = Field(500, ge=0, description="windows start after this (NeuronIO: 500)")
-    batches_per_epoch: int = Field(10000, ge=1)
-    epochs: int = Field(35, ge=1)
+    epochs: int = Field(10, ge=1)
     learning_rate: float = Field(5e-4, gt=0)
-    burn_in_ms: int = Field(0, ge=0, description="loss ignores the first steps of each window")
+    optimizer: Literal["adam", "adamax"] = "adam"
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    loader_workers: int = Field(2, ge=0)
-    valid_batches: int = Field(16, ge=1, description="fixed validation batches per epoch")
-    valid_burn_in_ms: int = Field(150, ge=0, description="steps ignored by validation metrics")
+    loader_workers: int = Field(2, ge=0, description="threads preparing batches ahead")
 
 
-class TrainingError(RuntimeError):
-    """A run cannot start or continue as asked."""
+class TrainingTask(Protocol):
+    """What a task plugs into the loop."""
+
+    config: LoopSettings  # the whole run config (compared on resume)
+
+    def build_model(self) -> torch.nn.Module: ...
+
+    def batches_per_epoch(self) -> int: ...
+
+    def epoch_batches(self, epoch: int) -> tuple[Callable[[int], Any], Iterable[int]]:
+        """(make, indices): the epoch's training batches are ``make(i)`` for ``i`` in indices."""
+        ...
+
+    def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Tensor: ...
+
+    def validate(self, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
+        """Per-epoch metrics (keys start with ``valid_``), model in eval mode, no gradients."""
+        ...
+
+    def improved(self, row: dict[str, Any], best: dict[str, Any]) -> bool:
+        """Is the epoch ``row`` better than ``best`` (the rows of earlier epochs' best)?"""
+        ...
+
+    def finish(self, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
+        """Extra fields for result.json (e.g. test accuracy), computed once at the end."""
+        ...
 
 
 @dataclass
-class FitResult:
+class RunResult:
     out: Path
     epochs_run: int
     parameters: int
     best: dict[str, Any]
     last: dict[str, Any]
     seconds: float
+    summary: dict[str, Any]
 
 
 def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device 'cuda' requested but no CUDA GPU is available")
+        raise EnvironmentProblem("device 'cuda' requested but no CUDA GPU is available")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
 
-def loss_fn(output: torch.Tensor, batch: Batch, burn_in: int = 0) -> torch.Tensor:
-    """0.5·BCE-with-logits on spikes + 0.5·MSE on the soma target, after ``burn_in`` steps."""
-    logits, soma = output[:, burn_in:, 0], output[:, burn_in:, 1]
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch.spikes[:, burn_in:])
-    mse = torch.nn.functional.mse_loss(soma, batch.soma[:, burn_in:])
-    return 0.5 * bce + 0.5 * mse
-
-
-@torch.no_grad()
-def validate(
-    model: torch.nn.Module, batches: list[Batch], device: torch.device, burn_in: int
-) -> dict:
-    """Loss, spike AUC and soma RMSE (mV, clipped at −55) over fixed validation windows."""
-    model.eval()
-    losses, probs, labels, errors = [], [], [], []
-    for batch in batches:
-        batch = batch.to(device)
-        out = model(batch.inputs)
-        losses.append(float(loss_fn(out, batch, burn_in)))
-        probs.append(torch.sigmoid(out[:, burn_in:, 0]).flatten().cpu().numpy())
-        labels.append(batch.spikes[:, burn_in:].flatten().cpu().numpy())
-        errors.append(
-            soma_mv(out[:, burn_in:, 1] - batch.soma[:, burn_in:]).flatten().cpu().numpy()
-        )
-    model.train()
-    y, p = np.concatenate(labels), np.concatenate(probs)
-    auc = float(roc_auc_score(y, p)) if 0 < y.sum() < y.size else None
-    return {
-        "loss": float(np.mean(losses)),
-        "spike_auc": auc,
-        "soma_rmse_mv": float(np.sqrt(np.mean(np.concatenate(errors) ** 2))),
-        "positive_bins": int(y.sum()),
-    }
+def save_atomic_json(path: Path, data: dict) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=2))
+    os.replace(partial, path)
 
 
 def _write_metrics(out: Path, history: list[dict]) -> None:
-    with open(out / "metrics.jsonl", "w") as handle:
-        for row in history:
-            handle.write(json.dumps(row) + "\n")
+    save_atomic_json_lines(out / "metrics.jsonl", history)
     keys = sorted({k for row in history for k in row})
-    with open(out / "metrics.csv", "w", newline="") as handle:
+    partial = out / ".metrics.csv.partial"
+    with open(partial, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         writer.writerows(history)
+    os.replace(partial, out / "metrics.csv")
 
 
-def fit(
-    config: TrainConfig,
-    data: str | Path,
-    out: str | Path,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-) -> FitResult:
-    """Train ``config.model`` on ``data`` into the run folder ``out``."""
-    started = time.perf_counter()
-    out = Path(out)
-    device = pick_device(config.device)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    total = config.batches_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=0.0)
-    train = WindowBatches(
-        data,
-        config.train_split,
-        batch_size=config.batch_size,
-        window=config.window_ms,
-        min_start=config.min_start_ms,
-        seed=config.seed,
-    )
-    if train.reader.n_channels != config.model.num_input:
+def save_atomic_json_lines(path: Path, rows: list[dict]) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    os.replace(partial, path)
+
+
+def _config_json(config: BaseModel) -> dict[str, Any]:
+    return json.loads(config.model_dump_json())
+
+
+def _check_same_config(stored: Any, config: BaseModel, path: Path) -> None:
+    """The stored run config, read with today's defaults, must equal ``config``."""
+    try:
+        same = type(config).model_validate(stored) == config
+    except ValidationError:
+        same = False
+    if not same:
         raise TrainingError(
-            f"the dataset has {train.reader.n_channels} input channels, the model expects "
-            f"{config.model.num_input}"
+            f"{path} was written by a different training config; use another --out, or the "
+            "original settings to resume it"
         )
-    valid: list[Batch] = []
-    if config.valid_split:
-        from surrogate.data import SplitReader
 
-        available = len(SplitReader(data, config.valid_split).complete)
-        valid_source = WindowBatches(
-            data,
-            config.valid_split,
-            batch_size=max(1, min(config.batch_size, 8, available)),
-            window=config.window_ms,
-            min_start=config.min_start_ms,
-            seed=config.seed + 1_000_003,
-        )
-        valid = [valid_source[i] for i in range(config.valid_batches)]
+
+def _optimizer(settings: LoopSettings, model: torch.nn.Module) -> torch.optim.Optimizer:
+    kind = torch.optim.Adamax if settings.optimizer == "adamax" else torch.optim.Adam
+    return kind(model.parameters(), lr=settings.learning_rate)
+
+
+def train(
+    task: TrainingTask, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> RunResult:
+    """Train ``task``'s model into the run folder ``out`` (or continue it with ``resume``)."""
+    started = time.perf_counter()
+    out = check_output_folder(out, "run folder")
+    settings = task.config
+    last_path = out / "last.pt"
+    state = None
+    if last_path.exists():
+        if not resume:
+            raise TrainingError(f"{out} already holds a run; pass --resume to continue it")
+        state = read_checkpoint(last_path)
+        _check_same_config(state.get("train_config"), settings, last_path)
+    device = pick_device(settings.device)
+    torch.manual_seed(settings.seed)
+    model = task.build_model().to(device)
+    optimizer = _optimizer(settings, model)
+    per_epoch = task.batches_per_epoch()
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=per_epoch * settings.epochs, eta_min=0.0
+    )
     history: list[dict] = []
     best: dict[str, Any] = {}
     first_epoch = 0
-    last_path = out / "last.pt"
-    if resume and last_path.exists():
-        state = read_checkpoint(last_path)
-        if state["train_config"] != json.loads(config.model_dump_json()):
-            raise TrainingError(f"{last_path} was written by a different training config")
+    if state is not None:
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
-    elif last_path.exists():
-        raise TrainingError(f"{out} already holds a run; pass --resume to continue it")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(config.model_dump_json(indent=2))
-    burn_in = config.burn_in_ms
+    save_atomic_json(out / "config.json", _config_json(settings))
     model.train()
-    for epoch in range(first_epoch, config.epochs):
+    for epoch in range(first_epoch, settings.epochs):
         epoch_started = time.perf_counter()
-        first = epoch * config.batches_per_epoch
-        loader = batch_loader(train, first, first + config.batches_per_epoch, config.loader_workers)
+        make, indices = task.epoch_batches(epoch)
         losses = []
         bar = tqdm(
-            loader,
-            total=config.batches_per_epoch,
+            total=per_epoch,
             disable=not progress,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
+            desc=f"epoch {epoch + 1}/{settings.epochs}",
             unit="batch",
             leave=False,
         )
-        for batch in bar:
-            batch = batch.to(device)
+        for batch in prefetch(make, indices, settings.loader_workers):
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(batch.inputs), batch, burn_in)
+            loss = task.loss(model, batch, device)
             loss.backward()
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
+            bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        bar.close()
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": float(np.mean(losses)),
             "lr": float(scheduler.get_last_lr()[0]),
             "seconds": time.perf_counter() - epoch_started,
         }
-        if valid:
-            row.update(
-                {
-                    f"valid_{k}": v
-                    for k, v in validate(model, valid, device, config.valid_burn_in_ms).items()
-                }
-            )
+        model.eval()
+        with torch.no_grad():
+            row.update(task.validate(model, device))
+        model.train()
         history.append(row)
-        improved = valid and (not best or row["valid_soma_rmse_mv"] < best["valid_soma_rmse_mv"])
-        if improved or not valid:
+        if not best or task.improved(row, best):
             best = dict(row)
             save_checkpoint(out / "best.pt", model, metrics=best)  # a copy, not an alias
         save_checkpoint(
             last_path,
             model,
-            train_config=json.loads(config.model_dump_json()),
+            train_config=_config_json(settings),
             optimizer=optimizer.state_dict(),
             scheduler=scheduler.state_dict(),
             epoch=epoch,
@@ -237,32 +233,32 @@ def fit(
         if progress:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float))
             tqdm.write(f"epoch {epoch + 1}: {shown}")
-    result = FitResult(
-        out=out,
-        epochs_run=config.epochs - first_epoch,
-        parameters=count_parameters(model),
-        best=best,
-        last=history[-1] if history else {},
-        seconds=time.perf_counter() - started,
-    )
+    model.eval()
+    with torch.no_grad():
+        extra = task.finish(model, device)
+    parameters = count_parameters(model)
     summary = {
-        "parameters": result.parameters,
+        "parameters": parameters,
+        "epochs": len(history),
         "best": best,
-        "last": result.last,
-        "model": config.model.model_dump(mode="json"),
+        "last": history[-1] if history else {},
+        "model": model.config.model_dump(mode="json"),
+        "seconds": time.perf_counter() - started,
+        **extra,
     }
-    save_atomic_json(out / "done.json", summary)
-    return result
+    save_atomic_json(out / RESULT_FILE, summary)  # last: its presence means "finished"
+    return RunResult(
+        out=out,
+        epochs_run=settings.epochs - first_epoch,
+        parameters=parameters,
+        best=best,
+        last=summary["last"],
+        seconds=summary["seconds"],
+        summary=summary,
+    )
 
 
-def save_atomic_json(path: Path, data: dict) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2))
-    partial.replace(path)
-
-
-def load_train_config(data: dict) -> TrainConfig:
-    """Validate a config dict whose ``model`` carries a ``family``."""
-    data = dict(data)
-    data["model"] = model_config(data["model"])
-    return TrainConfig.model_validate(data)
+def finished_result(out: str | Path) -> dict[str, Any] | None:
+    """The summary of a finished run in ``out``, or None if it has not finished."""
+    path = Path(out) / RESULT_FILE
+    return json.loads(path.read_text()) if path.exists() else None

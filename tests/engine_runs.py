@@ -29,7 +29,7 @@ def simulate(
 ) -> None:
     from simulations.cell import Cell
     from simulations.inputs import InputLayout, NeuronIOProtocol, generate_inputs, simulation_rng
-    from simulations.simulate import SimulationSettings, Simulator
+    from simulations.simulator import SimulationSettings, Simulator
 
     cell = Cell(morphology)
     layout = InputLayout.from_segment_table(cell.segments, ())

@@ -25,7 +25,7 @@ def test_segment_counts(hay_cell):
 
 
 def test_lengths_and_soma(hay_cell):
-    info = hay_cell.describe()
+    info = hay_cell.summary()
     assert info["length_um"]["basal"] == pytest.approx(5133.5, abs=0.5)
     assert info["length_um"]["apical"] == pytest.approx(7440.9, abs=0.5)
     assert hay_cell.soma[0].L == pytest.approx(23.17, abs=0.01)

@@ -71,13 +71,17 @@ def test_cluster_validation(bad, message):
         ClusterConfig(**bad)
 
 
-def test_slurm_job_script_from_our_config():
-    config = load_config(CONFIGS / "simulate-slurm.yaml", SimulateConfig).cluster
-    cluster = jobqueue_cluster(config.model_copy(update={"account": "lab42"}))
+def job_script(config: ClusterConfig) -> str:
+    cluster = jobqueue_cluster(config)
     try:
-        script = cluster.job_script()
+        return cluster.job_script()
     finally:
         cluster.close()
+
+
+def test_slurm_job_script_from_our_config():
+    config = load_config(CONFIGS / "simulate-slurm.yaml", SimulateConfig).cluster
+    script = job_script(config.model_copy(update={"account": "lab42"}))
     assert "#SBATCH -p compute" in script
     assert "#SBATCH -A lab42" in script
     assert "#SBATCH -t 04:00:00" in script
@@ -87,12 +91,9 @@ def test_slurm_job_script_from_our_config():
 
 
 def test_pbs_job_script():
-    config = ClusterConfig(kind="pbs", queue="workq", walltime="02:00:00", cores_per_job=8)
-    cluster = jobqueue_cluster(config)
-    try:
-        script = cluster.job_script()
-    finally:
-        cluster.close()
+    script = job_script(
+        ClusterConfig(kind="pbs", queue="workq", walltime="02:00:00", cores_per_job=8)
+    )
     assert "#PBS -q workq" in script
     assert "walltime=02:00:00" in script
     assert "ncpus=8" in script

@@ -7,7 +7,8 @@ import pytest
 import torch
 import zarr
 
-from surrogate.data import DataError, WindowBatches, batch_loader, soma_target
+from elmpipe.errors import DatasetError, InputError
+from surrogate.data import WindowBatches, prefetch, soma_target
 
 
 def test_windows_follow_the_recipe(toy_store):
@@ -44,11 +45,24 @@ def test_soma_target_formula():
 def test_batch_i_is_the_same_whatever_the_loader(toy_store):
     batches = WindowBatches(toy_store, "train", seed=1)
     direct = [batches[i] for i in range(4, 10)]
-    for workers in (0, 2):
-        loaded = list(batch_loader(batches, 4, 10, workers=workers))
+    for workers in (0, 1, 3):
+        loaded = list(prefetch(batches.__getitem__, range(4, 10), workers))
         assert len(loaded) == 6
         for a, b in zip(direct, loaded, strict=True):
             assert torch.equal(a.inputs, b.inputs) and torch.equal(a.soma, b.soma)
+
+
+def test_prefetching_stops_cleanly_when_the_consumer_stops():
+    made = []
+
+    def make(i):
+        made.append(i)
+        return i
+
+    stream = prefetch(make, range(1000), 2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()  # as an exception or Ctrl-C in the training loop would
+    assert len(made) < 20  # only a few batches ahead were prepared, not the whole range
 
 
 def test_only_complete_simulations_are_drawn(tmp_path):
@@ -57,15 +71,15 @@ def test_only_complete_simulations_are_drawn(tmp_path):
     path = make_toy_dataset(tmp_path / "t.zarr", {"train": 10})
     zarr.open_group(str(path), mode="r+")["train"]["complete"][3] = False
     batches = WindowBatches(path, "train", batch_size=9, seed=0)
-    assert 3 not in batches.reader.complete.tolist()
-    with pytest.raises(DataError, match="9 complete simulations; a batch needs 10"):
+    assert 3 not in batches.sims.tolist()
+    with pytest.raises(DatasetError, match="9 complete simulations; a batch needs 10"):
         WindowBatches(path, "train", batch_size=10)
 
 
 def test_clear_errors(tmp_path, toy_store):
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(InputError, match="not found"):
         WindowBatches(tmp_path / "none.zarr", "train")
-    with pytest.raises(DataError, match=r"no split 'test'.*train, valid"):
+    with pytest.raises(DatasetError, match=r"no split 'test'.*train, valid"):
         WindowBatches(toy_store, "test")
-    with pytest.raises(DataError, match="too short"):
+    with pytest.raises(DatasetError, match="too short"):
         WindowBatches(toy_store, "train", window=800, min_start=500)

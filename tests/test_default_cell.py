@@ -20,7 +20,7 @@ def test_generator_is_deterministic_and_seeded():
 
 
 def test_geometry_is_pyramidal(default_cell):
-    info = default_cell.describe()
+    info = default_cell.summary()
     roots = [sec for sec in default_cell.dend if sec.parentseg().sec == default_cell.soma[0]]
     assert len(roots) >= 4  # several basal trees
     assert len(default_cell._apical_roots()) == 1  # one apical trunk

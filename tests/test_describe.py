@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from elmpipe.dataset import SimulationRecord, prepare_split, write_block
+from elmpipe.dataset.statistics import describe
 from pipelines.cli import cli
-from simulations.describe import describe
-from simulations.store import SimulationRecord, prepare_split, write_block
 from tests.test_store import N_SEG, make_spec
 
 T = 1200

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulations.simulate import SimulationSettings
+from simulations.simulator import SimulationSettings
 from tests.engine_runs import run_in_fresh_process
 
 SPIKE_TOLERANCE_MS = 0.25
@@ -80,7 +80,7 @@ def test_coreneuron_matches_the_reference_on_the_hay_cell(hay_path, tmp_path):
 
 def test_a_failed_coreneuron_build_says_how_to_go_on(monkeypatch, tmp_path):
     from simulations.mechanisms import MechanismBuildError
-    from simulations.simulate import prepare_engine
+    from simulations.simulator import prepare_engine
 
     monkeypatch.setenv("ELMPIPE_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CXX", "no-such-compiler-elmpipe")

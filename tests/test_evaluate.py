@@ -117,7 +117,7 @@ def test_released_elm_on_imported_neuronio_files(tmp_path):
     import pickle
 
     from pipelines.cluster import ClusterConfig
-    from pipelines.dataset import import_neuronio
+    from pipelines.neuronio_files import import_neuronio
     from tests.test_checkpoints_export import released_state_dict
 
     rng = np.random.default_rng(0)

@@ -9,9 +9,9 @@ import torch
 from click.testing import CliRunner
 
 from pipelines.cli import EXIT_BAD_INPUT, cli
-from pipelines.fit import FitError, SweepConfig, grid, tcn_shape
+from pipelines.sweep import SweepConfig, grid, tcn_shape
 
-FAST = ["--epochs", "1", "--batches-per-epoch", "4", "--loader-workers", "0", "-q"]
+FAST = ["--epochs", "1", "--batches-per-epoch", "4", "-q"]
 
 
 def test_fit_command_trains_and_exports(toy_store, tmp_path):
@@ -52,6 +52,7 @@ def test_fit_command_trains_and_exports(toy_store, tmp_path):
         (["--num-branch", "1", "--synapses-per-branch", "20"], "num_synapse_per_branch"),
         (["--train-split", "nope"], "nope"),
         (["--model", "tcn", "--tcn", "7by128"], "DEPTHxWIDTHxFIELD"),
+        (["--epochs", "0"], "epochs"),
     ],
 )
 def test_fit_bad_options(toy_store, tmp_path, args, message):
@@ -93,6 +94,23 @@ def test_sweep_runs_every_point_once(toy_store, tmp_path):
     assert (tmp_path / "sw" / "results.csv").read_text().count("\n") == 4
 
 
+def test_sweep_with_its_defaults_on_the_default_local_cluster(toy_store, tmp_path):
+    """What a new user runs: default cluster (local worker processes), default batch loaders.
+
+    Loaders used to be processes, which dask's (daemonic) worker processes may not start.
+    """
+    out = tmp_path / "sweep"
+    args = ["sweep", "-d", toy_store, "-o", out, "--num-memory", "2", "--num-branch", "10"]
+    result = CliRunner().invoke(
+        cli, [*map(str, args), "--models", "elm,lstm", "--lstm-hidden", "4", *FAST]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert [row["name"] for row in rows] == ["elm-m2-b10", "lstm-h4"]
+    assert all(row["valid_spike_auc"] is not None for row in rows)
+    assert json.loads((out / "elm-m2-b10" / "config.json").read_text())["loader_workers"] == 2
+
+
 def test_grid_and_tcn_shapes():
     points = grid(SweepConfig(models=("elm", "tcn"), num_memory=(1, 20), num_branch=(15, 45)), 1278)
     assert list(points) == [
@@ -105,5 +123,7 @@ def test_grid_and_tcn_shapes():
     assert points["elm-m20-b15"].model.num_branch == 15
     assert tcn_shape("7x128x153") == {"depth": 7, "width": 128, "first_kernel": 45, "kernel": 19}
     assert tcn_shape("1x128x43")["first_kernel"] == 43
-    with pytest.raises(FitError, match="unknown model family"):
-        grid(SweepConfig(models=("gru",)), 10)
+    with pytest.raises(ValueError, match="models"):
+        SweepConfig(models=("gru",))
+    with pytest.raises(ValueError, match="DEPTHxWIDTHxFIELD"):
+        SweepConfig(tcn=("7by128",))

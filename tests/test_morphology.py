@@ -99,17 +99,18 @@ def test_missing_file(tmp_path):
         Cell(tmp_path / "nope.asc")
 
 
-def test_unknown_extension(tmp_path):
-    path = tmp_path / "cell.h5"
-    path.write_text("x")
-    with pytest.raises(MorphologyError, match=r"unknown morphology format '\.h5'"):
-        Cell(path)
-
-
-def test_empty_file(tmp_path):
-    path = tmp_path / "cell.swc"
-    path.write_text("")
-    with pytest.raises(MorphologyError, match="empty"):
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("cell.h5", "x", r"unknown morphology format '\.h5'"),
+        ("cell.swc", "", "empty"),
+        ("junk.asc", "(this is (not a) morphology 12 x)\n", "could not parse morphology"),
+    ],
+)
+def test_unusable_file(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(MorphologyError, match=message):
         Cell(path)
 
 
@@ -121,6 +122,7 @@ def test_empty_file(tmp_path):
         ("14 3 1 1 1 1 99", "parent 99"),
         ("13 3 1 1 1 1 12", "duplicate sample id 13"),
         ("14 7 1 1 1 1 13", "unsupported SWC structure types type 7"),
+        ("14 3 1 1 1 -0.5 13", r"line 15: sample 14 has a negative radius \(-0.5 µm\)"),
     ],
 )
 def test_broken_swc(tmp_path, line, message):
@@ -134,13 +136,6 @@ def test_truncated_asc(tmp_path):
     path = good_asc(tmp_path)
     path.write_text(path.read_text()[:300])
     with pytest.raises(MorphologyError, match="never closed"):
-        Cell(path)
-
-
-def test_unparsable_asc(tmp_path):
-    path = tmp_path / "junk.asc"
-    path.write_text("(this is (not a) morphology 12 x)\n")
-    with pytest.raises(MorphologyError, match="could not parse morphology"):
         Cell(path)
 
 

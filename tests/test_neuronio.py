@@ -7,10 +7,11 @@ import pickle
 import numpy as np
 import pytest
 
+from elmpipe.dataset import Dataset, DatasetError, prepare_split, write_block
+from elmpipe.dataset.schema import DATA_ARRAYS
 from pipelines.cluster import ClusterConfig
-from pipelines.dataset import export_neuronio, import_neuronio
+from pipelines.neuronio_files import export_neuronio, import_neuronio
 from simulations.neuronio import NeuronIOFormatError, load_pickle
-from simulations.store import DATA_ARRAYS, Dataset, DatasetError, prepare_split, write_block
 from tests.test_store import make_spec, record
 
 HERE = ClusterConfig(kind="in-process")
@@ -80,10 +81,10 @@ def test_import_converts_the_original_layout(neuronio_folder, tmp_path):
     )
     assert n == 6
     data = Dataset(out)
-    assert data.complete("test").all()
+    assert data.split("test").complete_mask.all()
     files = sorted(neuronio_folder.iterdir())
     original = load_pickle(files[1])["Results"]["listOfSingleSimulationDicts"][2]
-    sim = data.simulation("test", 3 + 2)
+    sim = data.split("test").simulation(3 + 2)
     # inputs: excitatory row s, inhibitory row N_SEG + s, one per 1 ms bin
     for segment, times in original["exInputSpikeTimes"].items():
         assert np.flatnonzero(sim["inputs"][:, segment]).tolist() == sorted(
@@ -116,7 +117,7 @@ def test_files_of_different_sizes(tmp_path):
     write_python2_style(folder / "b_sim__2.p", neuronio_experiment(1, 2))
     out = tmp_path / "sizes.zarr"
     assert import_neuronio(folder, out, "test", cluster=HERE, progress=False) == 4
-    assert Dataset(out).complete("test").tolist() == [True] * 4
+    assert Dataset(out).split("test").complete_mask.tolist() == [True] * 4
     assert Dataset(out).attrs["protocol"]["files"] == [["a_sim__1.p", 3], ["b_sim__2.p", 1]]
 
 
@@ -128,7 +129,8 @@ def test_import_in_parallel_with_dask(neuronio_folder, tmp_path):
     reference = tmp_path / "serial.zarr"
     import_neuronio(neuronio_folder, reference, "test", cluster=HERE, progress=False)
     for name in DATA_ARRAYS:
-        a, b = Dataset(out).group("test")[name][:], Dataset(reference).group("test")[name][:]
+        a = Dataset(out).split("test").group[name][:]
+        b = Dataset(reference).split("test").group[name][:]
         assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
 
 
@@ -150,9 +152,9 @@ def test_export_then_import_round_trip(tmp_path):
     import_neuronio(folder, back, "test", cluster=HERE, progress=False)
     ours, theirs = Dataset(store), Dataset(back)
     # files are sorted by name, so match simulations by their inputs
-    originals = [ours.simulation("test", k) for k in range(3)]
+    originals = [ours.split("test").simulation(k) for k in range(3)]
     for k in range(3):
-        sim = theirs.simulation("test", k)
+        sim = theirs.split("test").simulation(k)
         match = [o for o in originals if np.array_equal(o["inputs"], sim["inputs"])]
         assert len(match) == 1
         np.testing.assert_allclose(sim["soma_v"], match[0]["soma_v"], atol=0.04)  # float16

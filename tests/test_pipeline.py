@@ -27,7 +27,7 @@ MINI = {
     },
     "fit": {
         "model": {"family": "elm", "num_memory": 4, "num_branch": 10},
-        "train": {"batches_per_epoch": 25, "epochs": 3, "batch_size": 2, "loader_workers": 0},
+        "train": {"batches_per_epoch": 25, "epochs": 3, "batch_size": 2},
     },
     "cluster": {"kind": "local", "workers": 2},
 }
@@ -61,7 +61,7 @@ def test_every_stage_leaves_its_artifacts(finished_run):
     describe = json.loads((out / "describe.json").read_text())
     assert set(describe["splits"]) == {"train", "valid", "test"}
     run_dir = out / "fit" / "elm-m4-b10"
-    assert (run_dir / "done.json").exists() and (run_dir / "best.pt").exists()
+    assert (run_dir / "result.json").exists() and (run_dir / "best.pt").exists()
     metrics = json.loads((out / "eval" / "elm-m4-b10" / "metrics.json").read_text())
     assert metrics["split"] == "test" and "soma_rmse_mv" in metrics
     page = (out / "report" / "index.html").read_text()
@@ -98,7 +98,7 @@ def test_interrupted_fit_resumes_to_the_same_model(finished_run, tmp_path):
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGKILL)  # killed during the fit stage, after its first epoch
     run.wait()
-    assert last.exists() and not (second / "fit" / "elm-m4-b10" / "done.json").exists()
+    assert last.exists() and not (second / "fit" / "elm-m4-b10" / "result.json").exists()
     resumed = run_cli("run", str(config), "-q")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout

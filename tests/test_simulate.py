@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulations.simulate import SimulationResult, SimulationSettings, Simulator, detect_spikes
+from elmpipe.dataset import detect_spikes
+from simulations.simulator import SimulationResult, SimulationSettings, Simulator
 
 
 def test_detect_spikes_local_maxima_above_threshold():

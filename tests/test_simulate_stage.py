@@ -12,7 +12,8 @@ import numpy as np
 import psutil
 import pytest
 
-from simulations.store import DATA_ARRAYS, Dataset
+from elmpipe.dataset import Dataset
+from elmpipe.dataset.schema import DATA_ARRAYS
 
 ARGS = ["--split", "train", "--duration-ms", "200", "--seed", "11", "--quiet"]
 N = 4
@@ -40,15 +41,15 @@ def start_cli(*args: str) -> subprocess.Popen:
 
 def assert_same_simulations(a, b, split="train"):
     da, db = Dataset(a), Dataset(b)
-    assert da.complete(split).all() and db.complete(split).all()
+    assert da.split(split).complete_mask.all() and db.split(split).complete_mask.all()
     for name in DATA_ARRAYS:
-        x, y = da.group(split)[name][:], db.group(split)[name][:]
+        x, y = da.split(split).group[name][:], db.split(split).group[name][:]
         assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), name
 
 
 def completed(path) -> int:
     try:
-        return int(Dataset(path).complete("train").sum())
+        return int(Dataset(path).split("train").complete_mask.sum())
     except Exception:
         return 0
 
@@ -64,7 +65,7 @@ def reference(tmp_path_factory):
 
 def test_reference_is_plausible(reference):
     data = Dataset(reference)
-    sim = data.simulation("train", 0)
+    sim = data.split("train").simulation(0)
     assert sim["inputs"].shape == (200, 760)
     assert -80 < float(np.mean(sim["soma_v"][100:])) < -50
     assert data.attrs["seed"] == 11
@@ -93,6 +94,31 @@ def test_rerun_does_nothing_more(reference, tmp_path):
     assert again.returncode == 0, again.stderr
     assert f"0 run now, {N} already done" in again.stdout
     assert stamp == {p: p.stat().st_mtime_ns for p in path.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated"])
+def test_damaged_simulations_are_reported_and_recomputed(reference, tmp_path, how):
+    """A missing or torn chunk file never passes as data: describe names the simulation, and
+    the same simulate command recomputes it — byte-identical, the intact ones untouched."""
+    import shutil
+
+    path = tmp_path / "damaged.zarr"
+    shutil.copytree(reference, path)
+    shard = path / "train" / "soma_v" / "c" / "2" / "0"
+    if how == "deleted":
+        shard.unlink()
+    else:
+        shard.write_bytes(shard.read_bytes()[:-10])
+    described = cli("dataset", "describe", str(path))
+    assert described.returncode == 0, described.stderr
+    assert "DAMAGED simulation 2: soma_v" in described.stdout
+    untouched = path / "train" / "soma_v" / "c" / "1" / "0"
+    stamp = untouched.stat().st_mtime_ns
+    again = cli("simulate", "-o", str(path), "-n", str(N), *ARGS, "--cluster", "in-process")
+    assert again.returncode == 0, again.stderr
+    assert "1 run now, 3 already done; 1 found damaged and redone" in again.stdout
+    assert untouched.stat().st_mtime_ns == stamp
+    assert_same_simulations(reference, path)
 
 
 def test_killed_worker_loses_nothing(reference, tmp_path):
@@ -193,7 +219,7 @@ def test_replay_reproduces_the_source(reference, tmp_path):
     assert result.returncode == 0, result.stderr
     source, replay = Dataset(reference), Dataset(path)
     for k in range(2):
-        a, b = source.simulation("train", k), replay.simulation("train", k)
+        a, b = source.split("train").simulation(k), replay.split("train").simulation(k)
         assert np.array_equal(a["inputs"], b["inputs"])
         assert np.array_equal(a["soma_v"], b["soma_v"])
         assert np.array_equal(a["spike_times"], b["spike_times"])
@@ -229,11 +255,11 @@ def test_rejection_on_output_spikes_regenerates_deterministically(tmp_path):
         assert result.returncode == 0, result.stderr
         runs.append(Dataset(path))
     for k in range(2):
-        sim = runs[0].simulation("train", k)
+        sim = runs[0].split("train").simulation(k)
         # a silent draw is rejected until the last attempt, which is kept whatever it is
         assert sim["attempts"] == 3 if sim["n_spikes"] == 0 else sim["attempts"] >= 1
         assert sim["attempts"] > 1 or sim["n_spikes"] > 0
-        assert np.array_equal(sim["inputs"], runs[1].simulation("train", k)["inputs"])
+        assert np.array_equal(sim["inputs"], runs[1].split("train").simulation(k)["inputs"])
     assert runs[0].attrs["protocol"]["rejection"]["keep_probability_zero_spikes"] == 0.0
 
 

@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 import zarr
 
+from elmpipe.dataset import Dataset
+from elmpipe.dataset.schema import DATA_ARRAYS
 from pipelines.cluster import ClusterConfig
 from pipelines.config import SimulateConfig, load_config
-from pipelines.simulate import simulate
-from simulations.store import DATA_ARRAYS, Dataset
+from pipelines.simulation_stage import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slurm
@@ -90,7 +91,7 @@ def local_copy(config: SimulateConfig, workers: int = 2) -> SimulateConfig:
 
 def assert_same_simulations(reference: Path, candidate: Path, n: int) -> None:
     """Every one of the n simulations complete, and byte-identical to the local reference."""
-    left, right = Dataset(reference).group("train"), Dataset(candidate).group("train")
+    left, right = Dataset(reference).split("train").group, Dataset(candidate).split("train").group
     assert right["complete"].shape == (n,) and right["complete"][:].all()
     for name in DATA_ARRAYS:
         if name in right:
@@ -204,7 +205,7 @@ def test_walltime_expiry_is_survived_and_adaptive_mode_replaces_the_job(tmp_path
 
 
 def test_sweep_points_train_in_slurm_jobs(tmp_path, toy_store):
-    from pipelines.fit import SweepConfig, run_sweep
+    from pipelines.sweep import SweepConfig, run_sweep
 
     cluster = slurm_config(tmp_path).cluster
     sweep = SweepConfig(
@@ -212,7 +213,7 @@ def test_sweep_points_train_in_slurm_jobs(tmp_path, toy_store):
         num_memory=(2, 4),
         num_branch=(10,),
         lstm_hidden=(6,),
-        train={"epochs": 1, "batches_per_epoch": 4, "loader_workers": 0},
+        train={"epochs": 1, "batches_per_epoch": 4},  # default loaders, as users run it
     )
     table = run_sweep(sweep, toy_store, tmp_path / "sweep", cluster, progress=False)
     assert [row["name"] for row in table] == ["elm-m2-b10", "elm-m4-b10", "lstm-h6"]

@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 import zarr
 
-from simulations.inputs import NeuronIOProtocol
-from simulations.store import (
-    DATA_ARRAYS,
+from elmpipe.dataset import (
     Dataset,
     DatasetError,
     DatasetSpec,
     SimulationRecord,
     open_root,
     prepare_split,
-    time_chunk,
     write_block,
 )
+from elmpipe.dataset.schema import DATA_ARRAYS, time_chunk
+from elmpipe.errors import InputError, OutputPathError
+from simulations.inputs import NeuronIOProtocol
 
 N_SEG, T = 5, 40
 PROTOCOL = NeuronIOProtocol().model_dump(mode="json")
@@ -74,8 +74,8 @@ def test_create_write_read(tmp_path):
     write_block(path, "train", 1, [record(1)])
     data = Dataset(path)
     assert data.splits == ["train"]
-    assert data.complete("train").tolist() == [False, True, False, False]
-    sim = data.simulation("train", 1)
+    assert data.split("train").complete_mask.tolist() == [False, True, False, False]
+    sim = data.split("train").simulation(1)
     expected = record(1)
     assert np.array_equal(sim["inputs"], expected.inputs)
     assert np.array_equal(sim["soma_v"], expected.soma_v)
@@ -127,7 +127,7 @@ def test_partial_chunk_is_redone_whole(tmp_path):
     plan = prepare_split(path, make_spec(), "train", 4, sims_per_chunk=2)
     assert plan.blocks() == [(0, 2), (2, 4)]
     write_block(path, "train", 2, [record(2), record(3)])
-    assert Dataset(path).complete("train").tolist() == [False, False, True, True]
+    assert Dataset(path).split("train").complete_mask.tolist() == [False, False, True, True]
 
 
 def test_split_grows(tmp_path):
@@ -136,8 +136,8 @@ def test_split_grows(tmp_path):
     write_block(path, "train", 0, [record(0)])
     plan = prepare_split(path, make_spec(), "train", 5)
     assert plan.todo.tolist() == [1, 2, 3, 4]
-    assert Dataset(path).group("train")["inputs"].shape[0] == 5
-    assert Dataset(path).complete("train")[0]
+    assert Dataset(path).split("train").n_sims == 5
+    assert Dataset(path).split("train").complete_mask[0]
 
 
 def test_xarray_round_trip(tmp_path):
@@ -190,36 +190,36 @@ def test_refuses_foreign_folder_and_file(tmp_path):
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "todo.txt").write_text("keep me")
-    with pytest.raises(DatasetError, match="not a Zarr dataset"):
+    with pytest.raises(OutputPathError, match="not a Zarr dataset"):
         prepare_split(folder, make_spec(), "train", 1)
     assert (folder / "todo.txt").read_text() == "keep me"
     file = tmp_path / "file.zarr"
     file.write_text("x")
-    with pytest.raises(DatasetError, match="is a file"):
+    with pytest.raises(OutputPathError, match="is a file"):
         prepare_split(file, make_spec(), "train", 1)
 
 
-def test_missing_parent_and_full_disk(tmp_path, monkeypatch):
-    with pytest.raises(DatasetError, match="does not exist"):
-        prepare_split(tmp_path / "no" / "d.zarr", make_spec(), "train", 1)
+def test_missing_parents_are_made_and_a_full_disk_refused(tmp_path, monkeypatch):
+    plan = prepare_split(tmp_path / "new" / "folder" / "d.zarr", make_spec(), "train", 1)
+    assert plan.todo.tolist() == [0]
 
     class Usage:
         free = 10
 
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage)
-    with pytest.raises(DatasetError, match="not enough space"):
+    with pytest.raises(InputError, match="not enough space"):
         prepare_split(tmp_path / "d.zarr", make_spec(), "train", 100)
     assert not (tmp_path / "d.zarr").exists()
 
 
 def test_read_only_target():
     target = "/proc/elmpipe-test.zarr"  # procfs refuses new files, even to root
-    with pytest.raises(DatasetError, match="cannot write"):
+    with pytest.raises(OutputPathError, match="cannot write"):
         prepare_split(target, make_spec(), "train", 1)
 
 
 def test_corrupt_or_foreign_stores(tmp_path):
-    with pytest.raises(DatasetError, match="not found"):
+    with pytest.raises(InputError, match="not found"):
         Dataset(tmp_path / "missing.zarr")
     plain = tmp_path / "plain.zarr"
     zarr.open_group(str(plain), mode="w")
@@ -236,4 +236,4 @@ def test_unknown_split(tmp_path):
     path = tmp_path / "d.zarr"
     prepare_split(path, make_spec(), "train", 1)
     with pytest.raises(DatasetError, match=r"no split 'valid'.*train"):
-        Dataset(path).complete("valid")
+        Dataset(path).split("valid")

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from surrogate.checkpoints import load_model
 from surrogate.tasks import listops, lra, pathfinder, shd
+from surrogate.tasks.classification import SequenceClassification, TaskTrainConfig
 from surrogate.tasks.shd import TaskDataError
-from surrogate.tasks.train import TaskTrainConfig, fit_task
+from surrogate.train import TrainingError, train
 
 # -- SHD ----------------------------------------------------------------------------------------
 
@@ -253,6 +255,10 @@ def task_data(tmp_path_factory, shd_folder, pathfinder_folder):
     }
 
 
+def fit_task(config: TaskTrainConfig, folder, out, **options):
+    return train(SequenceClassification(config, folder), out, **options)
+
+
 @pytest.mark.parametrize(
     ("task", "model", "extra"),
     [
@@ -294,17 +300,25 @@ def test_a_few_training_steps(task, model, extra, task_data, tmp_path):
         learning_rate=1e-3,
         **extra,
     )
-    result = fit_task(config, task_data[task], tmp_path / "run", progress=False)
+    result = fit_task(config, task_data[task], tmp_path / "run", progress=False).summary
     assert 0 <= result["test_accuracy"] <= 1 and result["parameters"] > 0
     assert result["epochs"] == 2 and (tmp_path / "run" / "last.pt").exists()
-    resumed = fit_task(
-        config.model_copy(update={"epochs": 3}),
-        task_data[task],
-        tmp_path / "run",
-        resume=True,
-        progress=False,
-    )
-    assert resumed["epochs"] == 3
+    # the run's checkpoints load like any model's, and give the logits of the task's classes
+    model = load_model(tmp_path / "run" / "best.pt")
+    x, _ = SequenceClassification(config, task_data[task]).test[0]
+    with torch.no_grad():
+        assert model(x[None].float()).shape == (1, result["classes"])
+    # resuming checks the config, whatever the task
+    with pytest.raises(TrainingError, match="different training config"):
+        fit_task(
+            config.model_copy(update={"learning_rate": 5e-3}),
+            task_data[task],
+            tmp_path / "run",
+            resume=True,
+            progress=False,
+        )
+    again = fit_task(config, task_data[task], tmp_path / "run", resume=True, progress=False)
+    assert again.epochs_run == 0 and again.summary["epochs"] == 2
 
 
 def test_retrieval_two_tower_trains(tmp_path):
@@ -320,14 +334,15 @@ def test_retrieval_two_tower_trains(tmp_path):
         batches_per_epoch=2,
         eval_batches=1,
     )
-    result = fit_task(config, tmp_path, tmp_path / "run", progress=False)
+    result = fit_task(config, tmp_path, tmp_path / "run", progress=False).summary
     assert result["classes"] == 2
+    model = load_model(tmp_path / "run" / "last.pt")
+    assert model.config.readout == "two-tower"
 
 
 def test_shipped_task_configs_are_valid():
-    import yaml
-
-    from surrogate.models import model_config
+    from pipelines.config import load_config
+    from surrogate.tasks.classification import classifier_config
 
     folder = Path(__file__).resolve().parents[1] / "configs" / "tasks"
     names = sorted(p.name for p in folder.glob("*.yaml"))
@@ -335,5 +350,5 @@ def test_shipped_task_configs_are_valid():
         names
     )
     for path in folder.glob("*.yaml"):
-        config = TaskTrainConfig.model_validate(yaml.safe_load(path.read_text()))
-        model_config({**config.model, "num_input": 16, "num_output": 2})  # hyper-parameters valid
+        config = load_config(path, TaskTrainConfig)  # the loader every command uses
+        classifier_config(config, 16, 2)  # hyper-parameters valid for some input size

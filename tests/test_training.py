@@ -10,7 +10,8 @@ import torch
 
 from surrogate.checkpoints import load_model, read_checkpoint
 from surrogate.models import ELMConfig, LSTMConfig
-from surrogate.train import TrainConfig, TrainingError, fit
+from surrogate.neuronio_fit import TrainConfig, fit
+from surrogate.train import TrainingError
 
 ELM_SMALL = ELMConfig(num_input=100, num_memory=10, num_branch=10, num_synapse_per_branch=20)
 
@@ -39,13 +40,14 @@ def test_training_lowers_the_loss_and_beats_a_constant_predictor(trained):
     result, out = trained
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2
+    assert not list(out.glob(".*.partial"))  # every file was written whole, then renamed
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     assert result.last["valid_spike_auc"] > 0.6  # a constant predictor scores 0.5
     assert result.last["valid_soma_rmse_mv"] < 2.0  # the target's spread is ≈ 4 mV
     assert (out / "metrics.csv").read_text().startswith("epoch") or "epoch" in (
         out / "metrics.csv"
     ).read_text()
-    assert json.loads((out / "done.json").read_text())["parameters"] == result.parameters
+    assert json.loads((out / "result.json").read_text())["parameters"] == result.parameters
 
 
 def test_run_folder_holds_a_loadable_model(trained, toy_store):

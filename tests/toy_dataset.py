@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulations.store import DatasetSpec, SimulationRecord, prepare_split, write_block
+from elmpipe.dataset import DatasetSpec, SimulationRecord, prepare_split, write_block
 
 N_EXC, N_INH = 80, 20
 N_INPUT = N_EXC + N_INH

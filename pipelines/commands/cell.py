@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
+from elmpipe.errors import InputError
 from pipelines.commands.common import (
     EPILOG,
-    BadInput,
     build_cell,
     morphology_option,
     nexus_option,
@@ -43,7 +43,7 @@ def cell_info(
     from simulations import electrophysiology as ephys
 
     the_cell = build_cell(morphology, parameters, nexus)
-    info = the_cell.describe()
+    info = the_cell.summary()
     if not no_sim:
         soma_v, nexus_v = ephys.resting_potential(the_cell)
         info["resting_potential_mv"] = {"soma": soma_v, "nexus": nexus_v}
@@ -99,7 +99,7 @@ def cell_step(
     from simulations import electrophysiology as ephys
 
     if duration <= 0 or delay < 0:
-        raise BadInput("--duration must be positive and --delay non-negative")
+        raise InputError("--duration must be positive and --delay non-negative")
     the_cell = build_cell(morphology, parameters)
     rec = ephys.current_step(the_cell, amplitude, delay=delay, duration=duration, celsius=celsius)
     spikes = ephys.spikes_during_step(rec)

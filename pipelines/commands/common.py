@@ -1,4 +1,7 @@
-"""What every elmpipe command shares: exit codes, error mapping, common options."""
+"""What every elmpipe command shares: the help epilog, common options, the cell builder.
+
+Commands raise elmpipe's own errors (elmpipe.errors); ``pipelines.cli`` maps them to exit codes.
+"""
 
 from __future__ import annotations
 
@@ -7,43 +10,27 @@ from typing import Any
 
 import click
 
-EXIT_BAD_INPUT = 2
-EXIT_ENVIRONMENT = 3
+from elmpipe.errors import EXIT_CODES_HELP, InputError
 
-EPILOG = (
-    "Exit codes: 0 ok · 1 unexpected failure · 2 bad input or usage · "
-    "3 environment problem (compiler, NEURON build)."
-)
-
-
-class BadInput(click.ClickException):
-    exit_code = EXIT_BAD_INPUT
-
-
-class EnvironmentProblem(click.ClickException):
-    exit_code = EXIT_ENVIRONMENT
-
-
-def translate(exc: Exception) -> click.ClickException:
-    """Map the stages' own errors onto exit codes with a one-line message."""
-    from simulations.biophysics import ParameterSetError
-    from simulations.mechanisms import MechanismBuildError
-    from simulations.morphology import MorphologyError
-
-    if isinstance(exc, MechanismBuildError):
-        return EnvironmentProblem(str(exc))
-    if isinstance(exc, MorphologyError | ParameterSetError | FileNotFoundError | ValueError):
-        return BadInput(str(exc))
-    raise exc
+EPILOG = EXIT_CODES_HELP
 
 
 def build_cell(morphology: Path | None, parameters: str | None, nexus: str | None = None) -> Any:
     from simulations.cell import Cell
 
+    return Cell(morphology, parameters, nexus=nexus)
+
+
+def comma_separated(text: str | None, kind: type = int, option: str = "option") -> tuple | None:
+    """'1,2,5' → (1, 2, 5); None stays None."""
+    if text is None:
+        return None
     try:
-        return Cell(morphology, parameters, nexus=nexus)
-    except Exception as exc:
-        raise translate(exc) from exc
+        return tuple(kind(v.strip()) for v in text.split(","))
+    except ValueError:
+        raise InputError(
+            f"{option}: expected comma-separated {kind.__name__}s, got {text!r}"
+        ) from None
 
 
 morphology_option = click.option(
@@ -66,6 +53,24 @@ nexus_option = click.option(
     metavar="SITE",
     help="Nexus recording site such as 'apic[50](0.9)'. Default: found on the main apical path.",
 )
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+data_option = click.option(
+    "--data", "-d", required=True, type=click.Path(path_type=Path), help="Zarr dataset."
+)
+
+
+def out_option(help: str, required: bool = True):
+    """``--out/-o``: where the command writes (checked before any work starts)."""
+    return click.option(
+        "--out", "-o", required=required, type=click.Path(path_type=Path), help=help
+    )
+
+
+def config_option(help: str):
+    """``--config/-c``: a YAML file, read by the one config loader."""
+    return click.option(
+        "--config", "-c", "config_path", type=click.Path(path_type=Path, dir_okay=False), help=help
+    )
 
 
 def with_options(options):

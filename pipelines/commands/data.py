@@ -9,11 +9,12 @@ import click
 
 from pipelines.commands.common import (
     EPILOG,
-    BadInput,
     cluster_options,
+    config_option,
     morphology_option,
+    out_option,
     parameters_option,
-    translate,
+    quiet_option,
     with_options,
 )
 
@@ -21,26 +22,18 @@ from pipelines.commands.common import (
 
 
 @click.command(epilog=EPILOG)
-@click.option(
-    "--out",
-    "-o",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Zarr dataset to create or complete (a folder, e.g. data.zarr).",
-)
+@out_option("Zarr dataset to create or complete (a folder, e.g. data.zarr).")
 @click.option("--split", default="train", show_default=True, help="Split (group) to fill.")
 @click.option("--n-sims", "-n", required=True, type=int, help="Simulations the split should hold.")
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="YAML with cell/protocol/simulation/cluster settings (see configs/).",
-)
+@config_option("YAML with cell/protocol/simulation/cluster settings (see configs/).")
 @morphology_option
 @parameters_option
 @click.option("--seed", type=int, help="Dataset seed (simulation k depends on seed, split, k).")
-@click.option("--duration-ms", type=float, help="Simulated time per simulation (default 6000).")
+@click.option(
+    "--duration-ms",
+    type=float,
+    help="Simulated time per simulation, whole milliseconds (default 6000).",
+)
 @click.option(
     "--engine",
     type=click.Choice(["coreneuron", "neuron-cvode", "neuron-fixed"]),
@@ -55,7 +48,7 @@ from pipelines.commands.common import (
 )
 @click.option("--replay-split", default=None, help="Split of --replay to take inputs from.")
 @with_options(cluster_options)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@quiet_option
 def simulate(
     out: Path,
     split: str,
@@ -78,43 +71,39 @@ def simulate(
 
     \b
     Running the same command again completes only what is missing: finished simulations are
-    never recomputed, an interrupted one is redone from scratch. Options override --config.
+    never recomputed; an interrupted one, or one found damaged on disk (a missing or torn
+    chunk file), is redone from scratch. Options override --config.
     \b
     Examples:
       elmpipe simulate -o data.zarr --split train -n 64 --duration-ms 2000
       elmpipe simulate -o data.zarr --split test -n 16 -m my_cell.asc --workers 8
       elmpipe simulate -o replay.zarr --split test -n 4 --replay neuronio.zarr
     """
-    from pipelines.config import ConfigError, SimulateConfig, load_config, with_overrides
-    from pipelines.simulate import simulate as run_simulate
-    from simulations.store import DatasetError
+    from pipelines.config import SimulateConfig, load_config, with_overrides
+    from pipelines.simulation_stage import simulate as run_simulate
 
-    try:
-        config = load_config(config_path, SimulateConfig) if config_path else SimulateConfig()
-        overrides = {
-            "cell.morphology": str(morphology) if morphology else None,
-            "cell.parameters": parameters,
-            "seed": seed,
-            "simulation.duration_ms": duration_ms,
-            "simulation.engine": engine,
-            "simulation.record_dendrites": record_dendrites,
-            "cluster.kind": cluster,
-            "cluster.workers": workers,
-            "cluster.address": address,
-        }
-        if replay is not None:
-            overrides["protocol"] = {"kind": "replay", "source": str(replay)}
-            if replay_split:
-                overrides["protocol"]["split"] = replay_split
-        config = with_overrides(config, overrides)
-        summary = run_simulate(config, out, split, n_sims, progress=not quiet)
-    except (ConfigError, DatasetError) as exc:
-        raise BadInput(str(exc)) from exc
-    except Exception as exc:
-        raise translate(exc) from exc
+    config = load_config(config_path, SimulateConfig) if config_path else SimulateConfig()
+    overrides = {
+        "cell.morphology": str(morphology) if morphology else None,
+        "cell.parameters": parameters,
+        "seed": seed,
+        "simulation.duration_ms": duration_ms,
+        "simulation.engine": engine,
+        "simulation.record_dendrites": record_dendrites,
+        "cluster.kind": cluster,
+        "cluster.workers": workers,
+        "cluster.address": address,
+    }
+    if replay is not None:
+        overrides["protocol"] = {"kind": "replay", "source": str(replay)}
+        if replay_split:
+            overrides["protocol"]["split"] = replay_split
+    config = with_overrides(config, overrides)
+    summary = run_simulate(config, out, split, n_sims, progress=not quiet)
+    repaired = f"; {summary.repaired} found damaged and redone" if summary.repaired else ""
     click.echo(
         f"{summary.store} [{summary.split}]: {summary.n_sims} simulations "
-        f"({summary.simulated} run now, {summary.already_done} already done), "
+        f"({summary.simulated} run now, {summary.already_done} already done{repaired}), "
         f"{summary.output_spikes} output spikes in those run, {summary.seconds:.1f} s"
     )
 
@@ -129,8 +118,10 @@ def dataset() -> None:
 
 def _cluster_from(kind: str | None, workers: int | None):
     from pipelines.cluster import ClusterConfig
+    from pipelines.config import OPTIONS, checked
 
-    return ClusterConfig(kind=kind or "local", workers=workers)
+    with checked(OPTIONS):
+        return ClusterConfig(kind=kind or "local", workers=workers)
 
 
 cluster_option = click.option(
@@ -149,30 +140,31 @@ workers_option = click.option("--workers", type=int, help="Worker processes.")
 def dataset_describe(store: Path, split: str | None, as_json: bool) -> None:
     """Statistics per split: input and output rates, spikes per simulation, soma voltage.
 
-    Computed with dask.array over the complete simulations; soma statistics skip the first 500 ms
-    (as the NeuronIO evaluation does).
+    Computed with dask.array over the intact complete simulations; soma statistics skip the
+    first 500 ms (as the NeuronIO evaluation does). Simulations marked complete whose chunks are
+    missing, torn or fail their checksum are listed as damaged (rerun the command that made the
+    dataset to recompute them).
     """
-    from simulations.describe import describe
-    from simulations.store import DatasetError
+    from elmpipe.dataset.statistics import describe
 
-    try:
-        report = describe(str(store), split)
-    except DatasetError as exc:
-        raise BadInput(str(exc)) from exc
+    report = describe(str(store), split)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(
         f"{report['store']}  ({report['cell']['dendritic_segments']} dendritic segments, "
-        f"protocol {report['protocol']})"
+        f"protocol {report['protocol']}, schema version {report['schema_version']})"
     )
     for name, s in report["splits"].items():
         click.echo(
             f"[{name}] {s['complete']}/{s['simulations']} complete, {s['duration_ms']} ms each"
         )
+        for sim, why in s["damaged"].items():
+            click.echo(f"  DAMAGED simulation {sim}: {why}")
         if "output" not in s:
             continue
         rates, out, soma = s["input_rate_hz"], s["output"], s["soma_v_mv"]
+        clipped = soma["clipped_at_-55"]
         click.echo(
             f"  input   {rates['excitatory']:.2f} Hz excitatory, {rates['inhibitory']:.2f} Hz "
             "inhibitory per synapse"
@@ -186,64 +178,56 @@ def dataset_describe(store: Path, split: str | None, as_json: bool) -> None:
         click.echo(
             f"  soma V  (after {soma['after_ms']} ms) {soma['mean']:.2f} ± {soma['sd']:.2f} mV; "
             f"5/50/95% {soma['p5']:.1f}/{soma['p50']:.1f}/{soma['p95']:.1f}; clipped at −55: "
-            f"{soma['clipped_at_-55']['mean']:.2f} ± {soma['clipped_at_-55']['sd']:.2f}"
+            f"{clipped['mean']:.2f} ± {clipped['sd']:.2f}"
         )
 
 
 @dataset.command("import-neuronio", epilog=EPILOG)
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Zarr dataset.")
+@out_option("Zarr dataset to create or complete.")
 @click.option("--split", default="test", show_default=True)
 @click.option("--with-dendrites", is_flag=True, help="Also import the dendritic voltages.")
 @cluster_option
 @workers_option
-@click.option("--quiet", "-q", is_flag=True)
+@quiet_option
 def dataset_import(folder, out, split, with_dendrites, cluster, workers, quiet) -> None:
     """Convert a folder of original NeuronIO pickle files into a split of our schema.
 
     Files are read with a restricted unpickler (numpy arrays only: a crafted file cannot run
-    code), one file per task in parallel; rerunning completes an interrupted import.
+    code), one file per task in parallel; rerunning completes an interrupted import and redoes
+    damaged simulations.
     """
-    from pipelines.dataset import import_neuronio
-    from simulations.neuronio import NeuronIOFormatError
-    from simulations.store import DatasetError
+    from pipelines.neuronio_files import import_neuronio
 
-    try:
-        n = import_neuronio(
-            folder,
-            out,
-            split,
-            with_dendrites=with_dendrites,
-            cluster=_cluster_from(cluster, workers),
-            progress=not quiet,
-        )
-    except (DatasetError, NeuronIOFormatError) as exc:
-        raise BadInput(str(exc)) from exc
+    n = import_neuronio(
+        folder,
+        out,
+        split,
+        with_dendrites=with_dendrites,
+        cluster=_cluster_from(cluster, workers),
+        progress=not quiet,
+    )
     click.echo(f"{out} [{split}]: {n} simulations from {folder}")
 
 
 @dataset.command("export-neuronio", epilog=EPILOG)
 @click.argument("store", type=click.Path(path_type=Path))
 @click.option("--split", default="test", show_default=True)
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Folder.")
+@out_option("Folder for the pickle files.")
 @click.option("--sims-per-file", default=128, show_default=True)
 @cluster_option
 @workers_option
-@click.option("--quiet", "-q", is_flag=True)
+@quiet_option
 def dataset_export(store, split, out, sims_per_file, cluster, workers, quiet) -> None:
     """Write a split as NeuronIO pickle files, so code written for NeuronIO runs on it."""
-    from pipelines.dataset import export_neuronio
-    from simulations.store import DatasetError
+    from pipelines.neuronio_files import export_neuronio
 
-    try:
-        names = export_neuronio(
-            store,
-            split,
-            out,
-            sims_per_file=sims_per_file,
-            cluster=_cluster_from(cluster, workers),
-            progress=not quiet,
-        )
-    except DatasetError as exc:
-        raise BadInput(str(exc)) from exc
+    names = export_neuronio(
+        store,
+        split,
+        out,
+        sims_per_file=sims_per_file,
+        cluster=_cluster_from(cluster, workers),
+        progress=not quiet,
+    )
     click.echo(f"{len(names)} files in {out}")

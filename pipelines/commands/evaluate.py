@@ -6,10 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.commands.common import (
-    EPILOG,
-    BadInput,
-)
+from pipelines.commands.common import EPILOG, data_option, out_option
 
 # -- evaluate ---------------------------------------------------------------------------------
 
@@ -22,14 +19,9 @@ from pipelines.commands.common import (
     type=click.Path(path_type=Path, dir_okay=False),
     help="Our checkpoint (best.pt) or a released ELM neuronio_best_model_state.pt.",
 )
-@click.option("--data", "-d", required=True, type=click.Path(path_type=Path), help="Zarr dataset.")
+@data_option
 @click.option("--split", default="test", show_default=True)
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    help="Folder for metrics.json and plots (default: beside the checkpoint).",
-)
+@out_option("Folder for metrics.json and plots (default: beside the checkpoint).", False)
 @click.option(
     "--published-config",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -38,6 +30,7 @@ from pipelines.commands.common import (
 @click.option(
     "--sims-per-file",
     default=128,
+    type=click.IntRange(min=1),
     show_default=True,
     help="Simulations z-scored together (NeuronIO files; imports use their files).",
 )
@@ -53,21 +46,16 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     dropped; spike AUC, TP and partial AUC at 0.25 % and 1 % false positives, soma RMSE, MAE and
     explained variance (plus the raw RMSE before rescaling).
     """
-    from pipelines.evaluation import write_evaluation
-    from surrogate.checkpoints import CheckpointError
-    from surrogate.data import DataError
+    from elmpipe.outputs import check_output_folder
+    from pipelines.evaluation_output import write_evaluation
     from surrogate.evaluate import EvaluationConfig, load_any
     from surrogate.evaluate import evaluate as run_evaluate
     from surrogate.train import pick_device
 
-    out = out or checkpoint.parent / f"eval-{split}"
-    try:
-        model = load_any(checkpoint, published_config)
-        result = run_evaluate(
-            model, data, split, EvaluationConfig(sims_per_file=sims_per_file), pick_device(device)
-        )
-    except (CheckpointError, DataError) as exc:
-        raise BadInput(str(exc)) from exc
+    out = check_output_folder(out or checkpoint.parent / f"eval-{split}", "evaluation folder")
+    device = pick_device(device)
+    model = load_any(checkpoint, published_config)
+    result = run_evaluate(model, data, split, EvaluationConfig(sims_per_file=sims_per_file), device)
     write_evaluation(result, out, checkpoint)
     m = result.metrics
     click.echo(

@@ -9,8 +9,12 @@ import click
 
 from pipelines.commands.common import (
     EPILOG,
-    BadInput,
     cluster_options,
+    comma_separated,
+    config_option,
+    data_option,
+    out_option,
+    quiet_option,
     with_options,
 )
 
@@ -41,17 +45,20 @@ training_options = [
     click.option("--burn-in", type=int, help="Loss ignores the first N ms of each window (0)."),
     click.option("--seed", type=int, help="Seed of initialisation and batches (0)."),
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Default: auto."),
-    click.option("--loader-workers", type=int, help="Background batch loaders (default 2)."),
+    click.option("--loader-workers", type=int, help="Threads preparing batches ahead (default 2)."),
     click.option("--train-split", help="Split to train on (default train)."),
     click.option("--valid-split", help="Split for per-epoch validation (default valid)."),
 ]
 
 
 @click.command(epilog=EPILOG)
-@click.option("--data", "-d", required=True, type=click.Path(path_type=Path), help="Zarr dataset.")
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Run folder.")
+@data_option
+@out_option("Run folder.")
 @click.option(
-    "--model", "family", type=click.Choice(["elm", "lstm", "tcn"]), default="elm", show_default=True
+    "--model",
+    "family",
+    type=click.Choice(["elm", "lstm", "tcn"]),
+    help="Model family (default: the config's, else elm).",
 )
 @click.option("--num-memory", type=int, help="ELM memory units d_m (default 20).")
 @click.option("--num-branch", type=int, help="Branch-ELM branches (default 45).")
@@ -61,21 +68,15 @@ training_options = [
 @click.option("--hidden", type=int, help="LSTM hidden units (default 50).")
 @click.option("--tcn", "tcn_shape", help="TCN DEPTHxWIDTHxFIELD (default 7x128x153).")
 @with_options(training_options)
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="YAML with training settings and a `model:` section.",
-)
+@config_option("YAML with training settings and a `model:` section (options override it).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
 @click.option(
     "--export",
     "export_path",
     type=click.Path(path_type=Path),
-    help="Also write the final model as TorchScript.",
+    help="Also write the final model as TorchScript (a file name, checked before training).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@quiet_option
 def fit(
     data,
     out,
@@ -98,46 +99,55 @@ def fit(
     \b
     Defaults follow the released ELM NeuronIO training: Branch-ELM d_m 20 with 45 branches ×
     100 synapses, batch 8 of 500 ms windows after 500 ms, loss 0.5·BCE + 0.5·MSE, Adam 5e-4
-    with cosine decay. Writes metrics.jsonl/csv every epoch, last.pt (resumable) and best.pt.
+    with cosine decay. Writes metrics.jsonl/csv every epoch, last.pt (resumable), best.pt and,
+    when finished, result.json.
     \b
     Examples:
       elmpipe fit -d data.zarr -o runs/elm20 --epochs 10 --batches-per-epoch 500
       elmpipe fit -d data.zarr -o runs/lstm50 --model lstm --hidden 50
       elmpipe fit -d data.zarr -o runs/elm20 --epochs 10 --batches-per-epoch 500 --resume
     """
-    import yaml
+    from elmpipe.errors import ConfigError
+    from elmpipe.outputs import check_output_file, check_output_folder
+    from pipelines.config import OPTIONS, FitFileConfig, checked, load_config, with_overrides
+    from pipelines.sweep import dataset_inputs, surrogate_model
+    from surrogate.neuronio_fit import TrainConfig
+    from surrogate.neuronio_fit import fit as run_fit
 
-    from pipelines.config import ConfigError
-    from pipelines.fit import FitError, dataset_inputs, model_from_options
-    from surrogate.export import export_torchscript
-    from surrogate.train import TrainingError, load_train_config
-    from surrogate.train import fit as run_fit
-
-    try:
-        base: dict[str, Any] = {}
-        if config_path:
-            if not config_path.exists():
-                raise ConfigError(f"config file not found: {config_path}")
-            base = yaml.safe_load(config_path.read_text()) or {}
-        overrides = _train_overrides(**training)
-        split = overrides.get("train_split", base.get("train_split", "train"))
-        num_input = dataset_inputs(data, split)
-        options = {
-            "num_memory": num_memory,
-            "num_branch": num_branch,
-            "num_synapse_per_branch": synapses_per_branch,
-            "version": elm_version,
-            "activation": activation,
-            "hidden": hidden,
-            "tcn": tcn_shape,
-        }
-        model_section = dict(base.pop("model", {}))
-        family = model_section.pop("family", family)
-        model = model_from_options(family, num_input, {**model_section, **options})
-        config = load_train_config({**base, **overrides, "model": model.model_dump()})
-        result = run_fit(config, data, out, resume=resume, progress=not quiet)
-    except (ConfigError, FitError, TrainingError, ValueError) as exc:
-        raise BadInput(str(exc)) from exc
+    check_output_folder(out, "run folder")
+    if export_path is not None:
+        export_path = check_output_file(export_path, "TorchScript export")
+    file_config = load_config(config_path, FitFileConfig) if config_path else FitFileConfig()
+    model_in_file = "model" in file_config.model_fields_set
+    file_config = with_overrides(file_config, _train_overrides(**training))
+    section = dict(file_config.model)
+    if family is not None and family != section["family"]:
+        if model_in_file:
+            raise ConfigError(
+                f"{config_path}: model.family: the file says {section['family']!r}, "
+                f"--model says {family!r}"
+            )
+        section = {"family": family}
+    options = {
+        "num_memory": num_memory,
+        "num_branch": num_branch,
+        "num_synapse_per_branch": synapses_per_branch,
+        "version": elm_version,
+        "activation": activation,
+        "hidden": hidden,
+        "tcn": tcn_shape,
+    }
+    given = {k: v for k, v in options.items() if v is not None}
+    settings = file_config.settings()
+    num_input = dataset_inputs(data, settings.train_split)
+    family = section.pop("family")
+    sources = [str(config_path)] if config_path else []
+    if given or not sources:
+        sources.append(OPTIONS)
+    with checked(" and ".join(sources), "model"):
+        model = surrogate_model(family, num_input, {**section, **given})
+    config = TrainConfig.of(settings, model)
+    result = run_fit(config, data, out, resume=resume, progress=not quiet)
     best = result.best
     click.echo(
         f"{out}: {result.parameters} parameters, {result.epochs_run} epochs in "
@@ -146,23 +156,15 @@ def fit(
     )
     if export_path:
         from surrogate.checkpoints import load_model
+        from surrogate.export import export_torchscript
 
         export_torchscript(load_model(out / "best.pt"), export_path)
         click.echo(f"TorchScript: {export_path}")
 
 
-def _ints(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise BadInput(f"expected comma-separated integers, got {text!r}") from None
-
-
 @click.command(epilog=EPILOG)
-@click.option("--data", "-d", required=True, type=click.Path(path_type=Path), help="Zarr dataset.")
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Sweep folder.")
+@data_option
+@out_option("Sweep folder.")
 @click.option("--models", default="elm", show_default=True, help="Families: elm,lstm,tcn.")
 @click.option("--num-memory", help="ELM memory units, e.g. 1,2,5,10,20,50.")
 @click.option("--num-branch", help="ELM branches, e.g. 15,45.")
@@ -182,7 +184,7 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
     show_default=True,
     help="PyTorch threads per grid point.",
 )
-@click.option("--quiet", "-q", is_flag=True)
+@quiet_option
 def sweep(
     data,
     out,
@@ -209,37 +211,40 @@ def sweep(
       elmpipe sweep -d data.zarr -o runs/sweep --num-memory 1,2,5,10,20,50 --num-branch 15,45 \\
           --models elm,lstm --lstm-hidden 25,50 --epochs 5 --batches-per-epoch 500
     """
+    from elmpipe.outputs import check_output_folder
     from pipelines.cluster import ClusterConfig
-    from pipelines.config import ConfigError, load_config
-    from pipelines.fit import FitError, SweepConfig, run_sweep
+    from pipelines.config import OPTIONS, checked, read_yaml
+    from pipelines.sweep import SweepConfig, plan_sweep, run_sweep
 
-    try:
-        base_cluster = ClusterConfig()
-        if cluster_config:
-            from pipelines.config import SimulateConfig
-
-            base_cluster = load_config(cluster_config, SimulateConfig).cluster
-        updates = {"kind": cluster, "workers": workers, "address": address}
+    check_output_folder(out, "sweep folder")
+    cluster_section: dict[str, Any] = {}
+    if cluster_config:
+        cluster_section = read_yaml(cluster_config).get("cluster") or {}
+        with checked(str(cluster_config), "cluster"):
+            ClusterConfig.model_validate(cluster_section)
+    updates = {"kind": cluster, "workers": workers, "address": address}
+    with checked(OPTIONS):
         cluster_settings = ClusterConfig.model_validate(
-            {**base_cluster.model_dump(), **{k: v for k, v in updates.items() if v is not None}}
+            {**cluster_section, **{k: v for k, v in updates.items() if v is not None}}
         )
-        values: dict[str, Any] = {
-            "models": tuple(m.strip() for m in models.split(",")),
-            "train": _train_overrides(**training),
-            "torch_threads": torch_threads,
-        }
-        for key, text in (
-            ("num_memory", num_memory),
-            ("num_branch", num_branch),
-            ("lstm_hidden", lstm_hidden),
-        ):
-            if (parsed := _ints(text)) is not None:
-                values[key] = parsed
-        if tcn_shapes:
-            values["tcn"] = tuple(tcn_shapes.split(","))
-        table = run_sweep(SweepConfig(**values), data, out, cluster_settings, progress=not quiet)
-    except (ConfigError, FitError, ValueError) as exc:
-        raise BadInput(str(exc)) from exc
+    values: dict[str, Any] = {
+        "models": comma_separated(models, str, "--models"),
+        "train": _train_overrides(**training),
+        "torch_threads": torch_threads,
+    }
+    for key, text in (
+        ("num_memory", num_memory),
+        ("num_branch", num_branch),
+        ("lstm_hidden", lstm_hidden),
+    ):
+        if (parsed := comma_separated(text, int, f"--{key.replace('_', '-')}")) is not None:
+            values[key] = parsed
+    if tcn_shapes:
+        values["tcn"] = comma_separated(tcn_shapes, str, "--tcn")
+    with checked(OPTIONS):
+        sweep_config = SweepConfig(**values)
+    points = plan_sweep(sweep_config, data)
+    table = run_sweep(sweep_config, data, out, cluster_settings, progress=not quiet, points=points)
     click.echo(f"{'name':<18} {'params':>9} {'valid AUC':>10} {'RMSE mV':>8}")
     for row in table:
         auc = "-" if row["valid_spike_auc"] is None else f"{row['valid_spike_auc']:.4f}"

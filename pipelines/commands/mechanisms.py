@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pipelines.commands.common import (
-    EPILOG,
-    EnvironmentProblem,
-)
+from pipelines.commands.common import EPILOG
 
 # -- mechanisms -------------------------------------------------------------------------------
 
@@ -40,13 +37,10 @@ def mechanisms_build(force: bool, variant: str) -> None:
     contents and the NEURON version (the CoreNEURON build also by compile flags and CPU), so it
     is rebuilt only when one of them changes. On a cluster, run it once per node type.
     """
-    from simulations.mechanisms import MechanismBuildError, build_info, build_mechanisms
+    from simulations.mechanisms import build_info, build_mechanisms
 
     for name in _variants(variant):
-        try:
-            library = build_mechanisms(force=force, variant=name)
-        except MechanismBuildError as exc:
-            raise EnvironmentProblem(str(exc)) from exc
+        library = build_mechanisms(force=force, variant=name)
         info = build_info(variant=name)
         click.echo(f"{name} mechanisms ready: {library}")
         click.echo(f"cache key {info['key']} · built in {info['build_seconds']} s")

@@ -6,12 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.commands.common import (
-    EPILOG,
-    BadInput,
-    morphology_option,
-    translate,
-)
+from pipelines.commands.common import EPILOG, morphology_option, quiet_option
 
 # -- run ------------------------------------------------------------------------------------
 
@@ -22,33 +17,27 @@ from pipelines.commands.common import (
 )
 @morphology_option
 @click.option("--out", "-o", help="Run folder (overrides the config's `out`).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@quiet_option
 def run(config_path: Path, morphology: Path | None, out: str | None, quiet: bool) -> None:
     """Run the whole pipeline: simulate → describe → fit (or sweep) → evaluate → report.
 
     \b
     Every stage is skipped when its output is complete and resumed when it was interrupted, so
-    running the same command again finishes an interrupted run. --morphology swaps in your own
-    reconstruction (use a new --out: a dataset holds one cell).
+    running the same command again finishes an interrupted run. The whole config is checked
+    against the cell first, so a mistake in any section stops the run before the first
+    simulation. --morphology swaps in your own reconstruction (use a new --out: a dataset holds
+    one cell).
     \b
     Examples:
-      elmpipe run configs/demo.yaml                 built-in cell, ≈15 min on 2 cores
+      elmpipe run configs/demo.yaml                 built-in cell, ≈7 min on 2 cores
       elmpipe run configs/demo.yaml -m my_cell.asc -o runs/my_cell
       elmpipe run configs/neuronio.yaml             the Hay cell at NeuronIO scale
     """
-    from pipelines.config import ConfigError, load_config, with_overrides
-    from pipelines.run import RunConfig, run_pipeline
-    from simulations.store import DatasetError
-    from surrogate.data import DataError
-    from surrogate.train import TrainingError
+    from pipelines.config import RunConfig, load_config, with_overrides
+    from pipelines.run import run_pipeline
 
-    try:
-        config = load_config(config_path, RunConfig)
-        overrides = {"cell.morphology": str(morphology) if morphology else None, "out": out}
-        config = with_overrides(config, overrides)
-        summary = run_pipeline(config, progress=not quiet, log=click.echo)
-    except (ConfigError, DatasetError, DataError, TrainingError) as exc:
-        raise BadInput(str(exc)) from exc
-    except Exception as exc:
-        raise translate(exc) from exc
+    config = load_config(config_path, RunConfig)
+    overrides = {"cell.morphology": str(morphology) if morphology else None, "out": out}
+    config = with_overrides(config, overrides)
+    summary = run_pipeline(config, source=str(config_path), progress=not quiet, log=click.echo)
     click.echo(f"report: {summary['report']}")

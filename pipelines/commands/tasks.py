@@ -6,10 +6,8 @@ from pathlib import Path
 
 import click
 
-from pipelines.commands.common import (
-    EPILOG,
-    BadInput,
-)
+from pipelines.commands.common import EPILOG, config_option, out_option, quiet_option
+from surrogate.tasks import TASK_NAMES
 
 # -- secondary benchmarks -----------------------------------------------------------------------
 
@@ -23,9 +21,7 @@ def task() -> None:
 @click.argument(
     "task_name",
     metavar="TASK",
-    type=click.Choice(
-        ["shd", "shd-adding", "listops", "text", "retrieval", "image", "pathfinder", "pathx"]
-    ),
+    type=click.Choice(TASK_NAMES),
 )
 @click.option(
     "--data",
@@ -34,14 +30,8 @@ def task() -> None:
     type=click.Path(path_type=Path),
     help="Folder with the task's standard files.",
 )
-@click.option("--out", "-o", type=click.Path(path_type=Path), help="Run folder (runs/TASK).")
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Task config (default: configs/tasks/TASK.yaml when it exists).",
-)
+@out_option("Run folder (default: runs/TASK).", False)
+@config_option("Task config (default: configs/tasks/TASK.yaml when it exists).")
 @click.option("--model", "family", type=click.Choice(["elm", "lstm"]), help="Override family.")
 @click.option("--num-memory", type=int, help="ELM memory units.")
 @click.option("--hidden", type=int, help="LSTM hidden units.")
@@ -53,7 +43,7 @@ def task() -> None:
 @click.option("--eval-batches", type=int, help="Cap on validation/test batches.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
-@click.option("--quiet", "-q", is_flag=True)
+@quiet_option
 def task_train(
     task_name,
     data,
@@ -81,55 +71,58 @@ def task_train(
           --bin-ms 2 --epochs 3 --batches-per-epoch 300
       elmpipe task train listops -d data/listops -c configs/tasks/listops.yaml
     """
-    import yaml
+    from elmpipe.errors import ConfigError
+    from elmpipe.outputs import check_output_folder
+    from pipelines.config import OPTIONS, checked, load_config, with_overrides
+    from surrogate.tasks.classification import SequenceClassification, TaskTrainConfig
+    from surrogate.train import train
 
-    from surrogate.tasks.shd import TaskDataError
-    from surrogate.tasks.train import TaskTrainConfig, fit_task
-
+    out = check_output_folder(out or Path("runs") / task_name, "run folder")
     default = Path("configs") / "tasks" / f"{task_name}.yaml"
     path = config_path or (default if default.exists() else None)
-    try:
-        base = yaml.safe_load(path.read_text()) if path else {"model": {"family": "elm"}}
-        base["task"] = task_name
-        model = dict(base.get("model", {}))
-        if family and family != model.get("family", "elm"):
-            model = {"family": family}
-        for key, value in (("num_memory", num_memory), ("hidden", hidden)):
-            if value is not None:
-                model[key] = value
-        base["model"] = model
-        for key, value in (
-            ("bin_ms", bin_ms),
-            ("epochs", epochs),
-            ("batches_per_epoch", batches_per_epoch),
-            ("batch_size", batch_size),
-            ("learning_rate", lr),
-            ("eval_batches", eval_batches),
-            ("device", device),
-        ):
-            if value is not None:
-                base[key] = value
-        config = TaskTrainConfig.model_validate(base)
-        result = fit_task(
-            config, data, out or Path("runs") / task_name, resume=resume, progress=not quiet
-        )
-    except (TaskDataError, ValueError) as exc:
-        raise BadInput(str(exc)) from exc
+    if path:
+        config = load_config(path, TaskTrainConfig, task=task_name)
+    else:
+        config = TaskTrainConfig(task=task_name)
+    model = dict(config.model)
+    if family and family != model["family"]:
+        if "model" in config.model_fields_set:
+            raise ConfigError(
+                f"{path}: model.family: the file says {model['family']!r}, --model says {family!r}"
+            )
+        model = {"family": family}
+    for key, value in (("num_memory", num_memory), ("hidden", hidden)):
+        if value is not None:
+            model[key] = value
+    overrides = {
+        "model": model,
+        "bin_ms": bin_ms,
+        "epochs": epochs,
+        "batches_per_epoch": batches_per_epoch,
+        "batch_size": batch_size,
+        "learning_rate": lr,
+        "eval_batches": eval_batches,
+        "device": device,
+    }
+    config = with_overrides(config, overrides)
+    with checked(" and ".join([str(path), OPTIONS] if path else [OPTIONS]), "model"):
+        task = SequenceClassification(config, data)
+    result = train(task, out, resume=resume, progress=not quiet).summary
     click.echo(
         f"{task_name}: {result['family']} with {result['parameters']:,} parameters, "
         f"{result['epochs']} epochs in {result['seconds']:.0f} s — test accuracy "
-        f"{result['test_accuracy']:.4f} (valid {result['valid_accuracy']:.4f}; chance "
+        f"{result['test_accuracy']:.4f} (valid {result['last']['valid_accuracy']:.4f}; chance "
         f"{result['chance_uniform']:.4f}, majority class {result['majority_class']:.4f})"
     )
 
 
 @task.command("generate", epilog=EPILOG)
 @click.argument("kind", type=click.Choice(["listops", "pathfinder", "shd"]))
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Folder.")
+@out_option("Folder for the generated files.")
 @click.option(
     "--n",
     "count",
-    type=int,
+    type=click.IntRange(min=1),
     help="Samples (listops: train; pathfinder: images; shd: train digits).",
 )
 @click.option("--seed", default=0, show_default=True)
@@ -157,6 +150,9 @@ def task_generate(kind, out, count, seed, difficulty, size, max_length, min_leng
     pathfinder  curved dashed contours with two markers and distractors, in the LRA layout
     shd         synthetic spiking "digits" in the SHD HDF5 layout (class-specific bursts)
     """
+    from elmpipe.outputs import check_output_folder
+
+    out = check_output_folder(out, "task data folder")
     if kind == "listops":
         from surrogate.tasks.listops import write_dataset
 

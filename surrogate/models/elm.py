@@ -28,8 +28,6 @@ from surrogate.models.recurrence import elm_recurrence
 from surrogate.models.routing import neuronio_routing, no_routing, random_routing
 from surrogate.models.scan import leaky_scan
 
-SCALED_TANH_GAIN = 1.7159  # LeCun's scaled tanh: 1.7159·tanh(2x/3)
-
 
 class ELMConfig(BaseModel):
     """Every hyper-parameter of the ELM notation table; defaults = the released NeuronIO models."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from surrogate.models.elm import ELM, SCALED_TANH_GAIN
+from surrogate.models.elm import ELM
+from surrogate.models.recurrence import SCALED_TANH_GAIN, SCALED_TANH_SLOPE
 
 
 def plain_forward(model: ELM, x: torch.Tensor) -> torch.Tensor:
@@ -36,7 +37,7 @@ def plain_forward(model: ELM, x: torch.Tensor) -> torch.Tensor:
         h = torch.cat([b, kappa_m * m], dim=-1)
         for layer in linears[:-1]:
             h = act(layer(h))
-        delta = SCALED_TANH_GAIN * torch.tanh((2.0 / 3.0) * linears[-1](h))
+        delta = SCALED_TANH_GAIN * torch.tanh(SCALED_TANH_SLOPE * linears[-1](h))
         m = kappa_m * m + gain * delta
         outputs.append(model.w_y(m))
     return torch.stack(outputs, dim=1)

@@ -19,8 +19,9 @@ import numba
 import numpy as np
 import torch
 
-GAIN = 1.7159
-SLOPE = 2.0 / 3.0
+#: the memory update's scaled tanh, 1.7159·tanh(2x/3) (LeCun's), the same in every ELM code path
+SCALED_TANH_GAIN = 1.7159
+SCALED_TANH_SLOPE = 2.0 / 3.0
 
 
 def _act(x: torch.Tensor, silu: bool) -> torch.Tensor:
@@ -49,7 +50,7 @@ def _cpu_forward(pre, recurrent_t, w_out_t, b_out, kappa, scaled_gain, silu):  #
         o = np.dot(hidden, w_out_t)
         for b in range(batch):
             for k in range(d):
-                th = np.tanh((o[b, k] + b_out[k]) * SLOPE)
+                th = np.tanh((o[b, k] + b_out[k]) * SCALED_TANH_SLOPE)
                 tanhs[t, b, k] = th
                 memory[b, k] = kappa[k] * memory[b, k] + scaled_gain[k] * th
         states[t] = memory
@@ -74,7 +75,7 @@ def _cpu_backward(
                 gm = grad_states[t, b, k] + carry[b, k]
                 grad_memory[t, b, k] = gm
                 th = tanhs[t, b, k]
-                go[b, k] = gm * scaled_gain[k] * SLOPE * (1.0 - th * th)
+                go[b, k] = gm * scaled_gain[k] * SCALED_TANH_SLOPE * (1.0 - th * th)
         grad_o[t] = go
         grad_h = np.dot(go, w_out)
         for b in range(batch):
@@ -125,7 +126,7 @@ def _cuda_forward(
     for t in range(steps):
         a = torch.addmm(pre[:, t], memory, recurrent.t())
         h = torch.nn.functional.silu(a) if silu else torch.relu(a)
-        th = torch.tanh(torch.addmm(b_out, h, w_out.t()) * (2.0 / 3.0))
+        th = torch.tanh(torch.addmm(b_out, h, w_out.t()) * SCALED_TANH_SLOPE)
         memory = kappa * memory + scaled_gain * th
         pre_act[:, t] = a
         tanhs[:, t] = th
@@ -153,7 +154,7 @@ def _cuda_backward(
         t = steps - 1 - i
         grad_m = grad_states[:, t] + carry
         th = tanhs[:, t]
-        go = grad_m * scaled_gain * (2.0 / 3.0) * (1.0 - th * th)
+        go = grad_m * scaled_gain * SCALED_TANH_SLOPE * (1.0 - th * th)
         grad_h = go @ w_out
         a = pre_act[:, t]
         if silu:
@@ -171,7 +172,7 @@ def _cuda_backward(
 class _Recurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pre, recurrent, w_out, b_out, kappa, gain, silu: bool):
-        scaled_gain = gain * GAIN
+        scaled_gain = gain * SCALED_TANH_GAIN
         if pre.is_cuda:
             states, pre_act, tanhs = _cuda_forward(
                 pre, recurrent, w_out, b_out, kappa, scaled_gain, silu
@@ -226,7 +227,7 @@ class _Recurrence(torch.autograd.Function):
         grad_b_out = flat_o.sum(0)
         # m_t = κ ⊙ m_{t−1} + g ⊙ 1.7159·th_t
         grad_kappa = (grad_m * previous).sum((0, 1))
-        grad_gain = (grad_m * GAIN * tanhs).sum((0, 1))
+        grad_gain = (grad_m * SCALED_TANH_GAIN * tanhs).sum((0, 1))
         return grad_a, grad_recurrent, grad_w_out, grad_b_out, grad_kappa, grad_gain, None
 
 
@@ -250,7 +251,9 @@ def elm_recurrence(
         h = _act(pre[:, t] + m @ recurrent.T, silu)
         for weight, bias in hidden:
             h = _act(torch.nn.functional.linear(h, weight, bias), silu)
-        delta = GAIN * torch.tanh(SLOPE * torch.nn.functional.linear(h, w_out, b_out))
+        delta = SCALED_TANH_GAIN * torch.tanh(
+            SCALED_TANH_SLOPE * torch.nn.functional.linear(h, w_out, b_out)
+        )
         m = kappa_m * m + gain * delta
         states.append(m)
     return torch.stack(states, dim=1)

@@ -2,5 +2,9 @@
 
 Loaders read the standard files from a folder the user gives (nothing is downloaded);
 ``listops``, ``pathfinder`` and ``shd`` also generate files of those formats offline.
-``train.fit_task`` trains any model of ``surrogate.models`` as a sequence classifier.
+``classification`` trains ELM and LSTM encoders as sequence classifiers through the one
+training loop (surrogate.train).
 """
+
+#: the benchmark tasks, as the command line and configs name them
+TASK_NAMES = ("shd", "shd-adding", "listops", "text", "retrieval", "image", "pathfinder", "pathx")

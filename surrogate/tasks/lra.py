@@ -18,12 +18,14 @@ first 90 % of the training batches, valid the last 10 %; Pathfinder a seeded ran
 from __future__ import annotations
 
 import csv
+import pickle
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from elmpipe.safe_pickle import SafeUnpickler  # numpy-only unpickling
 from surrogate.tasks.shd import TaskDataError
 
 PAD = -1
@@ -184,15 +186,17 @@ def retrieval(folder: Path, length: int | None):
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from simulations.neuronio import SafeUnpickler  # numpy-only unpickling
-
     if not path.exists():
         raise TaskDataError(f"CIFAR-10 batch not found: {path} (the 'python version' batches)")
-    with open(path, "rb") as handle:
-        batch = SafeUnpickler(handle, encoding="bytes").load()
-    data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    try:
+        with open(path, "rb") as handle:
+            batch = SafeUnpickler(handle, encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[b"labels"])
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError) as exc:
+        raise TaskDataError(f"{path} is not a CIFAR-10 python batch: {exc}") from exc
     grey = np.round(0.2989 * data[:, 0] + 0.5870 * data[:, 1] + 0.1140 * data[:, 2])
-    return grey.astype(np.uint8).reshape(len(data), -1), np.asarray(batch[b"labels"])
+    return grey.astype(np.uint8).reshape(len(data), -1), labels
 
 
 def grey_tokens(pixels: np.ndarray, bins: int) -> np.ndarray:
@@ -293,20 +297,3 @@ def task_datasets(task: str, folder: str | Path, length: int | None, seed: int):
     if task == "pathx":
         return pathfinder(folder, seed, size=128, bins=8)
     raise TaskDataError(f"unknown task {task!r}")
-
-
-class TwoTower(torch.nn.Module):
-    """Retrieval: one shared encoder reads both documents; an MLP compares the two codes."""
-
-    def __init__(self, encoder: torch.nn.Module, latent: int, n_classes: int = 2) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.head = torch.nn.Sequential(
-            torch.nn.Linear(4 * latent, latent), torch.nn.ReLU(), torch.nn.Linear(latent, n_classes)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 2, L, V)
-        batch = x.shape[0]
-        codes = self.encoder(x.flatten(0, 1))[:, -1].view(batch, 2, -1)
-        a, b = codes[:, 0], codes[:, 1]
-        return self.head(torch.cat([a, b, a * b, a - b], dim=-1))

@@ -23,12 +23,15 @@ import h5py
 import numpy as np
 import torch
 
+from elmpipe.errors import InputError
+
 N_CHANNELS = 700
 N_CLASSES = 20
+ADDING_CLASSES = 19  # digit sums 0 … 18
 DURATION_S = 1.0
 
 
-class TaskDataError(ValueError):
+class TaskDataError(InputError):
     """Task files are missing or not in the expected format."""
 
 
@@ -135,7 +138,7 @@ class SHDAddingDataset(torch.utils.data.Dataset):
     ) -> None:
         self.base = SHDDataset(folder, split, bin_ms)
         self.size, self.seed, self.epoch = size, seed, 0
-        self.n_classes = 19
+        self.n_classes = ADDING_CLASSES
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

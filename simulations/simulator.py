@@ -22,15 +22,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from simulations._neuron import hoc
+from elmpipe.dataset.schema import (
+    DETECTION_PER_MS,
+    SPIKE_THRESHOLD_MV,
+    detect_spikes,
+    spike_labels,
+    upgrade_simulation_settings,
+)
+from simulations._neuron import coreneuron, hoc
 from simulations.cell import Cell
 from simulations.mechanisms import MechanismBuildError, coreneuron_library
-from simulations.store import upgrade_simulation_settings
 from simulations.synapses import Synapses, SynapseSettings
-
-HIGH_RES_PER_MS = 8  # spike detection grid (8 kHz), as in NeuronIO
 
 Engine = Literal["neuron-cvode", "neuron-fixed", "coreneuron"]
 
@@ -48,7 +52,9 @@ class SimulationSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    duration_ms: float = Field(6000.0, gt=0, description="simulated time per simulation")
+    duration_ms: float = Field(
+        6000.0, ge=1, description="simulated time per simulation: whole milliseconds"
+    )
     engine: Engine = Field("coreneuron", description="what integrates the cell (module doc)")
     atol: float = Field(1e-3, gt=0, description="CVode absolute tolerance")
     dt_ms: float = Field(0.025, gt=0, description="step of the fixed-step engines")
@@ -59,7 +65,9 @@ class SimulationSettings(BaseModel):
     )
     v_init_mv: float = -76.0
     celsius: float = Field(6.3, description="°C; NeuronIO ran at NEURON's default 6.3")
-    spike_threshold_mv: float = Field(-25.0, description="output spike: local max above this")
+    spike_threshold_mv: float = Field(
+        SPIKE_THRESHOLD_MV, description="output spike: local max above this"
+    )
     record_dendrites: bool = Field(False, description="store every dendritic segment at 1 kHz")
     synapses: SynapseSettings = SynapseSettings()
 
@@ -68,6 +76,16 @@ class SimulationSettings(BaseModel):
     def _legacy_integrator(cls, data: Any) -> Any:
         """Stores and configs from before engines said ``integrator: cvode | fixed``."""
         return upgrade_simulation_settings(data) if isinstance(data, dict) else data
+
+    @field_validator("duration_ms")
+    @classmethod
+    def _whole_milliseconds(cls, value: float) -> float:
+        if value != round(value):
+            raise ValueError(
+                f"must be a whole number of milliseconds (the dataset stores one sample per "
+                f"ms), got {value:g}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_steps(self) -> SimulationSettings:
@@ -107,18 +125,8 @@ class SimulationResult:
         return len(self.spike_times)
 
     def spike_labels(self, n_bins: int) -> np.ndarray:
-        """1 ms spike labels: bin int(t - 0.5) for a spike at t ms (NeuronIO's convention)."""
-        labels = np.zeros(n_bins, dtype=bool)
-        bins = (self.spike_times - 0.5).astype(np.int64)
-        labels[bins[(bins >= 0) & (bins < n_bins)]] = True
-        return labels
-
-
-def detect_spikes(t_high: np.ndarray, v_high: np.ndarray, threshold: float) -> np.ndarray:
-    """Times of local maxima above ``threshold`` on a regularly sampled trace."""
-    v = v_high
-    peak = (v[1:-1] > v[:-2]) & (v[1:-1] > v[2:]) & (v[1:-1] > threshold)
-    return t_high[1:-1][peak]
+        """1 ms spike labels (the dataset schema's rule)."""
+        return spike_labels(self.spike_times, n_bins)
 
 
 def prepare_engine(settings: SimulationSettings) -> None:
@@ -195,8 +203,8 @@ class Simulator:
             h.continuerun(s.duration_ms)
             dend = [np.array(v)[:n_low] for v in self._dend]
         t = np.array(self._t)
-        n_high = round(s.duration_ms * HIGH_RES_PER_MS)
-        t_high = np.arange(n_high) / HIGH_RES_PER_MS
+        n_high = round(s.duration_ms * DETECTION_PER_MS)
+        t_high = np.arange(n_high) / DETECTION_PER_MS
         t_low = np.arange(n_low, dtype=float)
         soma = np.array(self._soma)
         spikes = detect_spikes(t_high, np.interp(t_high, t, soma), s.spike_threshold_mv)
@@ -209,14 +217,13 @@ class Simulator:
 
     def _run_coreneuron(self) -> list[np.ndarray]:
         """Hand the cell to CoreNEURON for this run; return the dendritic traces at 1 kHz."""
-        from neuron import coreneuron
-
         h = hoc()
+        switchboard = coreneuron()
         s = self.settings
         os.environ["CORENEURONLIB"] = str(self._core_library)
         pc = h.ParallelContext()
-        coreneuron.enable = True
-        coreneuron.verbose = 0
+        switchboard.enable = True
+        switchboard.verbose = 0
         try:
             pc.set_maxstep(10)
             h.finitialize(s.v_init_mv)
@@ -238,7 +245,7 @@ class Simulator:
                 first_step += n
             return [np.concatenate(parts)[: s.n_time_bins] for parts in samples]
         finally:
-            coreneuron.enable = False
+            switchboard.enable = False
 
     def run_binary(self, inputs: np.ndarray) -> SimulationResult:
         """Simulate a (time, channel) 0/1 input array (a spike in bin t fires at t ms)."""

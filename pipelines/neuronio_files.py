@@ -1,4 +1,8 @@
-"""Dataset commands: import NeuronIO files, export to them, describe a store."""
+"""NeuronIO files in and out: import a folder of pickles into a split, export a split to pickles.
+
+One task per file on the configured executor (simulations.neuronio does the conversion of one
+file); an interrupted import resumes, and a killed export never leaves a file that looks whole.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from pipelines.cluster import ClusterConfig, executor
+from elmpipe.dataset import Dataset, DatasetError, DatasetSpec, prepare_split
+from elmpipe.errors import MissingFileError
+from elmpipe.outputs import check_output_folder
+from pipelines.cluster import ClusterConfig, Task, executor
 from simulations.neuronio import (
     NeuronIOFormatError,
     NeuronIOLayout,
@@ -21,27 +27,10 @@ from simulations.neuronio import (
     import_params,
     load_pickle,
 )
-from simulations.store import Dataset, DatasetError, DatasetSpec, prepare_split
 from simulations.synapses import ChannelTable
 
 PICKLE_SUFFIXES = (".p", ".pkl", ".pickle")
 DEFAULT_CLUSTER = ClusterConfig()
-
-
-def _map(pool: Any, tasks: list[tuple], label: str, progress: bool) -> list:
-    """Run one task per file on ``pool``; results in task order."""
-    futures = [pool.submit(fn, *args) for fn, *args in tasks]
-    order = {id(f): i for i, f in enumerate(futures)}
-    results: list = [None] * len(futures)
-    with tqdm(total=len(futures), desc=label, unit="file", disable=not progress) as bar:
-        try:
-            for future in pool.as_completed(futures):
-                results[order[id(future)]] = future.result()
-                bar.update(1)
-        except BaseException:
-            pool.cancel(futures)
-            raise
-    return results
 
 
 def neuronio_spec(
@@ -78,8 +67,8 @@ def neuronio_spec(
 def _counted_before(out: Path, names: list[str]) -> list[int] | None:
     """File sizes recorded by an earlier (interrupted) import of the same files, if any."""
     try:
-        recorded = Dataset(out).attrs["protocol"].get("files", [])
-    except DatasetError:
+        recorded = Dataset(out).protocol.get("files", [])
+    except (DatasetError, MissingFileError):
         return None
     if [name for name, _ in recorded] != names:
         return None
@@ -102,8 +91,9 @@ def import_neuronio(
     into its own range of simulations.
     """
     folder, out = Path(folder).expanduser().resolve(), Path(out).expanduser().resolve()
+    check_output_folder(out, "dataset")
     if not folder.is_dir():
-        raise DatasetError(f"NeuronIO folder not found: {folder}")
+        raise MissingFileError(f"NeuronIO folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if not files:
         raise DatasetError(f"no NeuronIO pickle files ({', '.join(PICKLE_SUFFIXES)}) in {folder}")
@@ -114,7 +104,12 @@ def import_neuronio(
     with executor(cluster) as pool:
         counts = _counted_before(out, [f.name for f in files])
         if counts is None:
-            layouts = _map(pool, [(file_layout, str(f)) for f in files], "counting", progress)
+            layouts = pool.run(
+                [Task(file_layout, (str(f),)) for f in files],
+                label="counting",
+                unit="file",
+                progress=progress,
+            )
             for path, layout in zip(files, layouts, strict=True):
                 check_same_shape(str(path), layout, first_layout)
             counts = [layout.n_sims for layout in layouts]
@@ -137,18 +132,9 @@ def import_neuronio(
                     counts[i],
                     first_layout.has_dendrites,
                 )
-                tasks.append(
-                    (
-                        import_file,
-                        str(path),
-                        str(out),
-                        split,
-                        int(starts[i]),
-                        layout,
-                        with_dendrites,
-                    )
-                )
-        _map(pool, tasks, f"importing {split}", progress)
+                args = (str(path), str(out), split, int(starts[i]), layout, with_dendrites)
+                tasks.append(Task(import_file, args))
+        pool.run(tasks, label=f"importing {split}", unit="file", progress=progress)
     return int(starts[-1])
 
 
@@ -164,19 +150,19 @@ def export_neuronio(
     """Write the complete simulations of ``split`` as NeuronIO files into ``folder``."""
     if sims_per_file <= 0:
         raise DatasetError("sims_per_file must be positive")
+    folder = check_output_folder(folder, "export folder")
     dataset = Dataset(store)
-    complete = np.flatnonzero(dataset.complete(split))
+    complete = dataset.split(split).require_intact()
     if complete.size == 0:
         raise DatasetError(f"{store} split {split!r} has no complete simulations to export")
-    folder = Path(folder).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
     seed = int(dataset.attrs.get("seed", 0))
     chunks = [
         complete[i : i + sims_per_file].tolist() for i in range(0, complete.size, sims_per_file)
     ]
     tasks = [
-        (export_file, str(dataset.path), split, chunk, str(folder), seed * 1000 + i)
+        Task(export_file, (str(dataset.path), split, chunk, str(folder), seed * 1000 + i))
         for i, chunk in enumerate(chunks)
     ]
     with executor(cluster) as pool:
-        return _map(pool, tasks, f"exporting {split}", progress)
+        return pool.run(tasks, label=f"exporting {split}", unit="file", progress=progress)

@@ -1,0 +1,57 @@
+"""Checks that output can go where it was asked to — made before any work starts.
+
+A command that simulates for an hour and then cannot write its result has wasted the hour, so
+every command that writes calls one of these first. Writability is tested by creating (and
+removing) a temporary file where the output will go, which is the only check that sees read-only
+mounts, ACLs and quotas the same way the real write will.
+"""
+
+from __future__ import annotations
+
+import errno
+import tempfile
+from pathlib import Path
+
+from elmpipe.errors import OutputPathError
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path.cwd()
+
+
+def _probe_writable(folder: Path, target: Path, what: str) -> None:
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".elmpipe-write-test-"):
+            pass
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            reason = "read-only" if exc.errno == errno.EROFS else "permission denied"
+        else:
+            reason = exc.strerror or str(exc)
+        raise OutputPathError(
+            f"cannot write {what} {target}: {folder} is not writable ({reason})"
+        ) from None
+
+
+def check_output_folder(path: str | Path, what: str = "output folder") -> Path:
+    """``path`` is, or can be created as, a writable folder; returns it absolute."""
+    path = Path(path).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{what} {path} exists and is a file, not a folder")
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise OutputPathError(f"cannot create {what} {path}: {existing} is a file, not a folder")
+    _probe_writable(existing, path, what)
+    return path
+
+
+def check_output_file(path: str | Path, what: str = "output file") -> Path:
+    """``path`` can be written as a file (it is not a folder, its folder is writable)."""
+    path = Path(path).expanduser().absolute()
+    if path.is_dir():
+        raise OutputPathError(f"{what} {path} is a folder; give a file name")
+    check_output_folder(path.parent, f"folder of the {what}")
+    return path

@@ -1,0 +1,205 @@
+"""Sweeps: a grid of surrogates, one training task per grid point, on the data stage's executors.
+
+A sweep is a grid over model families and sizes (ELM memory units × branches, LSTM hidden
+sizes, TCN shapes). Every grid point is one task that trains into its own run folder; points whose
+run finished (``result.json``) are skipped when the sweep is run again, interrupted ones resume
+from their last epoch. The sweep ends with a results table (CSV and JSON). Training prepares its
+batches in threads, so the defaults work in any executor — in this process, in dask's worker
+processes (which may not start processes of their own) and in SLURM/PBS jobs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from elmpipe.dataset import Dataset
+from elmpipe.errors import ConfigError
+from elmpipe.outputs import check_output_folder
+from pipelines.cluster import ClusterConfig, Task, executor
+from surrogate.models import ELMConfig, LSTMConfig, ModelConfig, TCNConfig, model_config
+from surrogate.neuronio_fit import TrainConfig, TrainSettings, fit
+from surrogate.train import finished_result, save_atomic_json
+
+Family = Literal["elm", "lstm", "tcn"]
+
+
+def dataset_inputs(data: str | Path, split: str = "train") -> int:
+    """Number of input channels of a dataset split (the models' d_in)."""
+    return Dataset(data).split(split).n_channels
+
+
+def tcn_shape(name: str) -> dict[str, int]:
+    """'7x128x153' → depth 7, width 128, first kernel 45 and kernels of 19 (as NeuronIO's TCN).
+
+    The first kernel takes whatever the later kernels (19 for depth > 1) leave of the receptive
+    field; depth 1 uses one kernel of the full receptive field.
+    """
+    try:
+        depth, width, field = (int(v) for v in name.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"TCN shape {name!r} is not DEPTHxWIDTHxFIELD, e.g. 7x128x153") from None
+    if min(depth, width, field) < 1:
+        raise ValueError(f"TCN shape {name!r}: every number must be positive")
+    if depth == 1:
+        return {"depth": 1, "width": width, "first_kernel": field, "kernel": field}
+    kernel = 19 if field > 19 * depth else max(2, field // depth)
+    first = field - (depth - 1) * (kernel - 1)
+    if first < 1:
+        raise ValueError(f"TCN shape {name!r}: receptive field too small for its depth")
+    return {"depth": depth, "width": width, "first_kernel": first, "kernel": kernel}
+
+
+def surrogate_model(family: str, num_input: int, options: dict[str, Any]) -> ModelConfig:
+    """A model config from a family and its options (``tcn: SHAPE`` is the TCN shorthand).
+
+    Raises pydantic's ValidationError (a ValueError) for options the family does not take.
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    if family == "tcn" and "tcn" in given:
+        given.update(tcn_shape(given.pop("tcn")))
+    given.pop("tcn", None)
+    return model_config({"family": family, "num_input": num_input, **given})
+
+
+class SweepConfig(BaseModel):
+    """A grid of models, each trained with the ``train`` settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models: tuple[Family, ...] = ("elm",)
+    num_memory: tuple[int, ...] = (1, 2, 5, 10, 20, 50)
+    num_branch: tuple[int, ...] = (45,)
+    synapses_per_branch: int = Field(100, ge=1)
+    lstm_hidden: tuple[int, ...] = (15, 25, 50, 100)
+    tcn: tuple[str, ...] = ("7x128x153",)
+    train: TrainSettings = TrainSettings()
+    torch_threads: int = Field(1, ge=1, description="PyTorch threads per grid point")
+
+    @field_validator("tcn")
+    @classmethod
+    def _tcn_shapes(cls, shapes: tuple[str, ...]) -> tuple[str, ...]:
+        for shape in shapes:
+            tcn_shape(shape)
+        return shapes
+
+
+def grid(sweep: SweepConfig, num_input: int) -> dict[str, TrainConfig]:
+    """Name → training config of every grid point (ValidationError for an impossible point)."""
+    points: dict[str, ModelConfig] = {}
+    for family in sweep.models:
+        if family == "elm":
+            for d_m in sweep.num_memory:
+                for branches in sweep.num_branch:
+                    points[f"elm-m{d_m}-b{branches}"] = ELMConfig(
+                        num_input=num_input,
+                        num_memory=d_m,
+                        num_branch=branches,
+                        num_synapse_per_branch=sweep.synapses_per_branch,
+                    )
+        elif family == "lstm":
+            for hidden in sweep.lstm_hidden:
+                points[f"lstm-h{hidden}"] = LSTMConfig(num_input=num_input, hidden=hidden)
+        else:
+            for shape in sweep.tcn:
+                points[f"tcn-{shape}"] = TCNConfig(num_input=num_input, **tcn_shape(shape))
+    return {name: TrainConfig.of(sweep.train, model) for name, model in points.items()}
+
+
+def model_name(model: ModelConfig) -> str:
+    """The run-folder name of a model (the same names a sweep gives its grid points)."""
+    if model.family == "elm":
+        return f"elm-m{model.num_memory}-b{model.branches}"
+    if model.family == "lstm":
+        return f"lstm-h{model.hidden}"
+    if model.family == "tcn":
+        return f"tcn-{model.name}"
+    return model.family
+
+
+def fit_point(config_json: str, data: str, out: str, threads: int) -> dict[str, Any]:
+    """One grid point (a task): train, or resume, or return the finished result."""
+    import torch
+
+    torch.set_num_threads(threads)
+    out_path = Path(out)
+    done = finished_result(out_path)
+    if done is None:
+        config = TrainConfig.model_validate_json(config_json)
+        fit(config, data, out_path, resume=(out_path / "last.pt").exists(), progress=False)
+        done = finished_result(out_path)
+    return {**done, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+
+
+def _row(name: str, config: TrainConfig, done: dict[str, Any]) -> dict[str, Any]:
+    model = config.model
+    best = done.get("best", {})
+    return {
+        "name": name,
+        "family": model.family,
+        "num_memory": getattr(model, "num_memory", None),
+        "num_branch": getattr(model, "num_branch", None),
+        "hidden": getattr(model, "hidden", None) if model.family == "lstm" else None,
+        "tcn": model.name if model.family == "tcn" else None,
+        "parameters": done.get("parameters"),
+        "best_epoch": best.get("epoch"),
+        "valid_spike_auc": best.get("valid_spike_auc"),
+        "valid_soma_rmse_mv": best.get("valid_soma_rmse_mv"),
+        "train_loss": best.get("train_loss"),
+        "slurm_job_id": done.get("slurm_job_id"),  # where it trained (this run), if on SLURM
+    }
+
+
+def plan_sweep(sweep: SweepConfig, data: str | Path, source: str = "sweep options") -> dict:
+    """Every grid point's config for this dataset, checked before any training."""
+    num_input = dataset_inputs(data, sweep.train.train_split)
+    try:
+        return grid(sweep, num_input)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: a grid point is impossible for this dataset: {exc}") from exc
+
+
+def run_sweep(
+    sweep: SweepConfig,
+    data: str | Path,
+    out: str | Path,
+    cluster: ClusterConfig,
+    *,
+    progress: bool = True,
+    points: dict[str, TrainConfig] | None = None,
+) -> list[dict[str, Any]]:
+    """Train every grid point (skipping finished ones); returns the results table."""
+    out = check_output_folder(out, "sweep folder")
+    data = str(Path(data).resolve())
+    points = points if points is not None else plan_sweep(sweep, data)
+    out.mkdir(parents=True, exist_ok=True)
+    save_atomic_json(out / "sweep.json", json.loads(sweep.model_dump_json()))
+    started = time.perf_counter()
+    tasks = [
+        Task(
+            fit_point,
+            (config.model_dump_json(), data, str(out / name), sweep.torch_threads),
+            key=f"fit-{name}",
+        )
+        for name, config in points.items()
+    ]
+    with executor(cluster) as pool:
+        results = pool.run(tasks, label="sweep", unit="model", progress=progress)
+    table = [
+        _row(name, config, done)
+        for (name, config), done in zip(points.items(), results, strict=True)
+    ]
+    save_atomic_json(
+        out / "results.json", {"seconds": time.perf_counter() - started, "results": table}
+    )
+    with open(out / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    return table

@@ -1,0 +1,153 @@
+"""Fitting a surrogate to a NeuronIO-style dataset: the ELM recipe as a task of the training loop.
+
+Batches are 500 ms windows (surrogate.data.WindowBatches; batch i = f(seed, i)); the loss is
+0.5·BCE(spike logit) + 0.5·MSE(soma target), optionally ignoring the first ``burn_in`` steps of
+each window; Adam, lr 5e-4, cosine decay per batch (surrogate.train). After every epoch: loss,
+spike AUC and soma RMSE on fixed validation windows; the best epoch is the one with the lowest
+validation soma RMSE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+from sklearn.metrics import roc_auc_score
+
+from elmpipe.dataset import SKIP_MS, Dataset
+from surrogate.data import Batch, WindowBatches, soma_mv
+from surrogate.models import ModelConfig, build_model
+from surrogate.train import LoopSettings, RunResult, TrainingError, train
+
+
+class TrainSettings(LoopSettings):
+    """How a NeuronIO fit trains. Defaults follow the released ELM NeuronIO training."""
+
+    train_split: str = "train"
+    valid_split: str | None = "valid"
+    batch_size: int = Field(8, ge=1)
+    window_ms: int = Field(500, ge=1)
+    min_start_ms: int = Field(SKIP_MS, ge=0, description="windows start after this (NeuronIO)")
+    batches_per_epoch: int = Field(10000, ge=1)
+    epochs: int = Field(35, ge=1)
+    learning_rate: float = Field(5e-4, gt=0)
+    burn_in_ms: int = Field(0, ge=0, description="loss ignores the first steps of each window")
+    valid_batches: int = Field(16, ge=1, description="fixed validation batches per epoch")
+    valid_burn_in_ms: int = Field(150, ge=0, description="steps ignored by validation metrics")
+
+
+class TrainConfig(TrainSettings):
+    """One NeuronIO fit: the training settings and the model."""
+
+    model: ModelConfig
+
+    @classmethod
+    def of(cls, settings: TrainSettings, model: ModelConfig) -> TrainConfig:
+        return cls(**settings.model_dump(), model=model)
+
+
+def loss_fn(output: torch.Tensor, batch: Batch, burn_in: int = 0) -> torch.Tensor:
+    """0.5·BCE-with-logits on spikes + 0.5·MSE on the soma target, after ``burn_in`` steps."""
+    logits, soma = output[:, burn_in:, 0], output[:, burn_in:, 1]
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch.spikes[:, burn_in:])
+    mse = torch.nn.functional.mse_loss(soma, batch.soma[:, burn_in:])
+    return 0.5 * bce + 0.5 * mse
+
+
+def validation_metrics(
+    model: torch.nn.Module, batches: list[Batch], device: torch.device, burn_in: int
+) -> dict[str, Any]:
+    """Loss, spike AUC and soma RMSE (mV, clipped at −55) over fixed validation windows."""
+    losses, probs, labels, errors = [], [], [], []
+    for batch in batches:
+        batch = batch.to(device)
+        out = model(batch.inputs)
+        losses.append(float(loss_fn(out, batch, burn_in)))
+        probs.append(torch.sigmoid(out[:, burn_in:, 0]).flatten().cpu().numpy())
+        labels.append(batch.spikes[:, burn_in:].flatten().cpu().numpy())
+        errors.append(
+            soma_mv(out[:, burn_in:, 1] - batch.soma[:, burn_in:]).flatten().cpu().numpy()
+        )
+    y, p = np.concatenate(labels), np.concatenate(probs)
+    auc = float(roc_auc_score(y, p)) if 0 < y.sum() < y.size else None
+    return {
+        "loss": float(np.mean(losses)),
+        "spike_auc": auc,
+        "soma_rmse_mv": float(np.sqrt(np.mean(np.concatenate(errors) ** 2))),
+        "positive_bins": int(y.sum()),
+    }
+
+
+class NeuronIOFit:
+    """The training task: windows of a dataset split in, spike logit and soma out."""
+
+    def __init__(self, config: TrainConfig, data: str | Path) -> None:
+        self.config = config
+        self.train = WindowBatches(
+            data,
+            config.train_split,
+            batch_size=config.batch_size,
+            window=config.window_ms,
+            min_start=config.min_start_ms,
+            seed=config.seed,
+        )
+        if self.train.n_channels != config.model.num_input:
+            raise TrainingError(
+                f"the dataset has {self.train.n_channels} input channels, the model expects "
+                f"{config.model.num_input}"
+            )
+        self.valid: list[Batch] = []
+        if config.valid_split:
+            available = len(Dataset(data).split(config.valid_split).require_intact())
+            source = WindowBatches(
+                data,
+                config.valid_split,
+                batch_size=max(1, min(config.batch_size, 8, available)),
+                window=config.window_ms,
+                min_start=config.min_start_ms,
+                seed=config.seed + 1_000_003,
+            )
+            self.valid = [source[i] for i in range(config.valid_batches)]
+
+    def build_model(self) -> torch.nn.Module:
+        return build_model(self.config.model)
+
+    def batches_per_epoch(self) -> int:
+        return self.config.batches_per_epoch
+
+    def epoch_batches(self, epoch: int):
+        first = epoch * self.config.batches_per_epoch
+        return self.train.__getitem__, range(first, first + self.config.batches_per_epoch)
+
+    def loss(self, model: torch.nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
+        batch = batch.to(device)
+        return loss_fn(model(batch.inputs), batch, self.config.burn_in_ms)
+
+    def validate(self, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
+        if not self.valid:
+            return {}
+        metrics = validation_metrics(model, self.valid, device, self.config.valid_burn_in_ms)
+        return {f"valid_{k}": v for k, v in metrics.items()}
+
+    def improved(self, row: dict[str, Any], best: dict[str, Any]) -> bool:
+        if "valid_soma_rmse_mv" not in row:
+            return True  # without validation the latest epoch is the best one known
+        return row["valid_soma_rmse_mv"] < best["valid_soma_rmse_mv"]
+
+    def finish(self, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
+        return {}
+
+
+def fit(
+    config: TrainConfig,
+    data: str | Path,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> RunResult:
+    """Train ``config.model`` on ``data`` into the run folder ``out``."""
+    return train(NeuronIOFit(config, data), out, resume=resume, progress=progress)
