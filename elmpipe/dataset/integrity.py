@@ -42,18 +42,18 @@ def _shard_index_problem(path: Path, sharding: ShardingCodec, shard_shape: tuple
     index_bytes = 16 * inner + 4
     size = path.stat().st_size
     if size < index_bytes:
-        return f"shard file {path.name} is truncated ({size} bytes)"
+        return f"is truncated ({size} bytes)"
     with open(path, "rb") as handle:
         handle.seek(size - index_bytes)
         tail = handle.read(index_bytes)
     body, checksum = tail[:-4], tail[-4:]
     if google_crc32c.value(body).to_bytes(4, "little") != checksum:
-        return f"shard file {path.name} is truncated or corrupt (index checksum mismatch)"
+        return "is truncated or corrupt (its index fails its checksum)"
     entries = struct.unpack(f"<{2 * inner}Q", body)
     data_end = size - index_bytes
     for offset, nbytes in zip(entries[::2], entries[1::2], strict=True):
         if (offset, nbytes) != (_EMPTY, _EMPTY) and offset + nbytes > data_end:
-            return f"shard file {path.name} is truncated (a chunk lies past its end)"
+            return "is truncated (a chunk lies past its end)"
     return ""
 
 
@@ -85,7 +85,7 @@ def damaged_simulations(
                 problem = f"{name}: chunk file {array.path}/{key} is missing"
             elif sharding is not None:
                 problem = _shard_index_problem(path, sharding, per_file)
-                problem = f"{name}: {problem}" if problem else ""
+                problem = f"{name}: shard file {array.path}/{key} {problem}" if problem else ""
             else:
                 problem = ""
             if problem:
