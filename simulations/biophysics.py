@@ -1,9 +1,12 @@
 """Biophysical parameter sets kept as data: regions, uniform values and distance rules.
 
 A parameter set says, per region (soma, axon, basal, apical), which mechanisms are inserted with
-which values, plus rules that make a parameter depend on the path distance from soma(0). Rules are
-written relative to the cell's own longest apical path ``l_max`` so one set applies to any
-morphology; see ``parameters/hay-5b.yaml`` for the set behind NeuronIO.
+which values, plus rules that make a parameter depend on the path distance to each segment. How
+that distance is measured is part of the set (:class:`DistanceConvention`): from which origin, and
+where on the last segment of a section — the reference models fix both, and a replica must follow
+them to reproduce their conductances segment by segment. Rules are written relative to the cell's
+own longest apical path ``l_max``, so one set applies to any morphology; see
+``parameters/hay-5b.yaml`` for the set behind NeuronIO.
 """
 
 from __future__ import annotations
@@ -97,10 +100,25 @@ class ZoneRule(_Strict):
 Rule = Annotated[ExponentialRule | ZoneRule, Field(discriminator="kind")]
 
 
+class DistanceConvention(_Strict):
+    """Where distance rules measure from, and at which point of each segment.
+
+    ``origin``: ``soma_0`` — the soma's 0-end; ``apical_root`` — the 0-end of the main apical
+    trunk's first section, i.e. where the apical tree leaves the soma (Hay et al.'s templates).
+    ``last_segment``: ``centre`` — every segment takes the value at its centre; ``section_end`` —
+    the last segment of each section takes the value at the section's 1-end, as NEURON's
+    ``for (x)`` assignment leaves it (it visits x = 1 after the centres).
+    """
+
+    origin: Literal["soma_0", "apical_root"] = "soma_0"
+    last_segment: Literal["centre", "section_end"] = "centre"
+
+
 class ParameterSet(_Strict):
     name: str
     description: str = ""
     reference_l_max: float = Field(gt=0, description="l_max (um) of the cell the set was fit on")
+    distance: DistanceConvention = DistanceConvention()
     regions: dict[Region, RegionParameters]
     rules: list[Rule] = Field(default_factory=list)
 
@@ -220,6 +238,21 @@ def apply_parameter_set(cell: Cell, params: ParameterSet) -> None:
                     setattr(sec, ion_param, value)
     for rule in params.rules:
         for sec in sections[rule.region]:
-            for seg in sec:
-                value = rule.at(cell.distance(seg), cell.l_max, params.reference_l_max)
+            for seg, distance in rule_distances(cell, sec, params.distance):
+                value = rule.at(distance, cell.l_max, params.reference_l_max)
                 setattr(getattr(seg, rule.mechanism), rule.parameter, value)
+
+
+def rule_distances(cell: Cell, sec: object, convention: DistanceConvention) -> list:
+    """(segment, distance in µm) of every segment of ``sec``, as ``convention`` measures it."""
+    from simulations._neuron import hoc
+
+    h = hoc()
+    origin = cell.apical_origin() if convention.origin == "apical_root" else cell.soma[0](0)
+    segments = list(sec)
+    out = []
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        where = sec(1.0) if last and convention.last_segment == "section_end" else seg
+        out.append((seg, float(h.distance(origin, where))))
+    return out

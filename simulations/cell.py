@@ -192,6 +192,10 @@ class Cell:
         """Path distance (µm) from soma(0) to a segment (its centre) or a location."""
         return float(hoc().distance(self.soma[0](0), seg))
 
+    def apical_origin(self) -> Any:
+        """Where the apical tree leaves the soma: the 0-end of the main apical trunk."""
+        return self.main_apical_path()[0](0)
+
     def _is_apical(self, sec: Any) -> bool:
         return any(sec == s for s in self.apic)
 

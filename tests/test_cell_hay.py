@@ -53,8 +53,19 @@ def test_distance_dependent_channels(hay_cell):
     assert set(np.round(lva[~hot], 8)) == {round(0.141954 * 1.6 * 0.01, 8)}
     ih = np.array([seg.Ih.gbar for seg, a in zip(segments, apical, strict=True) if a])
     assert ih.max() == pytest.approx(2.10e-3, rel=2e-3)
-    d = np.minimum(table.distance[apical] / hay_cell.l_max, 0.65)
-    np.testing.assert_allclose(ih, (-0.8696 + 2.087 * np.exp(3.6161 * d)) * 1e-4, rtol=1e-12)
+    assert ih[0] == pytest.approx(1.2625e-4, rel=1e-6)  # the reference's first apical segment
+    # the 5b convention: distances from apic[0](0); a section's last segment takes its 1-end
+    from simulations._neuron import hoc
+
+    origin = hay_cell.apic[0](0)
+    expected = []
+    for sec in hay_cell.apic:
+        segs = list(sec)
+        for i, seg in enumerate(segs):
+            where = sec(1.0) if i == len(segs) - 1 else seg
+            d = min(hoc().distance(origin, where) / hay_cell.l_max, 0.65)
+            expected.append((-0.8696 + 2.087 * np.exp(3.6161 * d)) * 1e-4)
+    np.testing.assert_allclose(ih, expected, rtol=1e-12)
     basal = [seg for seg, a in zip(segments, apical, strict=True) if not a]
     assert all(seg.Ih.gbar == 5e-5 for seg in basal)
     assert not any(hasattr(seg, "NaTs2_t") for seg in basal)
