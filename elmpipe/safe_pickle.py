@@ -11,11 +11,15 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-#: (module, name) pairs such files may reference: numpy arrays, dtypes and scalars, and the
-#: byte-string helper Python 3 uses for array buffers in protocol-2 pickles
+#: (module, name) pairs such files may reference: numpy arrays, dtypes and scalars, and the two
+#: byte-string constructors Python 3 uses for array buffers in protocol-2 pickles —
+#: ``_codecs.encode`` for a non-empty buffer, ``bytes()`` (spelled ``__builtin__.bytes``) for an
+#: empty one, e.g. a simulation without output spikes
 ALLOWED_GLOBALS = frozenset(
     {
         ("_codecs", "encode"),
+        ("__builtin__", "bytes"),
+        ("builtins", "bytes"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("numpy.core.multiarray", "_reconstruct"),

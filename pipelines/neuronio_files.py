@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,21 @@ from simulations.neuronio import (
     import_file,
     import_params,
     load_pickle,
+    whole_seconds,
 )
 from simulations.synapses import ChannelTable
 
 PICKLE_SUFFIXES = (".p", ".pkl", ".pickle")
 DEFAULT_CLUSTER = ClusterConfig()
+
+
+@dataclass(frozen=True)
+class Export:
+    """What an export wrote: file names, and how much of each simulation they hold."""
+
+    names: list[str]
+    simulated_ms: int
+    exported_ms: int  # NeuronIO files hold whole seconds
 
 
 def neuronio_spec(
@@ -56,6 +67,7 @@ def neuronio_spec(
         channels=ChannelTable.for_segments(layout.n_segments).to_dict(),
         protocol={
             "kind": "neuronio-import",
+            "spike_time_precision": "float16",  # as NeuronIO stored them
             "files": [[name, n] for name, n in files],
             "params": json.loads(json.dumps(import_params(first), default=str)),
         },
@@ -146,13 +158,15 @@ def export_neuronio(
     sims_per_file: int = 128,
     cluster: ClusterConfig = DEFAULT_CLUSTER,
     progress: bool = True,
-) -> list[str]:
+) -> Export:
     """Write the complete simulations of ``split`` as NeuronIO files into ``folder``."""
     if sims_per_file <= 0:
         raise DatasetError("sims_per_file must be positive")
     folder = check_output_folder(folder, "export folder")
     dataset = Dataset(store)
-    complete = dataset.split(split).require_intact()
+    source = dataset.split(split)
+    seconds = whole_seconds(source.n_time)  # before any work: too short is an error
+    complete = source.require_intact()
     if complete.size == 0:
         raise DatasetError(f"{store} split {split!r} has no complete simulations to export")
     folder.mkdir(parents=True, exist_ok=True)
@@ -165,4 +179,5 @@ def export_neuronio(
         for i, chunk in enumerate(chunks)
     ]
     with executor(cluster) as pool:
-        return pool.run(tasks, label=f"exporting {split}", unit="file", progress=progress)
+        names = pool.run(tasks, label=f"exporting {split}", unit="file", progress=progress)
+    return Export(names, simulated_ms=source.n_time, exported_ms=seconds * 1000)

@@ -26,7 +26,7 @@ from elmpipe.dataset import DatasetSpec
 from elmpipe.errors import ConfigError
 from elmpipe.outputs import check_output_folder
 from pipelines.config import RunConfig, checked
-from pipelines.simulation_stage import describe_dataset, with_absolute_paths
+from pipelines.simulation_stage import describe_dataset, prepared
 from pipelines.sweep import grid, model_name, surrogate_model
 from surrogate.neuronio_fit import TrainConfig
 
@@ -56,7 +56,7 @@ def _fit_points(config: RunConfig, num_input: int, source: str) -> dict[str, Tra
 def plan_run(config: RunConfig, source: str = "run config") -> RunPlan:
     """Check the whole config against the dataset it will make; no simulation, no training."""
     out = check_output_folder(config.out, "run folder")
-    spec = describe_dataset(with_absolute_paths(config.simulate_config()))
+    spec = describe_dataset(prepared(config.simulate_config()))
     points = _fit_points(config, spec.n_channels, source)
     splits = config.data.splits
     problems = []

@@ -43,9 +43,23 @@ def _absolute(spec: CellSpec) -> CellSpec:
     return spec.model_copy(update={"morphology": str(Path(spec.morphology).expanduser().resolve())})
 
 
-def with_absolute_paths(config: SimulateConfig) -> SimulateConfig:
-    """The config with its morphology path absolute (workers may run elsewhere)."""
-    return config.model_copy(update={"cell": _absolute(config.cell)})
+def _lockout_of_origin(protocol) -> bool:
+    """What the t = 0 lock-out should be when left to the inputs' origin: on for replays of
+    NeuronIO data (the reference model had it), as the source for replays of our datasets, off
+    for new inputs (it is an artefact of the original release code, not biology)."""
+    if not isinstance(protocol, ReplayProtocol):
+        return False
+    source = Dataset(Path(protocol.source).expanduser())
+    if source.protocol.get("kind") == "neuronio-import":
+        return True
+    return bool(source.attrs.get("simulation", {}).get("synapses", {}).get("t0_lockout"))
+
+
+def prepared(config: SimulateConfig) -> SimulateConfig:
+    """The config as a dataset records it: the morphology path absolute (workers may run
+    elsewhere), the engine's step and the t = 0 lock-out made explicit."""
+    settings = config.simulation.resolved(t0_lockout=_lockout_of_origin(config.protocol))
+    return config.model_copy(update={"cell": _absolute(config.cell), "simulation": settings})
 
 
 def describe_dataset(config: SimulateConfig) -> DatasetSpec:
@@ -95,7 +109,7 @@ def simulate(
     out = Path(out).expanduser().resolve()
     if n_sims <= 0:
         raise DatasetError(f"the number of simulations must be positive, got {n_sims}")
-    config = with_absolute_paths(config)
+    config = prepared(config)
     spec = spec or describe_dataset(config)
     if isinstance(config.protocol, ReplayProtocol):
         config = config.model_copy(

@@ -163,21 +163,37 @@ def file_name(
 ) -> str:
     return (
         f"L5PC_sim__Output_spikes_{n_spikes:04d}__Input_ranges_Exc_[{exc[0]:04d},{exc[1]:04d}]_"
-        f"Inh_[{inh[0]:04d},{inh[1]:04d}]_per100ms__simXsec_{n_sims}x{seconds:g}_randseed_{seed}.p"
+        f"Inh_[{inh[0]:04d},{inh[1]:04d}]_per100ms__simXsec_{n_sims}x{seconds}_randseed_{seed}.p"
     )
 
 
-def record_to_simulation(sim: dict[str, np.ndarray], n_segments: int) -> dict[str, Any]:
-    """One of our simulations as a NeuronIO simulation dict.
+def whole_seconds(n_time: int) -> int:
+    """How many whole seconds of a simulation NeuronIO's format can hold.
+
+    NeuronIO files state their duration as a whole number of seconds (``totalSimDurationInSec``,
+    6), and code written for them sizes arrays with ``totalSimDurationInSec * 1000``: a
+    simulation that is not whole seconds long is exported truncated to its whole seconds.
+    """
+    seconds = n_time // 1000
+    if seconds < 1:
+        raise NeuronIOFormatError(
+            f"simulations of {n_time} ms are shorter than 1 s; NeuronIO files hold whole seconds"
+        )
+    return seconds
+
+
+def record_to_simulation(sim: dict[str, np.ndarray], n_segments: int, n_time: int) -> dict:
+    """One of our simulations, cut to its first ``n_time`` ms, as a NeuronIO simulation dict.
 
     We store voltages at 1 kHz; the 8 kHz entries are linear interpolations of them (code written
     for NeuronIO reads the 1 kHz traces, spike times and inputs).
     """
-    n_time = sim["soma_v"].shape[0]
     t_low = np.arange(n_time, dtype=np.float32)
     t_high = (np.arange(n_time * DETECTION_PER_MS) / DETECTION_PER_MS).astype(np.float32)
+    soma, nexus = sim["soma_v"][:n_time], sim["nexus_v"][:n_time]
+    spike_times = np.asarray(sim["spike_times"], dtype=np.float64)
     exc, inh = {}, {}
-    t_idx, c_idx = np.nonzero(sim["inputs"])
+    t_idx, c_idx = np.nonzero(sim["inputs"][:n_time])
     for target, lo in ((exc, 0), (inh, n_segments)):
         mask = (c_idx >= lo) & (c_idx < lo + n_segments)
         for segment in np.unique(c_idx[mask]):
@@ -186,63 +202,78 @@ def record_to_simulation(sim: dict[str, np.ndarray], n_segments: int) -> dict[st
             ]
     out = {
         "recordingTimeHighRes": t_high,
-        "somaVoltageHighRes": np.interp(t_high, t_low, sim["soma_v"]).astype(np.float16),
-        "nexusVoltageHighRes": np.interp(t_high, t_low, sim["nexus_v"]).astype(np.float16),
+        "somaVoltageHighRes": np.interp(t_high, t_low, soma).astype(np.float16),
+        "nexusVoltageHighRes": np.interp(t_high, t_low, nexus).astype(np.float16),
         "recordingTimeLowRes": t_low,
-        "somaVoltageLowRes": sim["soma_v"].astype(np.float16),
-        "nexusVoltageLowRes": sim["nexus_v"].astype(np.float16),
+        "somaVoltageLowRes": soma.astype(np.float16),
+        "nexusVoltageLowRes": nexus.astype(np.float16),
         "exInputSpikeTimes": exc,
         "inhInputSpikeTimes": inh,
-        "outputSpikeTimes": np.asarray(sim["spike_times"], dtype=np.float16),
+        "outputSpikeTimes": spike_times[spike_times < n_time].astype(np.float16),
     }
     if "dend_v" in sim:
-        out["dendriticVoltagesLowRes"] = sim["dend_v"].T.astype(np.float16)
+        out["dendriticVoltagesLowRes"] = sim["dend_v"][:n_time].T.astype(np.float16)
     return out
 
 
-def export_params(attrs: dict[str, Any], sims: list[dict], seed: int) -> dict[str, Any]:
-    """Params of an exported file, from our dataset attributes (repository + revision keys)."""
+def export_params(
+    attrs: dict[str, Any], sims: list[dict], seed: int, seconds: int
+) -> dict[str, Any]:
+    """Params of an exported file with NeuronIO's types: plain Python ints, floats, bools,
+    strings and lists (repository and revision keys), from our dataset attributes."""
     table = attrs["cell"]["segment_table"]
     simulation = attrs["simulation"]
     protocol = attrs.get("protocol", {})
-    seconds = simulation["duration_ms"] / 1000.0
-    counts = [int(s["n_spikes"]) for s in sims]
-    isis = [float(d) for s in sims for d in np.diff(s["spike_times"])]
+    n_time = seconds * 1000
+    spikes = [s["spike_times"][s["spike_times"] < n_time] for s in sims]
+    counts = [len(t) for t in spikes]
+    isis = [float(d) for t in spikes for d in np.diff(t)]
     params: dict[str, Any] = {
-        "randomSeed": seed,
-        "random_seed": seed,
+        "randomSeed": int(seed),
+        "random_seed": int(seed),
         "numSimulations": len(sims),
-        "totalSimDurationInSec": seconds,
-        "collectAndSaveDVTs": "dend_v" in sims[0],
-        "numSamplesPerMS_HighRes": DETECTION_PER_MS,
+        "totalSimDurationInSec": int(seconds),
+        "collectAndSaveDVTs": bool("dend_v" in sims[0]),
+        "numSamplesPerMS_HighRes": int(DETECTION_PER_MS),
         "excitatorySynapseType": "NMDA",
         "inhibitorySynapseType": "GABA_A",
         "useActiveDendrites": True,
         "Ih_vshift": 0,
-        "gmax_NMDA_to_AMPA_ratio": simulation.get("synapses", {}).get("nmda_ratio", 1.0),
-        "allSegmentsType": list(table["region"]),
-        "allSegmentsLength": np.asarray(table["length"]),
-        "allSegments_DistFromSoma": np.asarray(table["distance"]),
-        "allSegments_SectionInd": np.asarray(table["section_index"]),
-        "morphology_description": attrs["cell"].get("morphology", ""),
-        "numOutputSpikesPerSim": np.asarray(counts),
+        "gmax_NMDA_to_AMPA_ratio": float(simulation.get("synapses", {}).get("nmda_ratio", 1.0)),
+        "allSegmentsType": [str(r) for r in table["region"]],
+        "allSegmentsLength": [float(v) for v in table["length"]],
+        "allSegments_DistFromSoma": [float(v) for v in table["distance"]],
+        "allSegments_SectionInd": [int(v) for v in table["section_index"]],
+        "morphology_description": str(attrs["cell"].get("morphology", "")),
+        "numOutputSpikesPerSim": counts,
         "totalNumOutputSpikes": int(sum(counts)),
-        "totalNumSimulationSeconds": len(sims) * seconds,
-        "averageOutputFrequency": sum(counts) / (len(sims) * seconds),
+        "totalNumSimulationSeconds": int(len(sims) * seconds),
+        "averageOutputFrequency": float(sum(counts) / (len(sims) * seconds)),
         "listOfISIs": isis,
         "ISICV": float(np.std(isis) / np.mean(isis)) if len(isis) > 1 else math.nan,
         "elmpipe_protocol": protocol,
     }
     if protocol.get("kind") == "neuronio":
-        params["inst_rate_sampling_time_interval_options_ms"] = list(
-            protocol["interval_options_ms"]
-        )
+        params["inst_rate_sampling_time_interval_options_ms"] = [
+            int(v) for v in protocol["interval_options_ms"]
+        ]
         for subtree, tag in (("basal", "Bas"), ("apical", "Apic")):
             exc = protocol["excitatory_per_100ms"][subtree]
             off = protocol["inhibitory_offset_per_100ms"][subtree]
-            params[f"num_ex_synapses_per100ms_range_{tag}"] = [exc["low"], exc["high"]]
-            params[f"num_inh_synapses_per100ms_offset_range_{tag}"] = [off["low"], off["high"]]
+            params[f"num_ex_synapses_per100ms_range_{tag}"] = [
+                _number(exc["low"]),
+                _number(exc["high"]),
+            ]
+            params[f"num_inh_synapses_per100ms_offset_range_{tag}"] = [
+                _number(off["low"]),
+                _number(off["high"]),
+            ]
     return params
+
+
+def _number(value: float) -> int | float:
+    """Whole numbers as ints, as NeuronIO's scripts wrote their ranges."""
+    return int(value) if float(value).is_integer() else float(value)
 
 
 def write_pickle(path: Path, experiment: dict[str, Any]) -> None:
@@ -290,16 +321,15 @@ def export_file(store: str, split: str, indices: list[int], folder: str, seed: i
     dataset = Dataset(store)
     n_segments = dataset.n_segments
     source = dataset.split(split)
+    seconds = whole_seconds(source.n_time)
     sims = [source.simulation(i) for i in indices]
+    converted = [record_to_simulation(s, n_segments, seconds * 1000) for s in sims]
     experiment = {
-        "Params": export_params(dataset.attrs, sims, seed),
-        "Results": {
-            "listOfSingleSimulationDicts": [record_to_simulation(s, n_segments) for s in sims]
-        },
+        "Params": export_params(dataset.attrs, sims, seed, seconds),
+        "Results": {"listOfSingleSimulationDicts": converted},
     }
-    exc, inh = input_ranges(np.stack([s["inputs"] for s in sims]), n_segments)
-    seconds = dataset.attrs["simulation"]["duration_ms"] / 1000
-    total = int(sum(int(s["n_spikes"]) for s in sims))
+    exc, inh = input_ranges(np.stack([s["inputs"][: seconds * 1000] for s in sims]), n_segments)
+    total = experiment["Params"]["totalNumOutputSpikes"]
     name = file_name(total, exc, inh, len(sims), seconds, seed)
     partial = Path(folder) / f".{name}.partial"
     write_pickle(partial, experiment)

@@ -29,12 +29,12 @@ from elmpipe.dataset.schema import (
     SPIKE_THRESHOLD_MV,
     detect_spikes,
     spike_labels,
-    upgrade_simulation_settings,
+    upgrade_integrator,
 )
 from simulations._neuron import coreneuron, hoc
 from simulations.cell import Cell
 from simulations.mechanisms import MechanismBuildError, coreneuron_library
-from simulations.synapses import Synapses, SynapseSettings
+from simulations.synapses import Synapses, SynapseSettings, silenced_at_t0
 
 Engine = Literal["neuron-cvode", "neuron-fixed", "coreneuron"]
 
@@ -44,6 +44,12 @@ CORENEURON_INPUT_DELAY_MS = 0.05
 
 #: with dendrites recorded, CoreNEURON runs in pieces this long so per-step traces stay small
 CORENEURON_BLOCK_MS = 500.0
+
+#: each fixed-step engine's step when none is set (ms). CoreNEURON's (second order) is the
+#: largest that reproduces the reference runs to the fidelity bar (docs/fidelity.md: at 0.025 ms
+#: the Hay replays miss by 0.375 ms and 0.10 mV clipped RMSE; at 0.0125 ms, ≤ 0.125 ms and
+#: ≤ 0.035 mV); neuron-fixed keeps NEURON's default.
+DEFAULT_STEP_MS = {"coreneuron": 0.0125, "neuron-fixed": 0.025, "neuron-cvode": 0.025}
 
 
 class SimulationSettings(BaseModel):
@@ -57,7 +63,9 @@ class SimulationSettings(BaseModel):
     )
     engine: Engine = Field("coreneuron", description="what integrates the cell (module doc)")
     atol: float = Field(1e-3, gt=0, description="CVode absolute tolerance")
-    dt_ms: float = Field(0.025, gt=0, description="step of the fixed-step engines")
+    dt_ms: float | None = Field(
+        None, gt=0, description="step of the fixed-step engines (ms); None: the engine's default"
+    )
     second_order: bool | None = Field(
         None,
         description="Crank-Nicolson (NEURON secondorder=2) for fixed-step engines; None: on for "
@@ -75,7 +83,7 @@ class SimulationSettings(BaseModel):
     @classmethod
     def _legacy_integrator(cls, data: Any) -> Any:
         """Stores and configs from before engines said ``integrator: cvode | fixed``."""
-        return upgrade_simulation_settings(data) if isinstance(data, dict) else data
+        return upgrade_integrator(data) if isinstance(data, dict) else data
 
     @field_validator("duration_ms")
     @classmethod
@@ -89,18 +97,30 @@ class SimulationSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check_steps(self) -> SimulationSettings:
+        step = self.step_ms
         if self.engine != "neuron-cvode":
-            steps = self.duration_ms / self.dt_ms
-            if (
-                abs(steps - round(steps)) > 1e-6
-                or abs(1 / self.dt_ms - round(1 / self.dt_ms)) > 1e-9
-            ):
+            steps = self.duration_ms / step
+            if abs(steps - round(steps)) > 1e-6 or abs(1 / step - round(1 / step)) > 1e-9:
                 raise ValueError(
-                    f"dt_ms {self.dt_ms} must divide 1 ms and the duration evenly (e.g. 0.025)"
+                    f"dt_ms {step} must divide 1 ms and the duration evenly (e.g. 0.025)"
                 )
-        if self.engine == "coreneuron" and self.dt_ms >= CORENEURON_INPUT_DELAY_MS:
+        if self.engine == "coreneuron" and step >= CORENEURON_INPUT_DELAY_MS:
             raise ValueError(f"coreneuron needs dt_ms < {CORENEURON_INPUT_DELAY_MS}")
         return self
+
+    @property
+    def step_ms(self) -> float:
+        """The fixed step this engine uses (its default unless ``dt_ms`` is set)."""
+        return self.dt_ms if self.dt_ms is not None else DEFAULT_STEP_MS[self.engine]
+
+    def resolved(self, *, t0_lockout: bool = False) -> SimulationSettings:
+        """These settings with every default that depends on context made explicit, as a
+        dataset records them: the engine's step, and the t = 0 lock-out (``t0_lockout`` is
+        what the inputs' origin calls for when the setting is left to it)."""
+        synapses = self.synapses
+        if synapses.t0_lockout is None:
+            synapses = synapses.model_copy(update={"t0_lockout": t0_lockout})
+        return self.model_copy(update={"dt_ms": self.step_ms, "synapses": synapses})
 
     @property
     def n_time_bins(self) -> int:
@@ -185,6 +205,10 @@ class Simulator:
         s = self.settings
         self.synapses.configure(s.synapses)  # another simulator may share this cell's synapses
         self.synapses.set_delay(self._delay_ms)
+        times, channels = np.asarray(times, dtype=float), np.asarray(channels, dtype=np.int64)
+        if s.synapses.t0_lockout:
+            released = silenced_at_t0(times, channels)
+            times, channels = times[released], channels[released]
         self.synapses.set_inputs(times, channels)
         h.celsius = s.celsius
         if s.engine == "neuron-cvode":
@@ -192,8 +216,8 @@ class Simulator:
             h.CVode().atol(s.atol)
         else:
             h.cvode_active(0)
-            h.dt = s.dt_ms
-            h.steps_per_ms = 1.0 / s.dt_ms
+            h.dt = s.step_ms
+            h.steps_per_ms = 1.0 / s.step_ms
         h.secondorder = 2 if s.uses_second_order else 0
         n_low = s.n_time_bins
         if s.engine == "coreneuron":
@@ -231,7 +255,7 @@ class Simulator:
                 pc.psolve(s.duration_ms)
                 return []
             # sample step k·steps_per_ms of each block, then empty the per-step recordings
-            per_ms = round(1.0 / s.dt_ms)
+            per_ms = round(1.0 / s.step_ms)
             samples: list[list[np.ndarray]] = [[] for _ in self._dend]
             first_step, t_stop = 0, 0.0
             while t_stop < s.duration_ms:

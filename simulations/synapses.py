@@ -26,13 +26,27 @@ INHIBITORY = "inhibitory"
 
 
 class SynapseSettings(BaseModel):
-    """Synapse strengths; the defaults are NeuronIO's (docs/mechanisms.md)."""
+    """Synapse strengths and release; the defaults are NeuronIO's (docs/mechanisms.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     excitatory_gmax_us: float = Field(0.0004, gt=0, description="AMPA (and NMDA) peak, µS")
     nmda_ratio: float = Field(1.0, ge=0, description="NMDA peak / AMPA peak")
     inhibitory_gmax_us: float = Field(0.001, gt=0, description="GABA_A peak, µS")
+    t0_lockout: bool | None = Field(
+        None,
+        description="the reference release quirk: a synapse with an input at exactly t = 0 never "
+        "releases in that simulation (docs/mechanisms.md). None: on when replaying NeuronIO "
+        "data (to reproduce it), as the source when replaying ours, off for new inputs",
+    )
+
+
+def silenced_at_t0(times: np.ndarray, channels: np.ndarray) -> np.ndarray:
+    """Mask of the events that still release under the t = 0 lock-out: a channel that receives an
+    event at exactly 0 ms loses every event of the simulation (the reference model computes
+    its release probability as 0/0 at t = 0 and stays NaN — l5pc-model.md §9)."""
+    silenced = np.unique(channels[times == 0.0])
+    return ~np.isin(channels, silenced)
 
 
 @dataclass(frozen=True)

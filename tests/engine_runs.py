@@ -26,6 +26,7 @@ def simulate(
     index: int = 0,
     record_dendrites: bool = False,
     second_order: bool | None = None,
+    dt_ms: float | None = None,
 ) -> None:
     from simulations.cell import Cell
     from simulations.inputs import InputLayout, NeuronIOProtocol, generate_inputs, simulation_rng
@@ -37,7 +38,11 @@ def simulate(
         NeuronIOProtocol(), layout, ms, simulation_rng(1, "train", index, 0)
     ).spikes
     settings = SimulationSettings(
-        duration_ms=ms, engine=engine, record_dendrites=record_dendrites, second_order=second_order
+        duration_ms=ms,
+        engine=engine,
+        record_dendrites=record_dendrites,
+        second_order=second_order,
+        dt_ms=dt_ms,
     )
     result = Simulator(cell, settings).run_binary(inputs)
     np.savez(

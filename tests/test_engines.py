@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulations.simulator import SimulationSettings
+from simulations.simulator import DEFAULT_STEP_MS, SimulationSettings
 from tests.engine_runs import run_in_fresh_process
 
 SPIKE_TOLERANCE_MS = 0.25
@@ -41,7 +41,11 @@ def default_runs(tmp_path_factory):
             "coreneuron", tmp / "core-dend.npz", record_dendrites=True
         ),
         "fixed": run_in_fresh_process(
-            "neuron-fixed", tmp / "fixed.npz", record_dendrites=True, second_order=True
+            "neuron-fixed",
+            tmp / "fixed.npz",
+            record_dendrites=True,
+            second_order=True,
+            dt_ms=DEFAULT_STEP_MS["coreneuron"],  # coreneuron's scheme and step, in NEURON
         ),
     }
 
@@ -98,5 +102,11 @@ def test_settings_name_the_engine_and_accept_old_stores():
     assert SimulationSettings.model_validate({"integrator": "cvode"}).engine == "neuron-cvode"
     with pytest.raises(ValueError, match="dt_ms"):
         SimulationSettings(engine="coreneuron", dt_ms=0.03)
+    # an unset step is the engine's default, made explicit for a dataset's record
+    assert SimulationSettings().step_ms == 0.0125
+    assert SimulationSettings(engine="neuron-fixed").step_ms == 0.025
+    resolved = SimulationSettings().resolved(t0_lockout=True)
+    assert resolved.dt_ms == 0.0125 and resolved.synapses.t0_lockout is True
+    assert SimulationSettings(dt_ms=0.025).resolved().dt_ms == 0.025
     with pytest.raises(ValueError, match="engine"):
         SimulationSettings(engine="brian2")

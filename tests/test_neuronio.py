@@ -7,12 +7,19 @@ import pickle
 import numpy as np
 import pytest
 
-from elmpipe.dataset import Dataset, DatasetError, prepare_split, write_block
+from elmpipe.dataset import (
+    Dataset,
+    DatasetError,
+    SimulationRecord,
+    prepare_split,
+    spike_labels,
+    write_block,
+)
 from elmpipe.dataset.schema import DATA_ARRAYS
 from pipelines.cluster import ClusterConfig
 from pipelines.neuronio_files import export_neuronio, import_neuronio
 from simulations.neuronio import NeuronIOFormatError, load_pickle
-from tests.test_store import make_spec, record
+from tests.test_store import make_spec
 
 HERE = ClusterConfig(kind="in-process")
 N_SEG, T = 5, 100
@@ -134,31 +141,125 @@ def test_import_in_parallel_with_dask(neuronio_folder, tmp_path):
         assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
 
 
-def test_export_then_import_round_trip(tmp_path):
+LONG = 1500  # ms: not whole seconds, so an export holds the first 1000 ms
+
+
+def long_record(k: int, n_spikes: int = 4) -> SimulationRecord:
+    rng = np.random.default_rng(k)
+    times = np.sort(rng.uniform(1, LONG - 1, n_spikes))
+    return SimulationRecord(
+        inputs=rng.random((LONG, 2 * N_SEG)) < 0.02,
+        soma_v=rng.normal(-70, 3, LONG).astype(np.float32),
+        nexus_v=rng.normal(-65, 3, LONG).astype(np.float32),
+        spikes=spike_labels(times, LONG),
+        spike_times=times,
+        interval_ms=50,
+        smoothing_ms=60,
+        attempts=1,
+    )
+
+
+@pytest.fixture
+def exported(tmp_path):
+    """Three simulations of 1.5 s in our schema, exported as NeuronIO files (2 per file)."""
     store = tmp_path / "ours.zarr"
-    prepare_split(store, make_spec(), "test", 3)
-    write_block(store, "test", 0, [record(0), record(1), record(2)])
+    spec = make_spec(simulation={"duration_ms": float(LONG), "record_dendrites": False})
+    prepare_split(store, spec, "test", 3)
+    write_block(store, "test", 0, [long_record(0), long_record(1), long_record(2, n_spikes=0)])
     folder = tmp_path / "exported"
-    names = export_neuronio(store, "test", folder, sims_per_file=2, cluster=HERE, progress=False)
+    export = export_neuronio(store, "test", folder, sims_per_file=2, cluster=HERE, progress=False)
+    assert (export.simulated_ms, export.exported_ms) == (LONG, 1000)
+    return store, folder, export.names
+
+
+def test_export_then_import_round_trip(exported, tmp_path):
+    store, folder, names = exported
     assert len(names) == 2
     assert all(name.startswith("L5PC_sim__Output_spikes_") for name in names)
+    assert all("simXsec_" in name and name.split("simXsec_")[1].split("_")[0] in ("1x1", "2x1")
+               for name in names)  # fmt: skip
     experiment = load_pickle(folder / sorted(names)[0])
     sim = experiment["Results"]["listOfSingleSimulationDicts"][0]
     assert sim["somaVoltageLowRes"].dtype == np.float16
-    assert sim["somaVoltageHighRes"].shape == (8 * 40,)
+    assert sim["somaVoltageHighRes"].shape == (8 * 1000,)
     assert experiment["Params"]["numSimulations"] in (1, 2)
     assert len(experiment["Params"]["allSegmentsType"]) == 5
     back = tmp_path / "back.zarr"
     import_neuronio(folder, back, "test", cluster=HERE, progress=False)
     ours, theirs = Dataset(store), Dataset(back)
+    assert theirs.split("test").n_time == 1000
     # files are sorted by name, so match simulations by their inputs
     originals = [ours.split("test").simulation(k) for k in range(3)]
     for k in range(3):
         sim = theirs.split("test").simulation(k)
-        match = [o for o in originals if np.array_equal(o["inputs"], sim["inputs"])]
+        match = [o for o in originals if np.array_equal(o["inputs"][:1000], sim["inputs"])]
         assert len(match) == 1
-        np.testing.assert_allclose(sim["soma_v"], match[0]["soma_v"], atol=0.04)  # float16
-        np.testing.assert_allclose(sim["spike_times"], match[0]["spike_times"], atol=0.02)
+        np.testing.assert_allclose(sim["soma_v"], match[0]["soma_v"][:1000], atol=0.04)
+        early = match[0]["spike_times"][match[0]["spike_times"] < 1000]
+        np.testing.assert_allclose(sim["spike_times"], early, atol=0.5)  # float16
+
+
+def read_like_neuronio_code(path):
+    """What code written for NeuronIO does with a file: plain pickle.load, array sizes from
+    Params by integer arithmetic, inputs, spike labels and soma from the documented keys
+    (neuronio-protocol.md, "minimal converter contract")."""
+    with open(path, "rb") as handle:
+        experiment = pickle.load(handle, encoding="latin1")
+    params = experiment["Params"]
+    sims = experiment["Results"]["listOfSingleSimulationDicts"]
+    n_segments = len(params["allSegmentsType"])
+    duration_ms = params["totalSimDurationInSec"] * 1000
+    inputs = np.zeros((2 * n_segments, duration_ms, len(sims)), dtype=bool)
+    labels = np.zeros((duration_ms, len(sims)))
+    soma = np.zeros((duration_ms, len(sims)))
+    for k, sim in enumerate(sims):
+        for segment, times in sim["exInputSpikeTimes"].items():
+            inputs[segment, times, k] = True
+        for segment, times in sim["inhInputSpikeTimes"].items():
+            inputs[n_segments + segment, times, k] = True
+        labels[(sim["outputSpikeTimes"].astype(float) - 0.5).astype(int), k] = 1
+        soma[:, k] = sim["somaVoltageLowRes"]
+    return params, inputs, labels, soma
+
+
+def test_exported_files_read_as_neuronio_code_reads_them(exported):
+    store, folder, names = exported
+    data = Dataset(store).split("test")
+    seen = 0
+    for name in sorted(names):
+        params, inputs, labels, soma = read_like_neuronio_code(folder / name)
+        assert type(params["totalSimDurationInSec"]) is int  # NeuronIO writes 6, not 6.0
+        assert type(params["numSimulations"]) is int and type(params["randomSeed"]) is int
+        assert all(type(v) is int for v in params["numOutputSpikesPerSim"])
+        for k in range(inputs.shape[2]):
+            match = [
+                i
+                for i in range(3)
+                if np.array_equal(data.simulation(i)["inputs"][:1000].T, inputs[:, :, k])
+            ]
+            assert len(match) == 1
+            original = data.simulation(match[0])
+            np.testing.assert_array_equal(labels[:, k].astype(bool), original["spikes"][:1000])
+            np.testing.assert_allclose(soma[:, k], original["soma_v"][:1000], atol=0.04)
+            seen += 1
+    assert seen == 3
+
+
+def test_python3_protocol2_files_import(tmp_path):
+    """Python 3 writes an empty array's buffer in protocol 2 as __builtin__.bytes(): a file with a
+    simulation without output spikes must import, and nothing but that constructor is admitted."""
+    experiment = neuronio_experiment(2, 7)
+    sims = experiment["Results"]["listOfSingleSimulationDicts"]
+    sims[1]["outputSpikeTimes"] = np.array([], dtype=np.float16)
+    folder = tmp_path / "py3"
+    folder.mkdir()
+    data = pickle.dumps(experiment, protocol=2)
+    assert b"__builtin__\nbytes" in data
+    (folder / "py3_sim__7.p").write_bytes(data)
+    import_neuronio(folder, tmp_path / "py3.zarr", "test", cluster=HERE, progress=False)
+    imported = Dataset(tmp_path / "py3.zarr").split("test")
+    assert imported.spike_counts().tolist() == [3, 0]
+    assert not imported.simulation(1)["spikes"].any()
 
 
 def test_crafted_pickle_cannot_run_code(tmp_path):
@@ -208,3 +309,14 @@ def test_inconsistent_files_and_empty_folders(tmp_path):
         import_neuronio(
             no_dvt, tmp_path / "d.zarr", "test", with_dendrites=True, cluster=HERE, progress=False
         )
+
+
+def test_export_refuses_simulations_shorter_than_a_second(tmp_path):
+    from tests.test_store import record
+
+    store = tmp_path / "short.zarr"
+    prepare_split(store, make_spec(), "test", 1)  # 40 ms simulations
+    write_block(store, "test", 0, [record(0)])
+    with pytest.raises(NeuronIOFormatError, match="shorter than 1 s"):
+        export_neuronio(store, "test", tmp_path / "out", cluster=HERE, progress=False)
+    assert not any((tmp_path / "out").glob("*.p"))

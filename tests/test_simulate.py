@@ -94,3 +94,32 @@ def test_dendritic_recording(default_cell):
     # nothing changes before the event; then the synapse's own segment depolarises most
     assert np.allclose(quiet.dend_v[:10], result.dend_v[:10], atol=0.01)
     assert np.argmax(result.dend_v[12] - quiet.dend_v[12]) == 0
+
+
+def test_t0_lockout_silences_a_synapse_for_the_run_only_when_on(default_cell):
+    """The reference quirk: an input at exactly t = 0 and that synapse never releases again."""
+    from simulations.synapses import SynapseSettings
+
+    def run(lockout: bool | None, times: list[float], channels: list[int]):
+        settings = SimulationSettings(duration_ms=150, synapses=SynapseSettings(t0_lockout=lockout))
+        return Simulator(default_cell, settings).run(np.array(times), np.array(channels))
+
+    late = np.arange(30)  # 30 excitatory synapses, events at 60 ms
+    with_t0 = ([0.0] * 30 + [60.0] * 30, [*late, *late])
+    quiet = run(True, [], [])
+    locked = run(True, *with_t0)
+    normal = run(False, *with_t0)
+    default = run(None, *with_t0)  # not resolved for a dataset: off
+    only_late = run(True, [60.0] * 30, list(late))
+    # locked: the 60 ms events of the silenced synapses do nothing at all
+    np.testing.assert_array_equal(locked.soma_v, quiet.soma_v)
+    # off: the t = 0 events and the 60 ms events both arrive
+    assert normal.soma_v[62:90].max() > quiet.soma_v[62:90].max() + 0.5
+    np.testing.assert_array_equal(default.soma_v, normal.soma_v)
+    # a synapse without a t = 0 event is not silenced, lock-out on or off
+    assert only_late.soma_v[62:90].max() > quiet.soma_v[62:90].max() + 0.5
+    # other synapses keep releasing when some are silenced
+    mixed = run(True, [0.0] + [60.0] * 30, [0, *late])
+    assert (
+        quiet.soma_v[62:90].max() + 0.5 < mixed.soma_v[62:90].max() < only_late.soma_v[62:90].max()
+    )

@@ -111,6 +111,13 @@ class Dataset:
     def cell(self) -> dict[str, Any]:
         return self.attrs.get("cell", {})
 
+    @property
+    def spike_times_are_float16(self) -> bool:
+        """Are the output spike times NeuronIO's float16 values (imported files) rather than the
+        simulator's exact ones? Imports record it; older imports did not, and are float16."""
+        default = "float16" if self.protocol.get("kind") == "neuronio-import" else "exact"
+        return self.protocol.get("spike_time_precision", default) == "float16"
+
 
 class Split:
     """One split of a dataset, opened lazily in whichever process reads it."""

@@ -173,13 +173,24 @@ class DatasetSpec:
         }
 
 
-def upgrade_simulation_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """Settings written before engines existed (``integrator: cvode | fixed``) in today's terms:
-    the same runs, so such stores can still be completed."""
+def upgrade_integrator(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings (stored or in a config) from before engines said ``integrator: cvode | fixed``:
+    the same runs in today's terms."""
     if "integrator" not in settings or "engine" in settings:
         return settings
     upgraded = {k: v for k, v in settings.items() if k != "integrator"}
     engine = {"cvode": "neuron-cvode", "fixed": "neuron-fixed"}.get(settings["integrator"])
     upgraded["engine"] = engine or settings["integrator"]
     upgraded.setdefault("second_order", None)
+    return upgraded
+
+
+def upgrade_stored_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A store's simulation settings as today's code records them, so stores written by earlier
+    versions can still be completed with the same runs: the integrator's new name, and synapses
+    without the t = 0 lock-out setting (it did not exist: no lock-out)."""
+    upgraded = upgrade_integrator(settings)
+    synapses = upgraded.get("synapses")
+    if isinstance(synapses, dict) and "t0_lockout" not in synapses:
+        upgraded = {**upgraded, "synapses": {**synapses, "t0_lockout": False}}
     return upgraded

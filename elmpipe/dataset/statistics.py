@@ -104,12 +104,21 @@ def describe_split(dataset: Dataset, name: str) -> dict[str, Any]:
     return out
 
 
+FLOAT16_SPIKES = (
+    "output spike times are NeuronIO's float16 values (1 ms steps in [1024, 2048) ms, 2 ms up to "
+    "4096 ms, 4 ms beyond) and the 1 ms labels were computed from them; replay comparisons "
+    "against them cannot be finer than that"
+)
+
+
 def describe(path: str, split: str | None = None) -> dict[str, Any]:
     dataset = Dataset(path)
     names = [split] if split else dataset.splits
+    notes = [FLOAT16_SPIKES] if dataset.spike_times_are_float16 else []
     return {
         "store": str(dataset.path),
         "schema_version": dataset.schema_version,
+        "notes": notes,
         "cell": {
             "morphology": dataset.cell.get("morphology"),
             "dendritic_segments": dataset.n_segments,

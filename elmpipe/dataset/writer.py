@@ -32,7 +32,7 @@ from elmpipe.dataset.schema import (
     SPLIT_NAME,
     DatasetSpec,
     time_chunk,
-    upgrade_simulation_settings,
+    upgrade_stored_settings,
 )
 from elmpipe.errors import DatasetError, OutputPathError
 from elmpipe.outputs import check_output_folder
@@ -87,7 +87,7 @@ def _check_compatible(path: Path, root: zarr.Group, spec: DatasetSpec) -> None:
     stored = {
         "cell": attrs["cell"].get("fingerprint"),
         "protocol": attrs["protocol"],
-        "simulation": upgrade_simulation_settings(dict(attrs["simulation"])),
+        "simulation": upgrade_stored_settings(dict(attrs["simulation"])),
         "seed": attrs["seed"],
     }
     differences = _diff(json.loads(json.dumps(stored)), json.loads(json.dumps(spec.identity())))

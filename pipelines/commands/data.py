@@ -155,6 +155,8 @@ def dataset_describe(store: Path, split: str | None, as_json: bool) -> None:
         f"{report['store']}  ({report['cell']['dendritic_segments']} dendritic segments, "
         f"protocol {report['protocol']}, schema version {report['schema_version']})"
     )
+    for note in report["notes"]:
+        click.echo(f"note: {note}")
     for name, s in report["splits"].items():
         click.echo(
             f"[{name}] {s['complete']}/{s['simulations']} complete, {s['duration_ms']} ms each"
@@ -222,7 +224,7 @@ def dataset_export(store, split, out, sims_per_file, cluster, workers, quiet) ->
     """Write a split as NeuronIO pickle files, so code written for NeuronIO runs on it."""
     from pipelines.neuronio_files import export_neuronio
 
-    names = export_neuronio(
+    export = export_neuronio(
         store,
         split,
         out,
@@ -230,4 +232,69 @@ def dataset_export(store, split, out, sims_per_file, cluster, workers, quiet) ->
         cluster=_cluster_from(cluster, workers),
         progress=not quiet,
     )
-    click.echo(f"{len(names)} files in {out}")
+    click.echo(f"{len(export.names)} files in {out}")
+    if export.exported_ms < export.simulated_ms:
+        click.echo(
+            f"note: the simulations last {export.simulated_ms} ms; NeuronIO files hold whole "
+            f"seconds, so the files hold their first {export.exported_ms} ms"
+        )
+
+
+@dataset.command("compare", epilog=EPILOG)
+@click.argument("reference", type=click.Path(path_type=Path))
+@click.argument("candidate", type=click.Path(path_type=Path))
+@click.option("--split", default=None, help="Only this split (default: every split in both).")
+@click.option(
+    "--tolerance-ms",
+    default=0.25,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="A spike matches when the other dataset has one this close.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def dataset_compare(reference, candidate, split, tolerance_ms, as_json) -> None:
+    """Compare two datasets simulation by simulation: output spikes and soma voltage.
+
+    \b
+    For every simulation complete in both (same index, same inputs — e.g. a replay): output
+    spikes matched in time order within --tolerance-ms (missing: in REFERENCE only; extra: in
+    CANDIDATE only), the largest shift of a matched spike, and the soma RMSE, raw and clipped at
+    −55 mV. This is how to check a cell against NeuronIO (docs/fidelity.md):
+    \b
+      elmpipe dataset import-neuronio Data_test -o neuronio.zarr --split test
+      elmpipe simulate -o replay.zarr --split test -n 4 --replay neuronio.zarr -m cell1.asc
+      elmpipe dataset compare neuronio.zarr replay.zarr --split test
+    """
+    from elmpipe.dataset.compare import compare
+
+    report = compare(reference, candidate, split, tolerance_ms)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"reference {report['reference']}\ncandidate {report['candidate']}")
+    for name, result in report["splits"].items():
+        click.echo(f"[{name}]  sim  spikes ref/cand  matched  missing  extra  shift ms  RMSE mV")
+        for row in result["simulations"]:
+            shift = row["largest_shift_ms"]
+            spikes = f"{row['reference_spikes']:>6}/{row['candidate_spikes']:<6}"
+            click.echo(
+                f"  {row['simulation']:>9}  {spikes}"
+                f"  {row['matched']:>7}  {len(row['missing']):>7}  {len(row['extra']):>5}"
+                f"  {'-' if shift is None else f'{shift:.3f}':>8}  {row['soma_rmse_mv']:.3f} "
+                f"(clipped {row['soma_rmse_clipped_mv']:.4f})"
+            )
+        s = result["summary"]
+        shift = "-" if s["largest_shift_ms"] is None else f"{s['largest_shift_ms']:.3f} ms"
+        rmse = "-" if s["soma_rmse_mv"] is None else f"{s['soma_rmse_mv']:.3f}"
+        clipped = "-" if s["soma_rmse_clipped_mv"] is None else f"{s['soma_rmse_clipped_mv']:.4f}"
+        click.echo(
+            f"[{name}] {s['simulations']} simulations ({s['compared_ms']} ms each): "
+            f"{s['matched']} of {s['reference_spikes']} reference spikes matched within "
+            f"{report['tolerance_ms']:g} ms (largest shift {shift}), {s['missing']} missing, "
+            f"{s['extra']} extra; soma RMSE {rmse} mV raw, {clipped} mV clipped at −55 mV"
+        )
+        for key in ("reference_only", "candidate_only"):
+            if result[key]:
+                click.echo(f"  not compared ({key.replace('_', ' ')}): {result[key]}")
+    for note in report["notes"]:
+        click.echo(f"note: {note}")
