@@ -29,7 +29,7 @@ def run(config_path: Path, morphology: Path | None, out: str | None, quiet: bool
     one cell).
     \b
     Examples:
-      elmpipe run configs/demo.yaml                 built-in cell, ≈7 min on 2 cores
+      elmpipe run configs/demo.yaml                 built-in cell, ≈5 min on 2 cores
       elmpipe run configs/demo.yaml -m my_cell.asc -o runs/my_cell
       elmpipe run configs/neuronio.yaml             the Hay cell at NeuronIO scale
     """
