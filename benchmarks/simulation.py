@@ -1,7 +1,7 @@
 """Data-stage benchmark: speed against a straightforward NEURON script, statistics against the
 documented NeuronIO reference, and bytes on disk against the NeuronIO pickle format.
 
-    python benchmarks/simulation.py                       # everything (≈15 min on 2 cores)
+    python benchmarks/simulation.py                       # everything (≈20 min on 2 cores)
     python benchmarks/simulation.py --seconds 1 --stats-sims 0   # speed only, quicker
 
 Every timing runs in its own fresh process (NEURON holds one model per process), one after the
@@ -14,8 +14,10 @@ other, and the ratios are computed from measurements taken side by side in this 
    neuron-fixed, coreneuron — on identical inputs; speed-ups against the CVode reference, spike
    time differences and soma RMSE (clipped at -55 mV) against it; then the aggregate throughput
    of the default engine with 1 and 2 simulations running at once (one per worker process).
-2. Statistics of a few 6 s Hay-cell simulations made by `elmpipe simulate`, next to the
-   documented reference values.
+2. End-to-end throughput of `elmpipe simulate` (8 × 6 s Hay simulations on 2 workers, start-up
+   and storing included) as simulated seconds per wall second, its ratio to the CVode
+   reference's per-core rate from part 1, and the peak memory per worker; then the statistics of
+   those simulations next to the documented reference values.
 3. Bytes per simulated second of those simulations in our Zarr store and as NeuronIO pickles.
 """
 
@@ -188,11 +190,14 @@ def scaling(morphology: str | None, seconds: float, seed: int, workers: int, tmp
     print(f"scaling 1 → {workers} workers: ×{rates[workers] / rates[1]:.2f}")
 
 
-def speed(cells: dict[str, str | None], seconds: float, seed: int, repeats: int) -> None:
+def speed(cells: dict[str, str | None], seconds: float, seed: int, repeats: int) -> dict:
+    """Prints the side-by-side table; returns each cell's best wall s per simulated s by
+    version (the end-to-end section compares with the reference's per-core rate)."""
     print(f"\n== 1. Speed: {seconds:g} s simulated, NeuronIO inputs (seed {seed})")
     print(_build_times())
     header = f"{'cell':<8} {'version':<22} {'wall s/sim s':>13} {'speed-up':>9} {'peak MB':>8}"
     print(header + "  against neuron-cvode")
+    rates: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, morphology in cells.items():
             walls: dict[str, list[float]] = {v: [] for v in VERSIONS}
@@ -203,6 +208,7 @@ def speed(cells: dict[str, str | None], seconds: float, seed: int, repeats: int)
                     results[version] = _child(version, morphology, seconds, seed, out)
                     walls[version].append(results[version]["wall"] / seconds)
             best = {v: min(w) for v, w in walls.items()}
+            rates[name] = best
             ref_v = np.load(os.path.join(tmp, f"{name}-{REFERENCE_VERSION}.npy"))
             for version in VERSIONS:
                 v = np.load(os.path.join(tmp, f"{name}-{version}.npy"))
@@ -220,6 +226,7 @@ def speed(cells: dict[str, str | None], seconds: float, seed: int, repeats: int)
         name, morphology = next(iter(cells.items()))
         print(f"\n-- throughput of the default engine (coreneuron), {name} cell")
         scaling(morphology, seconds, seed, 2, tmp)
+    return rates
 
 
 def _build_times() -> str:
@@ -250,7 +257,11 @@ def _bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def statistics_and_bytes(n_sims: int, workers: int, seed: int) -> None:
+def statistics_and_bytes(
+    n_sims: int, workers: int, seed: int, cvode_wall_per_sim_s: float | None = None
+) -> None:
+    """End-to-end throughput of `elmpipe simulate` (start-up and storing included) against the
+    reference's per-core rate, then the statistics and the bytes of what it made."""
     from elmpipe.dataset import Dataset
     from elmpipe.dataset.statistics import describe
     from pipelines.cluster import ClusterConfig
@@ -272,10 +283,19 @@ def statistics_and_bytes(n_sims: int, workers: int, seed: int) -> None:
         )
         summary = simulate(config, store, "test", n_sims, progress=False)
         core_seconds = summary.seconds * workers
+        throughput = 6 * n_sims / summary.seconds
         print(
-            f"wall {summary.seconds:.0f} s for {n_sims} × 6 s on {workers} workers "
-            f"(≈ {core_seconds / (6 * n_sims):.1f} core-s per simulated s, incl. start-up)"
+            f"wall {summary.seconds:.0f} s for {n_sims} × 6 s on {workers} workers, incl. "
+            f"start-up and storing: {throughput:.3f} simulated s per wall s "
+            f"(≈ {core_seconds / (6 * n_sims):.1f} core-s per simulated s); peak memory per "
+            f"worker {summary.peak_worker_rss_mb:.0f} MB"
         )
+        if cvode_wall_per_sim_s:
+            print(
+                f"against the CVode reference's per-core rate ({1 / cvode_wall_per_sim_s:.4f} "
+                f"simulated s per wall s, measured above): ×{throughput * cvode_wall_per_sim_s:.1f}"
+                f" aggregate on {workers} cores"
+            )
         split = describe(str(store))["splits"]["test"]
         counts = Dataset(store).split("test").spike_counts().tolist()
         soma = split["soma_v_mv"]
@@ -317,7 +337,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=2.0, help="simulated seconds per timing")
     parser.add_argument("--repeats", type=int, default=1, help="timings per version (best kept)")
-    parser.add_argument("--stats-sims", type=int, default=4, help="6 s Hay simulations (0: skip)")
+    parser.add_argument("--stats-sims", type=int, default=8, help="6 s Hay simulations (0: skip)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
@@ -326,9 +346,10 @@ def main() -> None:
         cells = {"hay": str(HAY), **cells}
     else:
         print(f"(Hay reconstruction not found at {HAY}: timing the built-in cell only)")
-    speed(cells, args.seconds, args.seed, args.repeats)
+    rates = speed(cells, args.seconds, args.seed, args.repeats)
     if args.stats_sims > 0 and HAY.exists():
-        statistics_and_bytes(args.stats_sims, args.workers, args.seed)
+        cvode = rates.get("hay", {}).get(REFERENCE_VERSION)
+        statistics_and_bytes(args.stats_sims, args.workers, args.seed, cvode)
 
 
 if __name__ == "__main__":

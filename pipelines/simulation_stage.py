@@ -35,6 +35,7 @@ class SimulateSummary:
     seconds: float
     repaired: int = 0  # damaged simulations found on disk and recomputed
     slurm_jobs: tuple[str, ...] = ()  # batch jobs whose workers ran the tasks
+    peak_worker_rss_mb: float = 0.0  # the largest resident memory of a worker that simulated
 
 
 def _absolute(spec: CellSpec) -> CellSpec:
@@ -153,5 +154,6 @@ def simulate(
         output_spikes=sum(sum(r["n_spikes"]) for r in results),
         seconds=time.perf_counter() - started,
         repaired=len(plan.damaged),
+        peak_worker_rss_mb=max((r.get("peak_rss_mb", 0.0) for r in results), default=0.0),
         slurm_jobs=tuple(sorted(jobs, key=lambda j: int(j) if j.isdigit() else 0)),
     )

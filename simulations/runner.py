@@ -9,6 +9,7 @@ ran it or in which order.
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import time
 from dataclasses import dataclass
@@ -51,11 +52,23 @@ class _WorkerState:
     layout: InputLayout | None = None
 
 
+def _one_thread_for_numerics() -> None:
+    """Keep numpy's and scipy's BLAS to one thread in a simulation worker.
+
+    A worker simulates on one core; OpenBLAS's idle threads otherwise spin after every numpy
+    call and take cycles from the simulation — and, with one worker per core, from the others.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
 def _simulator(job: DatasetJob) -> tuple[Simulator, InputLayout]:
     from simulations._neuron import hoc
 
     key = job.cell.model_dump_json() + job.settings.model_dump_json()
     if _WorkerState.key != key:
+        _one_thread_for_numerics()
         _WorkerState.simulator = None  # drop the old cell's sections before building another
         _WorkerState.layout = None
         h = hoc()
@@ -167,6 +180,7 @@ def run_block(job: DatasetJob, start: int, stop: int) -> dict[str, Any]:
         "stop": stop,
         "n_spikes": [int(r.spike_times.size) for r in records],
         "seconds": time.perf_counter() - began,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # set when a SLURM job ran it
     }

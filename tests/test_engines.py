@@ -110,3 +110,19 @@ def test_settings_name_the_engine_and_accept_old_stores():
     assert SimulationSettings(dt_ms=0.025).resolved().dt_ms == 0.025
     with pytest.raises(ValueError, match="engine"):
         SimulationSettings(engine="brian2")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
+@pytest.mark.parametrize("cell", ["hay", "default"])
+def test_coreneuron_matches_the_reference_on_6_s_runs(request, tmp_path, cell, index):
+    """The fidelity bar on full NeuronIO-length runs, four input seeds per cell (≈ 15 min)."""
+    morphology = str(request.getfixturevalue("hay_path")) if cell == "hay" else None
+    options = {"morphology": morphology, "index": index, "ms": 6000.0}
+    reference = run_in_fresh_process("neuron-cvode", tmp_path / "cvode.npz", **options)
+    result = run_in_fresh_process("coreneuron", tmp_path / "core.npz", **options)
+    if len(reference["spike_times"]) == 0:
+        assert len(result["spike_times"]) == 0
+        assert clipped_rmse(reference["soma_v"], result["soma_v"]) <= CLIPPED_RMSE_MV
+        return
+    assert_matches_reference(reference, result)

@@ -39,6 +39,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     g = gbar*m*m*h
     ica = g*(v - eca)
+    CONDUCTANCE g USEION ca  : di/dv = g exactly: one evaluation per step, not two
 }
 
 DERIVATIVE states {

@@ -10,7 +10,8 @@ NEURON {
     THREADSAFE
     POINT_PROCESS GabaA
     NONSPECIFIC_CURRENT i
-    RANGE tau_r, tau_d, gmax, e, i, g, factor
+    GLOBAL tau_r, tau_d  : the same for every synapse: one decay factor per step
+    RANGE gmax, e, i, g, factor
 }
 
 UNITS {
@@ -48,6 +49,7 @@ BREAKPOINT {
     SOLVE kinetics METHOD cnexp
     g = gmax*(B - A)
     i = g*(v - e)
+    CONDUCTANCE g  : di/dv = g exactly: one evaluation per step, not two
 }
 
 DERIVATIVE kinetics {

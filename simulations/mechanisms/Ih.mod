@@ -40,6 +40,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     g = gbar*m
     ihcn = g*(v - ehcn)
+    CONDUCTANCE g  : di/dv = g exactly: one evaluation per step, not two
 }
 
 DERIVATIVE states {

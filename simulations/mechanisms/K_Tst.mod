@@ -42,6 +42,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     g = gbar*m*m*m*m*h
     ik = g*(v - ek)
+    CONDUCTANCE g USEION k  : di/dv = g exactly: one evaluation per step, not two
 }
 
 DERIVATIVE states {

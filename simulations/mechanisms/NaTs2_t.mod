@@ -46,6 +46,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     g = gbar*m*m*m*h
     ina = g*(v - ena)
+    CONDUCTANCE g USEION na  : di/dv = g exactly: one evaluation per step, not two
 }
 
 DERIVATIVE states {
