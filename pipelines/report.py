@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from surrogate.train import finished_result
+from surrogate.warm_start import describe as describe_warm_start
 
 METRICS = [
     ("spike_auc", "AUC", "{:.4f}"),
@@ -82,6 +83,47 @@ def sweep_figure(rows: list[dict], path: Path) -> Path:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.suptitle("Accuracy against model size")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def learning_curve_figure(
+    rows: list[dict], split: str, path: Path, reference: dict | None = None
+) -> Path:
+    """Evaluated spike AUC and soma RMSE against simulated training minutes (log axis): one
+    line per model and start (scratch / warm start), with an optional reference model's score
+    on the same split as a horizontal line."""
+    fig, (ax_auc, ax_rmse) = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
+    curves: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        model = row["name"].split("-n")[0]
+        start = (
+            "from scratch"
+            if row["start"] == "scratch"
+            else f"warm start ({Path(row['start']).stem})"
+        )
+        curves.setdefault((model, start), []).append(row)
+    for i, ((model, start), points) in enumerate(sorted(curves.items())):
+        points = sorted(points, key=lambda r: r["training_minutes"])
+        minutes = [p["training_minutes"] for p in points]
+        style = {"marker": "o", "color": f"C{i}", "label": f"{model}, {start}"}
+        ax_auc.plot(minutes, [p.get(f"{split}_spike_auc") or float("nan") for p in points], **style)
+        ax_rmse.plot(
+            minutes, [p.get(f"{split}_soma_rmse_mv") or float("nan") for p in points], **style
+        )
+    if reference:
+        for ax, key in ((ax_auc, "spike_auc"), (ax_rmse, "soma_rmse_mv")):
+            if reference.get(key) is not None:
+                ax.axhline(reference[key], color="k", ls="--", lw=1, label=reference["name"])
+    for ax, label in ((ax_auc, f"spike AUC ({split})"), (ax_rmse, f"soma RMSE (mV, {split})")):
+        ax.set_xscale("log")
+        ax.set_xlabel("simulated training data (minutes)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("Learning curves: accuracy against the amount of training data")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -166,16 +208,22 @@ def build_report(
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     rows = []
+    warm_starts = []
     for name, run_dir in runs.items():
         done = finished_result(run_dir)
+        provenance = done.get("provenance", {})
         rows.append(
             {
                 "name": name,
                 "family": done["model"]["family"],
                 "parameters": done["parameters"],
+                "training_minutes": provenance.get("training_minutes"),
+                "start": (provenance.get("warm_start") or {}).get("source", "scratch"),
                 **evaluations[name],
             }
         )
+        if provenance.get("warm_start"):
+            warm_starts.append(f"{name}: {describe_warm_start(provenance['warm_start'])}")
     scored = [r for r in rows if r.get("spike_auc") is not None]
     best = (
         max(scored, key=lambda r: r["spike_auc"])["name"]
@@ -202,7 +250,24 @@ def build_report(
                 target = report_dir / picture
                 shutil.copyfile(source, target)
                 figures.append((target, caption))
-    if len(rows) > 1:
+    split = config.evaluate.split
+    if len({r["training_minutes"] for r in rows}) > 1:
+        curve_rows = [
+            {
+                **r,
+                f"{split}_spike_auc": r.get("spike_auc"),
+                f"{split}_soma_rmse_mv": r.get("soma_rmse_mv"),
+            }
+            for r in rows
+        ]
+        figures.append(
+            (
+                learning_curve_figure(curve_rows, split, report_dir / "learning_curve.png"),
+                f"{split.capitalize()} spike AUC and soma RMSE against simulated training "
+                "minutes (log axis), from scratch and warm-started.",
+            )
+        )
+    elif len(rows) > 1:
         figures.append(
             (
                 sweep_figure(rows, report_dir / "sweep.png"),
@@ -217,6 +282,7 @@ def build_report(
         f"<figure>{_image(path, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
         for path, caption in figures
     )
+    warm_html = "".join(f'<p class="sub">{html.escape(line)}</p>' for line in warm_starts)
     title = html.escape(config.name)
     segments = cell.get("dendritic_segments") or 0
     subtitle = (
@@ -234,6 +300,7 @@ def build_report(
 prediction rescaled to the simulation's mean and SD per file; simulations with 0–24 output
 spikes; first 500 ms dropped. The best model by AUC is in bold.</p>
 {_models_table(rows, best)}
+{warm_html}
 {figure_html}
 <h2>Dataset</h2>
 {_dataset_table(description)}

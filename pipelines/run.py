@@ -29,6 +29,7 @@ from pipelines.config import RunConfig, checked
 from pipelines.simulation_stage import describe_dataset, prepared
 from pipelines.sweep import grid, model_name, surrogate_model
 from surrogate.neuronio_fit import TrainConfig
+from surrogate.warm_start import resolve_source
 
 Log = Callable[[str], None]
 
@@ -72,6 +73,15 @@ def plan_run(config: RunConfig, source: str = "run config") -> RunPlan:
         )
     if train.valid_split is not None and train.valid_split not in splits:
         problems.append(f"fit.train.valid_split: {train.valid_split!r} is not in data.splits")
+    for name, point in points.items():
+        wanted = point.train_simulations
+        if wanted and train.train_split in splits and wanted > splits[train.train_split]:
+            problems.append(
+                f"{name}: trains on {wanted} simulations, data.splits.{train.train_split} has "
+                f"{splits[train.train_split]}"
+            )
+        if point.init and not resolve_source(point.init).is_file():
+            problems.append(f"fit.train.init: no checkpoint at {resolve_source(point.init)}")
     needed = train.min_start_ms + train.window_ms
     if spec.n_time < needed:
         problems.append(

@@ -1,9 +1,13 @@
 """Sweeps: a grid of surrogates, one training task per grid point, on the data stage's executors.
 
 A sweep is a grid over model families and sizes (ELM memory units × branches, LSTM hidden
-sizes, TCN shapes). Every grid point is one task that trains into its own run folder; points whose
-run finished (``result.json``) are skipped when the sweep is run again, interrupted ones resume
-from their last epoch. The sweep ends with a results table (CSV and JSON). Training prepares its
+sizes, TCN shapes), and optionally over the amount of training data (the first N complete
+simulations, nested) and the start (from scratch, or warm-started from a checkpoint): a
+**learning curve**. Every grid point is one task that trains into its own run folder — and,
+with ``evaluate_split``, is then evaluated with the NeuronIO protocol; points whose run finished
+(``result.json``) are skipped when the sweep is run again, interrupted ones resume from their
+last epoch. The sweep ends with a results table (CSV and JSON) and, for a learning curve, a figure
+of the evaluated AUC and soma RMSE against simulated training minutes. Training prepares its
 batches in threads, so the defaults work in any executor — in this process, in dask's worker
 processes (which may not start processes of their own) and in SLURM/PBS jobs.
 """
@@ -81,6 +85,29 @@ class SweepConfig(BaseModel):
     tcn: tuple[str, ...] = ("7x128x153",)
     train: TrainSettings = TrainSettings()
     torch_threads: int = Field(1, ge=1, description="PyTorch threads per grid point")
+    train_simulations: tuple[int, ...] = Field(
+        (), description="learning curve: train on the first N complete simulations (empty: all)"
+    )
+    starts: tuple[str, ...] = Field(
+        ("scratch",), description="'scratch' and/or checkpoints to warm-start from"
+    )
+    evaluate_split: str | None = Field(
+        None, description="evaluate every point with the NeuronIO protocol on this split"
+    )
+
+    @field_validator("train_simulations")
+    @classmethod
+    def _positive_sizes(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
+        if any(n < 1 for n in sizes):
+            raise ValueError("every training-set size must be at least 1 simulation")
+        return tuple(sorted(set(sizes)))
+
+    @field_validator("starts")
+    @classmethod
+    def _some_start(cls, starts: tuple[str, ...]) -> tuple[str, ...]:
+        if not starts:
+            raise ValueError("give at least one start ('scratch' or a checkpoint)")
+        return starts
 
     @field_validator("tcn")
     @classmethod
@@ -109,7 +136,25 @@ def grid(sweep: SweepConfig, num_input: int) -> dict[str, TrainConfig]:
         else:
             for shape in sweep.tcn:
                 points[f"tcn-{shape}"] = TCNConfig(num_input=num_input, **tcn_shape(shape))
-    return {name: TrainConfig.of(sweep.train, model) for name, model in points.items()}
+    sizes = sweep.train_simulations or (None,)
+    configs = {}
+    for name, model in points.items():
+        for size in sizes:
+            for start in sweep.starts:
+                label = name + (f"-n{size:04d}" if size is not None else "")
+                if len(sweep.starts) > 1 or start != "scratch":
+                    label += "-" + start_label(start, sweep.starts)
+                updates = {"train_simulations": size, "init": None if start == "scratch" else start}
+                configs[label] = TrainConfig.of(sweep.train, model).model_copy(update=updates)
+    return configs
+
+
+def start_label(start: str, starts: tuple[str, ...]) -> str:
+    """'scratch', 'init' (the only warm start of the sweep) or the checkpoint's file stem."""
+    if start == "scratch":
+        return "scratch"
+    warm = [s for s in starts if s != "scratch"]
+    return "init" if len(warm) == 1 else Path(start).stem
 
 
 def model_name(model: ModelConfig) -> str:
@@ -123,8 +168,41 @@ def model_name(model: ModelConfig) -> str:
     return model.family
 
 
-def fit_point(config_json: str, data: str, out: str, threads: int) -> dict[str, Any]:
-    """One grid point (a task): train, or resume, or return the finished result."""
+EVALUATED = ("spike_auc", "soma_rmse_mv", "tp_at_0.01_fp", "output_spikes")
+
+
+def evaluate_point(run: Path, data: str, split: str) -> dict[str, Any]:
+    """The NeuronIO evaluation of a run's best checkpoint (kept in ``run/eval-<split>/``)."""
+    from pipelines.evaluation_output import write_evaluation
+    from surrogate.checkpoints import load_model
+    from surrogate.evaluate import evaluate
+
+    folder = run / f"eval-{split}"
+    metrics_path = folder / "metrics.json"
+    if (
+        not metrics_path.exists()
+        or metrics_path.stat().st_mtime < (run / "best.pt").stat().st_mtime
+    ):
+        write_evaluation(
+            evaluate(load_model(run / "best.pt"), data, split), folder, run / "best.pt"
+        )
+    metrics = json.loads(metrics_path.read_text())
+    return {key: metrics.get(key) for key in EVALUATED}
+
+
+def reference_metrics(checkpoint: str | Path, data: str | Path, split: str) -> dict[str, Any]:
+    """A reference model's NeuronIO metrics on ``split`` (a line in the learning-curve figure)."""
+    from surrogate.checkpoints import load_any
+    from surrogate.evaluate import evaluate
+
+    metrics = evaluate(load_any(checkpoint), data, split).metrics
+    return {"name": Path(checkpoint).name, **{key: metrics.get(key) for key in EVALUATED}}
+
+
+def fit_point(
+    config_json: str, data: str, out: str, threads: int, evaluate_split: str | None = None
+) -> dict[str, Any]:
+    """One grid point (a task): train (or resume, or find it finished), then evaluate."""
     import torch
 
     torch.set_num_threads(threads)
@@ -134,12 +212,16 @@ def fit_point(config_json: str, data: str, out: str, threads: int) -> dict[str, 
         config = TrainConfig.model_validate_json(config_json)
         fit(config, data, out_path, resume=(out_path / "last.pt").exists(), progress=False)
         done = finished_result(out_path)
-    return {**done, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+    evaluated = evaluate_point(out_path, data, evaluate_split) if evaluate_split else {}
+    return {**done, "evaluated": evaluated, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
 
 
-def _row(name: str, config: TrainConfig, done: dict[str, Any]) -> dict[str, Any]:
+def _row(name: str, config: TrainConfig, done: dict[str, Any], split: str | None) -> dict[str, Any]:
     model = config.model
     best = done.get("best", {})
+    provenance = done.get("provenance", {})
+    warm = provenance.get("warm_start") or {}
+    evaluated = done.get("evaluated", {})
     return {
         "name": name,
         "family": model.family,
@@ -152,6 +234,11 @@ def _row(name: str, config: TrainConfig, done: dict[str, Any]) -> dict[str, Any]
         "valid_spike_auc": best.get("valid_spike_auc"),
         "valid_soma_rmse_mv": best.get("valid_soma_rmse_mv"),
         "train_loss": best.get("train_loss"),
+        "train_simulations": provenance.get("train_simulations"),
+        "training_minutes": provenance.get("training_minutes"),
+        "start": config.init or "scratch",
+        "warm_start_layout": warm.get("layout"),
+        **{f"{split}_{key}": value for key, value in evaluated.items()},
         "slurm_job_id": done.get("slurm_job_id"),  # where it trained (this run), if on SLURM
     }
 
@@ -173,8 +260,13 @@ def run_sweep(
     *,
     progress: bool = True,
     points: dict[str, TrainConfig] | None = None,
+    reference: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train every grid point (skipping finished ones); returns the results table."""
+    """Train every grid point (skipping finished ones); returns the results table.
+
+    ``reference``: a model's evaluated metrics on the same split (``name``, ``spike_auc``,
+    ``soma_rmse_mv``), drawn as a line in the learning-curve figure.
+    """
     out = check_output_folder(out, "sweep folder")
     data = str(Path(data).resolve())
     points = points if points is not None else plan_sweep(sweep, data)
@@ -184,7 +276,13 @@ def run_sweep(
     tasks = [
         Task(
             fit_point,
-            (config.model_dump_json(), data, str(out / name), sweep.torch_threads),
+            (
+                config.model_dump_json(),
+                data,
+                str(out / name),
+                sweep.torch_threads,
+                sweep.evaluate_split,
+            ),
             key=f"fit-{name}",
         )
         for name, config in points.items()
@@ -192,14 +290,19 @@ def run_sweep(
     with executor(cluster) as pool:
         results = pool.run(tasks, label="sweep", unit="model", progress=progress)
     table = [
-        _row(name, config, done)
+        _row(name, config, done, sweep.evaluate_split)
         for (name, config), done in zip(points.items(), results, strict=True)
     ]
     save_atomic_json(
-        out / "results.json", {"seconds": time.perf_counter() - started, "results": table}
+        out / "results.json",
+        {"seconds": time.perf_counter() - started, "reference": reference, "results": table},
     )
     with open(out / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
+    if sweep.evaluate_split and len(sweep.train_simulations) > 1:
+        from pipelines.report import learning_curve_figure
+
+        learning_curve_figure(table, sweep.evaluate_split, out / "learning_curve.png", reference)
     return table

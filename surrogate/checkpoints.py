@@ -174,3 +174,14 @@ def load_published_elm(path: str | Path, config_json: str | Path | None = None) 
         and torch.equal(mask, model.valid_indices_mask)
     )
     return model.eval()
+
+
+def load_any(path: str | Path, published_config: str | Path | None = None) -> nn.Module:
+    """Our checkpoint, or a released ELM state dict (recognised by its keys), in eval mode."""
+    try:
+        read_checkpoint(path)
+    except CheckpointError as exc:
+        if "not an elmpipe checkpoint" not in str(exc):
+            raise
+        return load_published_elm(path, published_config)
+    return load_model(path)

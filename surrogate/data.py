@@ -54,7 +54,11 @@ class Batch:
 
 
 class WindowBatches:
-    """Training batch i of a split, for any i (a pure function of the seed and i)."""
+    """Training batch i of a split, for any i (a pure function of the seed and i).
+
+    ``limit`` draws from the first ``limit`` complete simulations only, so a learning curve's
+    training sets nest: the set of 16 holds the set of 8.
+    """
 
     def __init__(
         self,
@@ -65,9 +69,17 @@ class WindowBatches:
         window: int = 500,
         min_start: int = SKIP_MS,
         seed: int = 0,
+        limit: int | None = None,
     ) -> None:
         self.split = Dataset(store).split(split)
         self.sims = self.split.require_intact()
+        if limit is not None:
+            if limit > len(self.sims):
+                raise DatasetError(
+                    f"{self.split} has {len(self.sims)} complete simulations; "
+                    f"{limit} were asked for (train_simulations)"
+                )
+            self.sims = self.sims[:limit]  # the first ones: smaller subsets nest in larger
         self.batch_size = batch_size
         self.window = window
         self.min_start = min_start

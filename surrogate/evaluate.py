@@ -29,7 +29,6 @@ from elmpipe.dataset import (
     Dataset,
     DatasetError,
 )
-from surrogate.checkpoints import CheckpointError, load_model, load_published_elm, read_checkpoint
 from surrogate.data import SOMA_BIAS_MV, soma_mv
 from surrogate.metrics import ROC, MetricError, rescale_to, soma_metrics, spike_metrics
 
@@ -189,14 +188,3 @@ def evaluate(
 def _model_inputs(model: nn.Module) -> int | None:
     config = getattr(model, "config", None)
     return getattr(config, "num_input", None)
-
-
-def load_any(path: str | Path, published_config: str | Path | None = None) -> nn.Module:
-    """Our checkpoint, or a released ELM state dict (recognised by its keys)."""
-    try:
-        read_checkpoint(path)
-    except CheckpointError as exc:
-        if "not an elmpipe checkpoint" not in str(exc):
-            raise
-        return load_published_elm(path, published_config)
-    return load_model(path)

@@ -21,6 +21,7 @@ from elmpipe.dataset import SKIP_MS, Dataset
 from surrogate.data import Batch, WindowBatches, soma_mv
 from surrogate.models import ModelConfig, build_model
 from surrogate.train import LoopSettings, RunResult, TrainingError, train
+from surrogate.warm_start import SynapseMapping, resolve_source, warm_start
 
 
 class TrainSettings(LoopSettings):
@@ -37,6 +38,17 @@ class TrainSettings(LoopSettings):
     burn_in_ms: int = Field(0, ge=0, description="loss ignores the first steps of each window")
     valid_batches: int = Field(16, ge=1, description="fixed validation batches per epoch")
     valid_burn_in_ms: int = Field(150, ge=0, description="steps ignored by validation metrics")
+    train_simulations: int | None = Field(
+        None, ge=1, description="train on the first N complete simulations only (None: all)"
+    )
+    init: str | None = Field(
+        None,
+        description="start from this checkpoint (ours or a released ELM state dict; "
+        "'builtin': the shipped surrogate of the built-in cell) instead of random weights",
+    )
+    init_synapses: SynapseMapping = Field(
+        "by-position", description="a warm start across input layouts: synapse weights"
+    )
 
 
 class TrainConfig(TrainSettings):
@@ -93,6 +105,7 @@ class NeuronIOFit:
             window=config.window_ms,
             min_start=config.min_start_ms,
             seed=config.seed,
+            limit=config.train_simulations,
         )
         if self.train.n_channels != config.model.num_input:
             raise TrainingError(
@@ -113,7 +126,20 @@ class NeuronIOFit:
             self.valid = [source[i] for i in range(config.valid_batches)]
 
     def build_model(self) -> torch.nn.Module:
-        return build_model(self.config.model)
+        model = build_model(self.config.model)
+        self.warm_start = None
+        if self.config.init:
+            source = resolve_source(self.config.init)
+            self.warm_start = warm_start(model, source, self.config.init_synapses)
+        return model
+
+    def provenance(self) -> dict[str, Any]:
+        """Recorded in the checkpoints and result.json: the training data and the warm start."""
+        return {
+            "train_simulations": len(self.train.sims),
+            "training_minutes": len(self.train.sims) * self.train.n_time / 60_000,
+            "warm_start": self.warm_start,
+        }
 
     def batches_per_epoch(self) -> int:
         return self.config.batches_per_epoch

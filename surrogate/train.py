@@ -86,6 +86,10 @@ class TrainingTask(Protocol):
         """Extra fields for result.json (e.g. test accuracy), computed once at the end."""
         ...
 
+    def provenance(self) -> dict[str, Any]:
+        """What the run was made from (data used, warm start), kept with every checkpoint."""
+        ...
+
 
 @dataclass
 class RunResult:
@@ -168,6 +172,7 @@ def train(
     device = pick_device(settings.device)
     torch.manual_seed(settings.seed)
     model = task.build_model().to(device)
+    provenance = task.provenance()
     optimizer = _optimizer(settings, model)
     per_epoch = task.batches_per_epoch()
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -218,7 +223,8 @@ def train(
         history.append(row)
         if not best or task.improved(row, best):
             best = dict(row)
-            save_checkpoint(out / "best.pt", model, metrics=best)  # a copy, not an alias
+            # a copy of the weights at this epoch, not an alias of the live ones
+            save_checkpoint(out / "best.pt", model, metrics=best, provenance=provenance)
         save_checkpoint(
             last_path,
             model,
@@ -228,6 +234,7 @@ def train(
             epoch=epoch,
             history=history,
             best=best,
+            provenance=provenance,
         )
         _write_metrics(out, history)
         if progress:
@@ -244,6 +251,7 @@ def train(
         "last": history[-1] if history else {},
         "model": model.config.model_dump(mode="json"),
         "seconds": time.perf_counter() - started,
+        "provenance": provenance,
         **extra,
     }
     save_atomic_json(out / RESULT_FILE, summary)  # last: its presence means "finished"

@@ -211,3 +211,30 @@ def test_memory_is_bounded_and_state_resets():
 def test_invalid_configs(bad):
     with pytest.raises(ValueError):
         ELMConfig(num_input=1278, **bad)
+
+
+@pytest.mark.parametrize("routing", ["neuronio", "random"])
+def test_event_projection_equals_plain_for_sparse_spike_inputs(routing):
+    """NeuronIO-like inputs (±1 on ≈ 2 % of channels) take the event path; same equations."""
+    from surrogate.models.elm import EVENT_DENSITY
+
+    config = ELMConfig(num_input=40, num_memory=5, routing=routing, **ROUTINGS[routing])
+    model = randomised(config, seed=3)
+    g = torch.Generator().manual_seed(4)
+    spikes = torch.rand(3, 200, 40, generator=g) < 0.02
+    sign = torch.where(torch.arange(40) < 20, 1.0, -1.0)
+    x = (spikes * sign).double()
+    assert 0 < x.count_nonzero() < EVENT_DENSITY * x.numel()
+    weights = torch.randn(3, 200, 2, dtype=torch.float64, generator=g)
+    fast, plain = model(x), plain_forward(model, x)
+    assert (fast - plain).abs().max() <= 1e-10
+    params = [p for p in model.parameters() if p.requires_grad]
+    g_fast = torch.autograd.grad((fast * weights).sum(), params)
+    g_plain = torch.autograd.grad((plain * weights).sum(), params)
+    for a, b in zip(g_fast, g_plain, strict=True):
+        assert (a - b).abs().max() <= 1e-10
+    # the event path and the GEMM give the same projection
+    from surrogate.models.elm import project_inputs
+
+    w = torch.randn(40, 4, dtype=torch.float64, generator=g)
+    assert torch.allclose(project_inputs(x, w), x @ w, atol=1e-12)

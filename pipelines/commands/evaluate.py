@@ -48,7 +48,8 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     """
     from elmpipe.outputs import check_output_folder
     from pipelines.evaluation_output import write_evaluation
-    from surrogate.evaluate import EvaluationConfig, load_any
+    from surrogate.checkpoints import load_any
+    from surrogate.evaluate import EvaluationConfig
     from surrogate.evaluate import evaluate as run_evaluate
     from surrogate.train import pick_device
 

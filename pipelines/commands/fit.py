@@ -33,6 +33,9 @@ def _train_overrides(**options: Any) -> dict[str, Any]:
         "loader_workers": "loader_workers",
         "train_split": "train_split",
         "valid_split": "valid_split",
+        "init": "init",
+        "init_synapses": "init_synapses",
+        "train_sims": "train_simulations",
     }
     return {names[k]: v for k, v in options.items() if v is not None}
 
@@ -69,6 +72,18 @@ training_options = [
 @click.option("--tcn", "tcn_shape", help="TCN DEPTHxWIDTHxFIELD (default 7x128x153).")
 @with_options(training_options)
 @config_option("YAML with training settings and a `model:` section (options override it).")
+@click.option(
+    "--init",
+    help="Start from this checkpoint (ours, or a released ELM state dict; 'builtin': the "
+    "shipped surrogate of the built-in cell) instead of random weights.",
+)
+@click.option(
+    "--init-synapses",
+    type=click.Choice(["by-position", "fresh"]),
+    help="Warm start across input layouts: map synapse weights by position (default) or "
+    "start them fresh.",
+)
+@click.option("--train-sims", type=int, help="Train on the first N complete simulations only.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
 @click.option(
     "--export",
@@ -154,6 +169,11 @@ def fit(
         f"{result.seconds:.0f} s; best epoch {best.get('epoch')}: valid AUC "
         f"{best.get('valid_spike_auc')}, soma RMSE {best.get('valid_soma_rmse_mv')} mV"
     )
+    warm = result.summary["provenance"].get("warm_start")
+    if warm:
+        from surrogate.warm_start import describe
+
+        click.echo(describe(warm))
     if export_path:
         from surrogate.checkpoints import load_model
         from surrogate.export import export_torchscript
@@ -168,6 +188,7 @@ def fit(
 @click.option("--models", default="elm", show_default=True, help="Families: elm,lstm,tcn.")
 @click.option("--num-memory", help="ELM memory units, e.g. 1,2,5,10,20,50.")
 @click.option("--num-branch", help="ELM branches, e.g. 15,45.")
+@click.option("--synapses-per-branch", type=int, help="ELM synapses per branch (default 100).")
 @click.option("--lstm-hidden", help="LSTM hidden sizes, e.g. 25,50,100.")
 @click.option("--tcn", "tcn_shapes", help="TCN shapes, e.g. 7x128x153,1x128x43.")
 @with_options(training_options)
@@ -184,6 +205,32 @@ def fit(
     show_default=True,
     help="PyTorch threads per grid point.",
 )
+@click.option(
+    "--train-sims",
+    help="Learning curve: training-set sizes, e.g. 8,16,32,64 (the first N simulations, nested).",
+)
+@click.option(
+    "--init",
+    "inits",
+    multiple=True,
+    help="Also warm-start every point from this checkpoint ('builtin': the shipped surrogate "
+    "of the built-in cell); repeatable.",
+)
+@click.option(
+    "--scratch/--no-scratch",
+    default=True,
+    show_default=True,
+    help="Train from scratch too (with --init).",
+)
+@click.option(
+    "--evaluate-split",
+    help="Evaluate every point on this split with the NeuronIO protocol (e.g. test).",
+)
+@click.option(
+    "--reference-checkpoint",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A model (e.g. a released ELM) evaluated on the same split: a line in the figure.",
+)
 @quiet_option
 def sweep(
     data,
@@ -191,6 +238,7 @@ def sweep(
     models,
     num_memory,
     num_branch,
+    synapses_per_branch,
     lstm_hidden,
     tcn_shapes,
     cluster,
@@ -198,6 +246,11 @@ def sweep(
     address,
     cluster_config,
     torch_threads,
+    train_sims,
+    inits,
+    scratch,
+    evaluate_split,
+    reference_checkpoint,
     quiet,
     **training,
 ) -> None:
@@ -205,16 +258,20 @@ def sweep(
 
     \b
     Grid points already finished are skipped when the sweep is run again; interrupted ones
-    resume. Writes OUT/<point>/ run folders and OUT/results.csv|json.
+    resume. Writes OUT/<point>/ run folders and OUT/results.csv|json. With --train-sims and
+    --evaluate-split it is a learning curve: every size trained from scratch (and from each
+    --init), evaluated, and drawn in OUT/learning_curve.png against simulated training minutes.
     \b
-    Example:
+    Examples:
       elmpipe sweep -d data.zarr -o runs/sweep --num-memory 1,2,5,10,20,50 --num-branch 15,45 \\
           --models elm,lstm --lstm-hidden 25,50 --epochs 5 --batches-per-epoch 500
+      elmpipe sweep -d hay.zarr -o runs/curve --num-memory 20 --train-sims 16,32,64,128 \\
+          --init runs/builtin/best.pt --evaluate-split test --epochs 10
     """
     from elmpipe.outputs import check_output_folder
     from pipelines.cluster import ClusterConfig
     from pipelines.config import OPTIONS, checked, read_yaml
-    from pipelines.sweep import SweepConfig, plan_sweep, run_sweep
+    from pipelines.sweep import SweepConfig, plan_sweep, reference_metrics, run_sweep
 
     check_output_folder(out, "sweep folder")
     cluster_section: dict[str, Any] = {}
@@ -241,13 +298,35 @@ def sweep(
             values[key] = parsed
     if tcn_shapes:
         values["tcn"] = comma_separated(tcn_shapes, str, "--tcn")
+    if synapses_per_branch is not None:
+        values["synapses_per_branch"] = synapses_per_branch
+    if (sizes := comma_separated(train_sims, int, "--train-sims")) is not None:
+        values["train_simulations"] = sizes
+    starts = [init if init == "builtin" else str(Path(init).resolve()) for init in inits]
+    values["starts"] = (("scratch",) if scratch or not starts else ()) + tuple(starts)
+    values["evaluate_split"] = evaluate_split
     with checked(OPTIONS):
         sweep_config = SweepConfig(**values)
     points = plan_sweep(sweep_config, data)
-    table = run_sweep(sweep_config, data, out, cluster_settings, progress=not quiet, points=points)
-    click.echo(f"{'name':<18} {'params':>9} {'valid AUC':>10} {'RMSE mV':>8}")
+    reference = None
+    if reference_checkpoint is not None:
+        reference = reference_metrics(reference_checkpoint, data, evaluate_split or "test")
+    table = run_sweep(
+        sweep_config,
+        data,
+        out,
+        cluster_settings,
+        progress=not quiet,
+        points=points,
+        reference=reference,
+    )
+    prefix = "valid" if evaluate_split is None else evaluate_split
+    click.echo(f"{'name':<28} {'params':>9} {prefix + ' AUC':>10} {'RMSE mV':>8}")
     for row in table:
-        auc = "-" if row["valid_spike_auc"] is None else f"{row['valid_spike_auc']:.4f}"
-        rmse = "-" if row["valid_soma_rmse_mv"] is None else f"{row['valid_soma_rmse_mv']:.3f}"
-        click.echo(f"{row['name']:<18} {row['parameters']:>9} {auc:>10} {rmse:>8}")
+        auc, rmse = row.get(f"{prefix}_spike_auc"), row.get(f"{prefix}_soma_rmse_mv")
+        auc = "-" if auc is None else f"{auc:.4f}"
+        rmse = "-" if rmse is None else f"{rmse:.3f}"
+        click.echo(f"{row['name']:<28} {row['parameters']:>9} {auc:>10} {rmse:>8}")
     click.echo(f"results: {out / 'results.csv'}")
+    if (out / "learning_curve.png").exists():
+        click.echo(f"learning curve: {out / 'learning_curve.png'}")

@@ -159,6 +159,9 @@ class SequenceClassification:
     def improved(self, row: dict[str, Any], best: dict[str, Any]) -> bool:
         return row["valid_accuracy"] > best["valid_accuracy"]
 
+    def provenance(self) -> dict[str, Any]:
+        return {"task": self.config.task, "train_items": len(self.train)}
+
     def finish(self, model, device) -> dict[str, Any]:
         c = self.config
         return {

@@ -1,0 +1,129 @@
+"""Warm start: begin a fit from a trained surrogate instead of from random weights.
+
+The source is an elmpipe checkpoint or a released ELM state dict. What is taken over depends on
+whether the input layout is the same:
+
+- **Same layout** (same model config, same number of inputs): every weight. Training continues
+  from the source model.
+- **Different layout** (another morphology, another channel count) of an ELM with the same
+  architecture (memory units, branches, synapses per branch, MLP): the layout-independent parts —
+  the memory time constants, the trace time constants, the MLP and the output head — are taken
+  over; the routing is the target's own; the per-input synapse weights either start fresh
+  (``fresh``) or follow the **by-position mapping** (``by-position``): synapse slot (branch j,
+  slot q) keeps the source's weight of slot (j, q) — with the NeuronIO routing that slot reads,
+  in both cells, the input at the same relative place of the segment order (basal sections then
+  apical, by section, then along each section) — moved by one slot where needed so that every
+  synapse keeps its kind (an excitatory slot takes an excitatory source weight).
+
+:func:`warm_start` returns a record of what was transferred; the fit stores it in its
+checkpoints and ``result.json``, and the report shows it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from surrogate.checkpoints import CheckpointError, load_any
+from surrogate.models.elm import ELM
+
+SynapseMapping = Literal["by-position", "fresh"]
+#: the surrogate of the built-in cell shipped with elmpipe (configs/pretrain-builtin.yaml made it)
+BUILTIN = Path(__file__).parent / "pretrained" / "builtin-cell-elm-m20-b45.pt"
+#: ELM parameters and buffers that do not depend on the input layout
+LAYOUT_FREE = ("_proto_tau_m", "tau_s", "tau_b", "mlp.", "w_y.")
+ROUTING = ("input_to_synapse_indices", "valid_indices_mask", "synapse_branch")
+#: what must agree for a transfer (as the model resolves them: mlp_hidden None = 2·d_m)
+ARCHITECTURE = (
+    "num_memory", "branches", "synapses_per_branch", "mlp_layers", "hidden",
+    "activation", "version", "num_output", "routing",
+)  # fmt: skip
+
+
+def _same_layout(target: nn.Module, source: nn.Module) -> bool:
+    return type(target) is type(source) and target.config == source.config
+
+
+def _kinds(model: ELM) -> torch.Tensor:
+    """True where a synapse reads an excitatory input (the first half of the channels)."""
+    return model.input_to_synapse_indices < model.num_input // 2
+
+
+def _by_position(target: ELM, source: ELM) -> torch.Tensor:
+    """Source synapse weights laid onto the target's slots, each slot keeping its kind."""
+    weights = source._proto_w_s.detach()
+    source_kind, target_kind = _kinds(source), _kinds(target)
+    index = torch.arange(weights.numel())
+    mismatched = source_kind != target_kind
+    # a neighbouring slot on the same branch has the other kind (interleaved exc/inh positions)
+    per_branch = source.config.synapses_per_branch
+    slot = index % per_branch
+    neighbour = torch.where(slot + 1 < per_branch, index + 1, index - 1)
+    chosen = torch.where(mismatched, neighbour, index)
+    return weights[chosen].clone()
+
+
+def resolve_source(name: str) -> Path:
+    """``builtin`` is the shipped surrogate of the built-in cell; anything else is a path."""
+    if name == "builtin":
+        return BUILTIN
+    return Path(name).expanduser()
+
+
+def warm_start(
+    model: nn.Module, source_path: str | Path, synapses: SynapseMapping = "by-position"
+) -> dict[str, Any]:
+    """Load what ``source_path`` can give into ``model`` (in place); returns what was done."""
+    source = load_any(source_path)
+    record: dict[str, Any] = {"source": str(source_path), "synapses": None}
+    if _same_layout(model, source):
+        model.load_state_dict(source.state_dict())
+        record.update(layout="same", transferred="all weights", fresh=[])
+        return record
+    if not (isinstance(model, ELM) and isinstance(source, ELM)):
+        raise CheckpointError(
+            f"{source_path}: a warm start across input layouts needs ELM models on both sides "
+            f"(source {type(source).__name__}, target {type(model).__name__}); with another "
+            "family, give a source trained on the same layout"
+        )
+    differences = [
+        f"{name} {getattr(source.config, name)!r} vs {getattr(model.config, name)!r}"
+        for name in ARCHITECTURE
+        if getattr(source.config, name) != getattr(model.config, name)
+    ]
+    if differences:
+        raise CheckpointError(
+            f"{source_path}: the warm start needs the same architecture; differs in "
+            + ", ".join(differences)
+        )
+    own = model.state_dict()
+    taken = {
+        name: value
+        for name, value in source.state_dict().items()
+        if name.startswith(LAYOUT_FREE) and name in own and own[name].shape == value.shape
+    }
+    if synapses == "by-position":
+        taken["_proto_w_s"] = _by_position(model, source)
+    model.load_state_dict(taken, strict=False)
+    fresh = sorted(name for name in own if name not in taken and not name.startswith(ROUTING))
+    record.update(
+        layout=f"different ({source.config.num_input} → {model.config.num_input} inputs)",
+        transferred=sorted(taken),
+        fresh=fresh,
+        synapses=synapses,
+    )
+    return record
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line saying what a warm start took over (for the command line and the report)."""
+    if record["layout"] == "same":
+        return f"warm start from {record['source']}: every weight (same input layout)"
+    synapses = {"by-position": "mapped by position", "fresh": "started fresh"}[record["synapses"]]
+    return (
+        f"warm start from {record['source']}, input layout {record['layout']}: took over "
+        f"{', '.join(record['transferred'])}; synapse weights {synapses}"
+    )

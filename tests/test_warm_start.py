@@ -1,0 +1,144 @@
+"""Warm start (fit --init) and learning curves (sweep --train-sims) on the toy dataset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from pipelines.cli import cli
+from surrogate.checkpoints import CheckpointError, load_model, read_checkpoint
+from surrogate.models import ELM, ELMConfig
+from surrogate.models.routing import neuronio_routing
+from surrogate.warm_start import warm_start
+
+SMALL = ["--num-memory", "4", "--num-branch", "10", "--synapses-per-branch", "20"]
+FAST = ["--epochs", "1", "--batches-per-epoch", "3", "-q"]
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def source(toy_store, tmp_path_factory):
+    """A Branch-ELM trained briefly on the toy dataset (100 inputs)."""
+    out = tmp_path_factory.mktemp("source") / "run"
+    invoke("fit", "-d", toy_store, "-o", out, *SMALL, *FAST)
+    return out / "best.pt"
+
+
+def test_same_layout_takes_every_weight_and_reproduces_the_source(source):
+    trained = load_model(source)
+    fresh = ELM(trained.config)
+    record = warm_start(fresh, source)
+    assert record["layout"] == "same" and record["fresh"] == []
+    x = (torch.rand(2, 50, 100) < 0.05).float()
+    with torch.no_grad():
+        assert torch.equal(fresh(x), trained(x))
+
+
+@pytest.mark.parametrize("synapses", ["by-position", "fresh"])
+def test_another_layout_takes_exactly_the_layout_free_parts(source, synapses):
+    trained = load_model(source)
+    config = trained.config.model_copy(update={"num_input": 60})  # another cell's channel count
+    target = ELM(config)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    record = warm_start(target, source, synapses)
+    state, given = target.state_dict(), trained.state_dict()
+    taken = {"_proto_tau_m", "tau_s", "w_y.weight", "w_y.bias"} | {
+        k for k in given if k.startswith("mlp.")
+    }
+    for name in taken:
+        assert torch.equal(state[name], given[name]), name
+    # the routing is the target's own
+    index, mask = neuronio_routing(60, 10, 20)
+    assert torch.equal(state["input_to_synapse_indices"], index)
+    assert torch.equal(state["valid_indices_mask"], mask)
+    if synapses == "fresh":
+        assert torch.equal(state["_proto_w_s"], before["_proto_w_s"])
+        assert "_proto_w_s" in record["fresh"]
+    else:
+        # every slot keeps its kind, and takes a weight from the same branch of the source
+        kind_target = state["input_to_synapse_indices"] < 30
+        kind_source = given["input_to_synapse_indices"] < 50
+        source_w, target_w = given["_proto_w_s"].view(10, 20), state["_proto_w_s"].view(10, 20)
+        for branch in range(10):
+            for slot in range(20):
+                value = target_w[branch, slot]
+                candidates = [
+                    s
+                    for s in (slot, slot - 1, slot + 1)
+                    if 0 <= s < 20
+                    and kind_source.view(10, 20)[branch, s]
+                    == kind_target.view(10, 20)[branch, slot]
+                ]
+                assert any(torch.equal(value, source_w[branch, s]) for s in candidates)
+        assert "_proto_w_s" in record["transferred"]
+    assert set(record["transferred"]) >= taken
+    assert record["layout"].startswith("different (100 → 60")
+
+
+def test_a_different_architecture_is_refused(source):
+    other = ELM(ELMConfig(num_input=100, num_memory=6, num_branch=10, num_synapse_per_branch=20))
+    with pytest.raises(CheckpointError, match="num_memory 4 vs 6"):
+        warm_start(other, source)
+
+
+def test_a_released_elm_warm_starts_a_fit_on_another_layout(toy_store, tmp_path):
+    from tests.test_checkpoints_export import released_state_dict
+
+    released = tmp_path / "neuronio_best_model_state.pt"
+    torch.save(released_state_dict(20), released)  # 1278 inputs, 45 branches × 100
+    out = tmp_path / "run"
+    result = invoke("fit", "-d", toy_store, "-o", out, "--init", released, *FAST)
+    assert "warm start from" in result.output and "1278 → 100 inputs" in result.output
+    provenance = json.loads((out / "result.json").read_text())["provenance"]
+    assert provenance["warm_start"]["synapses"] == "by-position"
+    assert provenance["train_simulations"] == 24
+    assert read_checkpoint(out / "best.pt")["provenance"]["warm_start"]["source"] == str(released)
+
+
+def test_a_learning_curve_sweep(toy_store, source, tmp_path):
+    out = tmp_path / "curve"
+    args = ["sweep", "-d", toy_store, "-o", out, "--num-memory", "4", "--num-branch", "10"]
+    args += ["--synapses-per-branch", "20", "--train-sims", "8,16", "--init", source]
+    args += ["--evaluate-split", "valid", "--reference-checkpoint", source, "--cluster"]
+    result = invoke(*args, "in-process", *FAST)
+    rows = json.loads((out / "results.json").read_text())["results"]
+    names = [row["name"] for row in rows]
+    assert names == [
+        "elm-m4-b10-n0008-scratch",
+        "elm-m4-b10-n0008-init",
+        "elm-m4-b10-n0016-scratch",
+        "elm-m4-b10-n0016-init",
+    ]
+    assert [row["train_simulations"] for row in rows] == [8, 8, 16, 16]
+    assert rows[0]["training_minutes"] == pytest.approx(8 * 1.2 / 60)
+    assert all(0.0 <= row["valid_spike_auc"] <= 1.0 for row in rows)
+    assert [row["warm_start_layout"] for row in rows] == [None, "same", None, "same"]
+    assert (out / "learning_curve.png").stat().st_size > 10_000
+    assert "learning curve:" in result.output
+    reference = json.loads((out / "results.json").read_text())["reference"]
+    assert reference["name"] == "best.pt" and 0 <= reference["spike_auc"] <= 1
+
+
+def test_training_on_the_first_simulations_only(toy_store):
+    from surrogate.data import WindowBatches
+
+    small = WindowBatches(toy_store, "train", batch_size=4, limit=8)
+    assert small.sims.tolist() == list(range(8))  # the first 8: the sets of a curve nest
+    drawn = set()
+    original = small.split.window
+    small.split.window = lambda sim, start, length: (drawn.add(sim), original(sim, start, length))[
+        1
+    ]
+    for i in range(30):
+        small[i]
+    assert drawn <= set(range(8)) and len(drawn) > 4
+    with pytest.raises(ValueError, match="asked for"):
+        WindowBatches(toy_store, "train", limit=100)
