@@ -12,13 +12,18 @@ gradients. Three implementations share the same weights (the run checks their ou
   published equations);
 - ``plain``: elmpipe's per-step reference (surrogate.models.elm_reference), the equations as
   written;
-- ``fast``: elmpipe's ELM (surrogate.models.elm): event-based input projection, linear scan,
-  hoisted layer, compiled recurrence with its own backward pass.
+- ``fast``: elmpipe's ELM (surrogate.models.elm): event-based input projection (it gets the
+  sparse inputs as a tensor of events, as elmpipe's training loader gives them; the loader's cost
+  of either form is printed too), linear scan, hoisted layer, compiled recurrence with its own
+  backward pass (numba on a CPU; on a GPU, CUDA graphs of the per-step loops — and the row
+  ``fast, GPU loop`` runs the same loops launched step by step, for comparison).
 
 Inputs are NeuronIO-like — drawn by the data stage's input protocol (±1 spikes on ≈ 1–2 % of the
 channels per millisecond, 262 basal and 377 apical segments) — and, separately, dense (a random
 choice of −1, 0, +1 everywhere, as token tasks give). Timings alternate between the
-implementations, so drift of a shared machine affects all alike; the median of the repeats is
+implementations, so drift of a shared machine affects all alike; each is the mean of four
+consecutive steps after an untimed one (steps follow each other in training; a first step after
+another implementation's run finds caches and thread pools cold), the median of the repeats is
 reported, and each speed-up is a ratio measured in this one run.
 """
 
@@ -36,15 +41,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.official_style_elm import official_style
+from surrogate.data import signed_events
 from surrogate.models import ELMConfig
 from surrogate.models.elm import ELM
 from surrogate.models.elm_reference import plain_forward
+from surrogate.models.recurrence import recurrence_backend
 
+#: each timing is the mean of this many consecutive steps, after an untimed one
+CONSECUTIVE = 4
 N_BASAL, N_APICAL = 262, 377  # the Hay cell's dendritic segments (1278 input channels)
 
 
-def neuronio_like_inputs(batch: int, steps: int, seed: int = 0) -> torch.Tensor:
-    """Signed spike inputs drawn with the NeuronIO protocol on a Hay-sized segment layout."""
+def neuronio_like_windows(batch: int, steps: int, seed: int = 0):
+    """Boolean input windows (time, 1278) drawn with the NeuronIO protocol on a Hay-sized
+    segment layout, and the channel signs (+1 excitatory, −1 inhibitory)."""
     from simulations.inputs import InputLayout, NeuronIOProtocol, generate_inputs, simulation_rng
 
     rng = np.random.default_rng(seed)
@@ -59,15 +69,35 @@ def neuronio_like_inputs(batch: int, steps: int, seed: int = 0) -> torch.Tensor:
     for k in range(batch):
         rng_k = simulation_rng(seed, "b", k)
         draw = generate_inputs(NeuronIOProtocol(), layout, 500 + steps, rng_k)
-        windows.append(draw.spikes[500 : 500 + steps].astype(np.float32) * sign)
-    return torch.from_numpy(np.stack(windows))
+        windows.append(draw.spikes[500 : 500 + steps])
+    return windows, sign
 
 
-def measure(device: torch.device, repeats: int, batch: int, steps: int, d_m: int, x) -> None:
+def loader_costs(windows, sign, repeats: int = 20) -> tuple[float, float]:
+    """Seconds the loader spends per batch on dense float inputs and on an event tensor."""
+
+    def timed(make) -> float:
+        started = time.perf_counter()
+        for _ in range(repeats):
+            make()
+        return (time.perf_counter() - started) / repeats
+
+    def dense() -> torch.Tensor:
+        return torch.from_numpy(np.stack([w.astype(np.float32) * sign for w in windows]))
+
+    return timed(dense), timed(lambda: signed_events(windows, sign))
+
+
+def measure(
+    device: torch.device, repeats: int, batch: int, steps: int, d_m: int, x, events=None
+) -> None:
+    """``x``: dense inputs for every version; ``events``: the same as a sparse tensor, which the
+    fast ELM gets instead (as elmpipe's training loader gives it)."""
     torch.manual_seed(0)
     model = ELM(ELMConfig(num_input=1278, num_memory=d_m)).to(device)
     official = official_style(model).to(device)
     x = x.to(device)
+    fast_x = (events if events is not None else x).to(device)
     target = torch.rand(batch, steps, 2, device=device)
     optimizers = {
         "fast": torch.optim.Adam(model.parameters(), lr=1e-9),
@@ -79,45 +109,60 @@ def measure(device: torch.device, repeats: int, batch: int, steps: int, d_m: int
         "plain": lambda inputs: plain_forward(model, inputs),
         "fast": model,
     }
+    if device.type == "cuda":  # the fast ELM with its recurrence as a per-step kernel loop
+
+        def per_step_loop(inputs: torch.Tensor) -> torch.Tensor:
+            with recurrence_backend("loop"):
+                return model(inputs)
+
+        versions["fast, GPU loop"] = per_step_loop
+        optimizers["fast, GPU loop"] = optimizers["fast"]
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    def train_step(name, forward) -> float:
+    def inputs(name: str) -> torch.Tensor:
+        return fast_x if name.startswith("fast") else x
+
+    def train_step(name, forward, steps: int = CONSECUTIVE) -> float:
+        """Seconds per step, the mean of ``steps`` consecutive ones (as training runs them)."""
         sync()
         started = time.perf_counter()
-        optimizers[name].zero_grad()
-        out = forward(x)
-        loss = 0.5 * torch.nn.functional.binary_cross_entropy_with_logits(
-            out[..., 0], target[..., 0]
-        )
-        loss = loss + 0.5 * torch.nn.functional.mse_loss(out[..., 1], target[..., 1])
-        loss.backward()
-        optimizers[name].step()
+        for _ in range(steps):
+            optimizers[name].zero_grad()
+            out = forward(inputs(name))
+            loss = 0.5 * torch.nn.functional.binary_cross_entropy_with_logits(
+                out[..., 0], target[..., 0]
+            )
+            loss = loss + 0.5 * torch.nn.functional.mse_loss(out[..., 1], target[..., 1])
+            loss.backward()
+            optimizers[name].step()
         sync()
-        return time.perf_counter() - started
+        return (time.perf_counter() - started) / steps
 
     @torch.no_grad()
-    def infer(forward) -> float:
+    def infer(name, forward, steps: int = CONSECUTIVE) -> float:
         sync()
         started = time.perf_counter()
-        forward(x)
+        for _ in range(steps):
+            forward(inputs(name))
         sync()
-        return time.perf_counter() - started
+        return (time.perf_counter() - started) / steps
 
     for name, forward in versions.items():  # warm-up: numba compilation, TorchScript profiling
-        for _ in range(3):
-            train_step(name, forward)
-            infer(forward)
+        train_step(name, forward, 3)
+        infer(name, forward, 3)
     times = {(name, kind): [] for name in versions for kind in ("train", "infer")}
     for _ in range(repeats):
         for name, forward in versions.items():
+            train_step(name, forward, 1)  # untimed: the previous version's run left caches cold
             times[(name, "train")].append(train_step(name, forward))
-            times[(name, "infer")].append(infer(forward))
+            infer(name, forward, 1)
+            times[(name, "infer")].append(infer(name, forward))
     with torch.no_grad():
         reference = official(x)
-        gaps = {name: (f(x) - reference).abs().max().item() for name, f in versions.items()}
+        gaps = {n: (f(inputs(n)) - reference).abs().max().item() for n, f in versions.items()}
     label = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -141,9 +186,11 @@ def measure(device: torch.device, repeats: int, batch: int, steps: int, d_m: int
             f"{base_train / train:>7.1f}× {base_infer / inference:>7.1f}×"
         )
     print("(× = speed-up against the official-style TorchScript module, measured in this run)")
+    if events is not None:
+        print("(fast gets the inputs as a sparse tensor of events, as elmpipe's loader gives them)")
 
 
-def profile(batch: int, steps: int, x: torch.Tensor) -> None:
+def profile(batch: int, steps: int, x: torch.Tensor, density: float) -> None:
     """Where one fast training step spends its time (PyTorch profiler, CPU)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -165,7 +212,7 @@ def profile(batch: int, steps: int, x: torch.Tensor) -> None:
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(10):
             step()
-    print(f"\nprofile of 10 fast training steps ({(x != 0).float().mean():.2%} nonzero inputs):")
+    print(f"\nprofile of 10 fast training steps ({density:.2%} nonzero inputs, as events):")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
@@ -185,14 +232,22 @@ def main() -> None:
         devices.append(torch.device("cuda"))
     elif args.device == "cuda":
         sys.exit("no CUDA GPU available")
-    sparse = neuronio_like_inputs(args.batch, args.steps)
+    windows, sign = neuronio_like_windows(args.batch, args.steps)
+    sparse = torch.from_numpy(np.stack([w.astype(np.float32) * sign for w in windows]))
+    events = signed_events(windows, sign)
     dense = torch.randint(-1, 2, sparse.shape, generator=torch.Generator().manual_seed(0)).float()
     for device in devices:
-        for name, x in (("NeuronIO-like sparse inputs", sparse), ("dense inputs", dense)):
-            print(f"\n== {name}")
-            measure(device, args.repeats, args.batch, args.steps, args.num_memory, x)
+        print("\n== NeuronIO-like sparse inputs")
+        measure(device, args.repeats, args.batch, args.steps, args.num_memory, sparse, events)
+        print("\n== dense inputs")
+        measure(device, args.repeats, args.batch, args.steps, args.num_memory, dense)
+    dense_ms, events_ms = (1000 * s for s in loader_costs(windows, sign))
+    print(
+        f"\nloader work per batch (in its threads, not in the rows above): dense float inputs "
+        f"{dense_ms:.2f} ms, events {events_ms:.2f} ms"
+    )
     if args.profile:
-        profile(args.batch, args.steps, sparse)
+        profile(args.batch, args.steps, events, float((sparse != 0).float().mean()))
 
 
 if __name__ == "__main__":

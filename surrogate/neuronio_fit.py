@@ -106,6 +106,7 @@ class NeuronIOFit:
             min_start=config.min_start_ms,
             seed=config.seed,
             limit=config.train_simulations,
+            events=config.model.family == "elm",  # the ELM projects inputs event by event
         )
         if self.train.n_channels != config.model.num_input:
             raise TrainingError(
@@ -122,6 +123,7 @@ class NeuronIOFit:
                 window=config.window_ms,
                 min_start=config.min_start_ms,
                 seed=config.seed + 1_000_003,
+                events=config.model.family == "elm",
             )
             self.valid = [source[i] for i in range(config.valid_batches)]
 

@@ -52,6 +52,16 @@ def test_batch_i_is_the_same_whatever_the_loader(toy_store):
             assert torch.equal(a.inputs, b.inputs) and torch.equal(a.soma, b.soma)
 
 
+def test_event_batches_hold_the_same_inputs(toy_store):
+    """The ELM's loader gives events (a sparse tensor); same values, same labels, same windows."""
+    dense = WindowBatches(toy_store, "train", seed=5)[2]
+    events = WindowBatches(toy_store, "train", seed=5, events=True)[2]
+    assert events.inputs.is_sparse and not dense.inputs.is_sparse
+    assert dense.inputs.count_nonzero() > 0
+    assert torch.equal(events.inputs.to_dense(), dense.inputs)
+    assert torch.equal(events.spikes, dense.spikes) and torch.equal(events.soma, dense.soma)
+
+
 def test_prefetching_stops_cleanly_when_the_consumer_stops():
     made = []
 

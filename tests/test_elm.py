@@ -12,7 +12,7 @@ from surrogate.models import ELMConfig, build_model, count_parameters
 from surrogate.models.elm import ELM
 from surrogate.models.elm_reference import plain_forward
 from surrogate.models.routing import neuronio_routing, no_routing, random_routing
-from surrogate.models.scan import leaky_scan
+from surrogate.models.scan import chunked_scan, leaky_scan
 
 ROUTINGS = {
     "neuronio": {"num_branch": 4, "num_synapse_per_branch": 12},
@@ -72,8 +72,15 @@ def test_leaky_scan_is_exact_across_chunks():
     for t in range(300):
         state = 0.9 * state + z[:, t]
         expected[:, t] = state
-    for chunk in (1, 7, 128, 512):
-        assert torch.allclose(leaky_scan(z, 0.9, chunk=chunk), expected, atol=1e-12)
+    for chunk in (1, 7, 128, 512):  # the GPU's chunked form, run here on a CPU
+        assert torch.allclose(chunked_scan(z, 0.9, chunk=chunk), expected, atol=1e-12)
+    z.requires_grad_(True)
+    out = leaky_scan(z, 0.9)  # the CPU's compiled loop
+    assert torch.allclose(out, expected, atol=1e-12)
+    weights = torch.randn_like(expected)
+    (grad,) = torch.autograd.grad((out * weights).sum(), z)
+    (expected_grad,) = torch.autograd.grad((chunked_scan(z, 0.9, chunk=7) * weights).sum(), z)
+    assert torch.allclose(grad, expected_grad, atol=1e-12)
 
 
 def test_neuronio_routing_reproduces_the_released_layout():
@@ -213,28 +220,106 @@ def test_invalid_configs(bad):
         ELMConfig(num_input=1278, **bad)
 
 
-@pytest.mark.parametrize("routing", ["neuronio", "random"])
-def test_event_projection_equals_plain_for_sparse_spike_inputs(routing):
-    """NeuronIO-like inputs (±1 on ≈ 2 % of channels) take the event path; same equations."""
-    from surrogate.models.elm import EVENT_DENSITY
+@pytest.mark.parametrize("routing", ["neuronio", "random", "none"])
+def test_event_inputs_give_the_per_step_equations(routing):
+    """NeuronIO-like inputs as a sparse tensor of ±1 events (what the training loader gives):
+    outputs and every gradient equal the plain per-step model's on the dense inputs."""
+    from surrogate.data import signed_events
 
     config = ELMConfig(num_input=40, num_memory=5, routing=routing, **ROUTINGS[routing])
-    model = randomised(config, seed=3)
+    model = randomised(config, seed=3).double()
     g = torch.Generator().manual_seed(4)
-    spikes = torch.rand(3, 200, 40, generator=g) < 0.02
-    sign = torch.where(torch.arange(40) < 20, 1.0, -1.0)
-    x = (spikes * sign).double()
-    assert 0 < x.count_nonzero() < EVENT_DENSITY * x.numel()
+    windows = [(torch.rand(200, 40, generator=g) < 0.02).numpy() for _ in range(3)]
+    sign = np.where(np.arange(40) < 20, 1.0, -1.0)
+    events = signed_events(windows, sign).double()
+    dense = torch.from_numpy(np.stack(windows) * sign)
+    assert events.is_sparse and torch.equal(events.to_dense(), dense)
     weights = torch.randn(3, 200, 2, dtype=torch.float64, generator=g)
-    fast, plain = model(x), plain_forward(model, x)
+    fast, plain = model(events), plain_forward(model, dense)
     assert (fast - plain).abs().max() <= 1e-10
     params = [p for p in model.parameters() if p.requires_grad]
     g_fast = torch.autograd.grad((fast * weights).sum(), params)
     g_plain = torch.autograd.grad((plain * weights).sum(), params)
     for a, b in zip(g_fast, g_plain, strict=True):
         assert (a - b).abs().max() <= 1e-10
-    # the event path and the GEMM give the same projection
-    from surrogate.models.elm import project_inputs
 
-    w = torch.randn(40, 4, dtype=torch.float64, generator=g)
-    assert torch.allclose(project_inputs(x, w), x @ w, atol=1e-12)
+
+def test_torch_loop_backend_gives_the_numba_results():
+    """The per-step torch loops (what the GPU captures as CUDA graphs) run on a CPU here and
+    give the compiled recurrence's outputs and gradients."""
+    from surrogate.models.recurrence import recurrence_backend
+
+    model = randomised(ELMConfig(num_input=40, num_memory=6, **ROUTINGS["neuronio"]), seed=5)
+    x = torch.randint(-1, 2, (2, 90, 40), generator=torch.Generator().manual_seed(6)).double()
+    params = [p for p in model.parameters() if p.requires_grad]
+    results = {}
+    for backend in ("numba", "loop"):
+        with recurrence_backend(backend):
+            out = model(x)
+            results[backend] = (out, torch.autograd.grad((out**2).sum(), params))
+    (out_n, grads_n), (out_l, grads_l) = results["numba"], results["loop"]
+    assert (out_n - out_l).abs().max() <= 1e-12
+    for a, b in zip(grads_n, grads_l, strict=True):
+        assert (a - b).abs().max() <= 1e-10
+    with pytest.raises(ValueError, match="CUDA"), recurrence_backend("graph"):
+        model(x)
+
+
+def test_replayed_recording_reads_new_inputs_and_returns_copies():
+    """The CUDA-graph wrapper's contract, with a recorder that reruns instead of capturing:
+    every replay reads the values passed now, and earlier results are not overwritten."""
+    from surrogate.models import recurrence
+
+    runs = []
+
+    def rerun(run):
+        run()
+        return lambda: (runs.append(1), run())
+
+    g = torch.Generator().manual_seed(7)
+    d, width = 4, 8
+
+    def tensors():
+        return (
+            torch.randn(3, 20, width, generator=g, dtype=torch.float64),
+            0.3 * torch.randn(width, d, generator=g, dtype=torch.float64),
+            0.3 * torch.randn(d, width, generator=g, dtype=torch.float64),
+            torch.randn(d, generator=g, dtype=torch.float64),
+            torch.rand(d, generator=g, dtype=torch.float64),
+            torch.rand(d, generator=g, dtype=torch.float64),
+        )
+
+    recurrence._recorded.clear()
+    first, second = tensors(), tensors()
+    got_first = recurrence._replayed(recurrence._torch_forward, first, False, rerun)
+    got_second = recurrence._replayed(recurrence._torch_forward, second, False, rerun)
+    assert len(recurrence._recorded) == 1 and len(runs) == 2  # recorded once, replayed twice
+    for got, args in ((got_first, first), (got_second, second)):
+        expected = recurrence._torch_forward(*args, False)
+        for a, b in zip(got, expected, strict=True):
+            assert torch.equal(a, b)
+    recurrence._recorded.clear()
+
+
+def test_event_projection_paths_agree_with_the_dense_product():
+    """The CPU's compiled event loops and the torch gather/scatter-add used on GPUs (run here on
+    a CPU) give x·W and its weight gradient."""
+    from surrogate.data import signed_events
+    from surrogate.models.event_projection import _project_with_torch, project_events
+
+    g = torch.Generator().manual_seed(8)
+    windows = [(torch.rand(50, 30, generator=g) < 0.05).numpy() for _ in range(4)]
+    events = signed_events(windows, np.where(np.arange(30) < 15, 1.0, -1.0)).double()
+    dense = events.to_dense()
+    weight = torch.randn(30, 7, dtype=torch.float64, generator=g, requires_grad=True)
+    grad_out = torch.randn(4, 50, 7, dtype=torch.float64, generator=g)
+    expected = dense @ weight
+    (expected_grad,) = torch.autograd.grad(expected, weight, grad_out)
+    b, t, c = events._indices()
+    for out in (
+        project_events(events, weight),
+        _project_with_torch(b * 50 + t, c, events._values(), weight, 200).view(4, 50, 7),
+    ):
+        assert torch.allclose(out, expected, atol=1e-12)
+        (grad,) = torch.autograd.grad(out, weight, grad_out)
+        assert torch.allclose(grad, expected_grad, atol=1e-12)

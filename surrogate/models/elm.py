@@ -25,6 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from surrogate.models.event_projection import project_events
 from surrogate.models.recurrence import elm_recurrence
 from surrogate.models.routing import neuronio_routing, no_routing, random_routing
 from surrogate.models.scan import leaky_scan
@@ -90,26 +91,14 @@ class ELMConfig(BaseModel):
         return self.mlp_hidden or 2 * self.num_memory
 
 
-#: inputs with at most this fraction of nonzero entries are projected event by event
-EVENT_DENSITY = 0.05
-
-
 def project_inputs(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``x @ weight`` for inputs (batch, time, d_in); computed from the nonzero entries of ``x``
-    when few are nonzero.
+    """``x @ weight`` for inputs (batch, time, d_in), dense or as a sparse COO tensor of events.
 
-    NeuronIO inputs are ±1 on 1–2 % of the channels per millisecond: the same sums over the
-    events take O(events·d_tree) instead of the dense GEMM's O(time·d_in·d_tree), and autograd's
-    gradient of the gather is a scatter-add over the same events, so the weight gradient is
-    event-based too. Dense inputs (LRA tokens, random tests) keep the GEMM.
+    The training loader gives NeuronIO inputs as events (surrogate.data.signed_events), which
+    :func:`project_events` projects event by event. Dense inputs (LRA tokens, whole simulations
+    in evaluation) keep the GEMM: finding the events of a dense tensor costs more than the GEMM.
     """
-    flat = x.reshape(-1, x.shape[-1])
-    rows, cols = flat.nonzero(as_tuple=True)
-    if rows.numel() > EVENT_DENSITY * flat.numel():
-        return x @ weight
-    contributions = flat[rows, cols].unsqueeze(1) * weight.index_select(0, cols)
-    out = flat.new_zeros(flat.shape[0], weight.shape[1]).index_add(0, rows, contributions)
-    return out.view(*x.shape[:-1], weight.shape[1])
+    return project_events(x, weight) if x.is_sparse else x @ weight
 
 
 class MLP(nn.Module):
@@ -219,6 +208,7 @@ class ELM(nn.Module):
             raise ValueError("the fast ELM needs one trace time constant for all synapses")
         kappa_s = math.exp(-self.dt / max(float(tau[0]), 1e-6))
         if self.identity_routing:
+            x = x.to_dense() if x.is_sparse else x
             projected = x * self.synapse_weights()  # a diagonal W_eff, without the GEMM
         else:
             projected = project_inputs(x, self.input_projection())

@@ -7,17 +7,33 @@
 
 Autograd would record ~10 tiny operations per time step and walk them back one by one, paying
 microseconds of framework overhead for each on matrices of a few hundred numbers. Here the forward
-loop and the back-propagation-through-time loop record nothing — compiled with numba on the
-CPU, plain no-grad loops on a GPU — and every weight gradient is one large matrix product
-after the loop. The operations are the same, so results equal autograd's (tests check it).
-With more than one hidden MLP layer the plain autograd loop is used.
+loop and the back-propagation-through-time loop record nothing, and every weight gradient is one
+large matrix product after the loop. The operations are the same, so results equal autograd's
+(tests check it). With more than one hidden MLP layer the plain autograd loop is used.
+
+Backends (:func:`recurrence_backend` overrides the choice):
+
+- ``numba`` (CPU default): both loops compiled with numba.
+- ``graph`` (CUDA default): the per-step torch loops captured once per shape as CUDA graphs and
+  replayed — a per-step loop launches ~6 small kernels per millisecond of input, and on a GPU
+  the launches, not the arithmetic, take the time; a replayed graph launches them all at once.
+- ``loop``: the same torch loops run eagerly, on any device (the reference for ``graph``, and
+  how the graph's loops are tested on a CPU).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Literal
+
 import numba
 import numpy as np
 import torch
+
+Backend = Literal["numba", "graph", "loop"]
+_forced_backend: Backend | None = None
 
 #: the memory update's scaled tanh, 1.7159·tanh(2x/3) (LeCun's), the same in every ELM code path
 SCALED_TANH_GAIN = 1.7159
@@ -93,6 +109,20 @@ def _cpu_backward(
     return grad_a, grad_o, grad_memory
 
 
+def _time_major_kernel(
+    kernel: Callable[..., tuple[np.ndarray, ...]],
+    batched: tuple[torch.Tensor, ...],
+    shared: tuple,
+) -> tuple[torch.Tensor, ...]:
+    """``kernel`` on time-major copies of ``batched`` (batch, time, ·); batch-major results.
+
+    One thread: splitting the batch across threads was measured slower on 2 cores (torch's
+    own thread pool competes for them between the steps).
+    """
+    results = kernel(*(_numpy(t, True) for t in batched), *shared)
+    return tuple(_torch(r, True) for r in results)
+
+
 def _numpy(x: torch.Tensor, time_major: bool = False) -> np.ndarray:
     x = x.detach()
     if time_major:
@@ -105,11 +135,11 @@ def _torch(x: np.ndarray, time_major: bool = False) -> torch.Tensor:
     return out.transpose(0, 1) if time_major else out
 
 
-# -- GPU loops (eager; kernel launches dominate there, not framework overhead) --------------------
+# -- torch loops (any device; captured as CUDA graphs on a GPU) ------------------------------------
 
 
 @torch.no_grad()
-def _cuda_forward(
+def _torch_forward(
     pre: torch.Tensor,
     recurrent: torch.Tensor,
     w_out: torch.Tensor,
@@ -117,7 +147,7 @@ def _cuda_forward(
     kappa: torch.Tensor,
     scaled_gain: torch.Tensor,
     silu: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # pragma: no cover - needs a GPU
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     batch, steps, width = pre.shape
     memory = torch.zeros(batch, kappa.shape[0], dtype=pre.dtype, device=pre.device)
     states = torch.empty(batch, steps, kappa.shape[0], dtype=pre.dtype, device=pre.device)
@@ -135,7 +165,7 @@ def _cuda_forward(
 
 
 @torch.no_grad()
-def _cuda_backward(
+def _torch_backward(
     grad_states: torch.Tensor,
     pre_act: torch.Tensor,
     tanhs: torch.Tensor,
@@ -144,7 +174,7 @@ def _cuda_backward(
     kappa: torch.Tensor,
     scaled_gain: torch.Tensor,
     silu: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # pragma: no cover - needs a GPU
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     batch, steps = pre_act.shape[0], pre_act.shape[1]
     grad_a = torch.empty_like(pre_act)
     grad_o = torch.empty_like(tanhs)
@@ -169,55 +199,135 @@ def _cuda_backward(
     return grad_a, grad_o, grad_memory
 
 
+class StaticReplay:
+    """A function of tensors recorded once for fixed shapes and replayed on new values.
+
+    Inputs are copied into static buffers the recording reads; the recording's outputs are
+    static buffers too, overwritten by the next replay, so they are returned as copies.
+    ``record(run)`` returns the replay callable: for CUDA, a captured CUDA graph
+    (:func:`cuda_graph_recorder`); tests pass a recorder that simply reruns ``run``.
+    """
+
+    def __init__(
+        self,
+        function: Callable[..., tuple[torch.Tensor, ...]],
+        example: tuple[torch.Tensor, ...],
+        record: Callable[[Callable[[], None]], Callable[[], None]],
+    ) -> None:
+        self.inputs = tuple(t.clone() for t in example)
+        self.outputs: tuple[torch.Tensor, ...] = ()
+
+        def run() -> None:
+            self.outputs = function(*self.inputs)
+
+        self.replay = record(run)
+
+    def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        for buffer, value in zip(self.inputs, args, strict=True):
+            buffer.copy_(value)
+        self.replay()
+        return tuple(t.clone() for t in self.outputs)
+
+
+def cuda_graph_recorder(run: Callable[[], None]) -> Callable[[], None]:  # pragma: no cover
+    """Capture ``run`` as a CUDA graph (after warm-up runs on a side stream, as CUDA asks)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        run()
+    return graph.replay
+
+
+#: recorded loops by (direction, shapes, dtype, device, silu); a few shapes occur per run
+#: (training batches, validation batches), so a small cache holds them all
+_recorded: OrderedDict[tuple, StaticReplay] = OrderedDict()
+_RECORDED_MAX = 8
+
+
+def _replayed(
+    function: Callable[..., tuple[torch.Tensor, ...]],
+    tensors: tuple[torch.Tensor, ...],
+    silu: bool,
+    record: Callable[[Callable[[], None]], Callable[[], None]],
+) -> tuple[torch.Tensor, ...]:
+    key = (
+        function.__name__,
+        silu,
+        tuple((tuple(t.shape), t.dtype, str(t.device)) for t in tensors),
+    )
+    if key not in _recorded:
+        _recorded[key] = StaticReplay(lambda *args: function(*args, silu), tensors, record)
+        if len(_recorded) > _RECORDED_MAX:
+            _recorded.popitem(last=False)
+    _recorded.move_to_end(key)
+    return _recorded[key](*tensors)
+
+
+@contextlib.contextmanager
+def recurrence_backend(backend: Backend | None) -> Iterator[None]:
+    """Run the recurrence with ``backend`` inside the block (None: the device's default)."""
+    global _forced_backend
+    previous, _forced_backend = _forced_backend, backend
+    try:
+        yield
+    finally:
+        _forced_backend = previous
+
+
+def _backend(x: torch.Tensor) -> Backend:
+    if _forced_backend is not None:
+        if _forced_backend == "numba" and x.is_cuda:
+            raise ValueError("the numba recurrence runs on the CPU only")
+        if _forced_backend == "graph" and not x.is_cuda:
+            raise ValueError("the CUDA-graph recurrence needs a CUDA device")
+        return _forced_backend
+    return "graph" if x.is_cuda else "numba"
+
+
+def _run_torch(function, tensors, silu, backend: Backend, record=None):
+    if backend == "graph":
+        return _replayed(function, tensors, silu, record or cuda_graph_recorder)
+    return function(*tensors, silu)
+
+
 class _Recurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pre, recurrent, w_out, b_out, kappa, gain, silu: bool):
         scaled_gain = gain * SCALED_TANH_GAIN
-        if pre.is_cuda:
-            states, pre_act, tanhs = _cuda_forward(
-                pre, recurrent, w_out, b_out, kappa, scaled_gain, silu
-            )
+        backend = _backend(pre)
+        if backend != "numba":
+            tensors = (pre.contiguous(), recurrent, w_out, b_out, kappa, scaled_gain)
+            states, pre_act, tanhs = _run_torch(_torch_forward, tensors, silu, backend)
         else:
-            s, a, th = _cpu_forward(
-                _numpy(pre, True),
-                _numpy(recurrent.t()),
-                _numpy(w_out.t()),
-                _numpy(b_out),
-                _numpy(kappa),
-                _numpy(scaled_gain),
-                silu,
+            shared = (recurrent.t(), w_out.t(), b_out, kappa, scaled_gain)
+            states, pre_act, tanhs = _time_major_kernel(
+                _cpu_forward, (pre,), (*(_numpy(t) for t in shared), silu)
             )
-            states, pre_act, tanhs = _torch(s, True), _torch(a, True), _torch(th, True)
         ctx.save_for_backward(states, pre_act, tanhs, recurrent, w_out, kappa, scaled_gain)
         ctx.silu = silu
+        ctx.backend = backend
         return states
 
     @staticmethod
     def backward(ctx, grad_states):
         states, pre_act, tanhs, recurrent, w_out, kappa, scaled_gain = ctx.saved_tensors
-        if grad_states.is_cuda:
-            grad_a, grad_o, grad_m = _cuda_backward(
-                grad_states.contiguous(),
-                pre_act,
-                tanhs,
-                recurrent,
-                w_out,
-                kappa,
-                scaled_gain,
-                ctx.silu,
+        if ctx.backend != "numba":
+            tensors = (grad_states.contiguous(), pre_act, tanhs, recurrent, w_out, kappa)
+            grad_a, grad_o, grad_m = _run_torch(
+                _torch_backward, (*tensors, scaled_gain), ctx.silu, ctx.backend
             )
         else:
-            ga, go, gm = _cpu_backward(
-                _numpy(grad_states, True),
-                _numpy(pre_act, True),
-                _numpy(tanhs, True),
-                _numpy(recurrent),
-                _numpy(w_out),
-                _numpy(kappa),
-                _numpy(scaled_gain),
-                ctx.silu,
+            shared = (recurrent, w_out, kappa, scaled_gain)
+            grad_a, grad_o, grad_m = _time_major_kernel(
+                _cpu_backward,
+                (grad_states, pre_act, tanhs),
+                (*(_numpy(t) for t in shared), ctx.silu),
             )
-            grad_a, grad_o, grad_m = _torch(ga, True), _torch(go, True), _torch(gm, True)
         previous = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)
         hidden = _act(pre_act, ctx.silu)
         flat_a = grad_a.reshape(-1, grad_a.shape[-1])
