@@ -4,13 +4,15 @@ Batches are 500 ms windows (surrogate.data.WindowBatches; batch i = f(seed, i));
 0.5·BCE(spike logit) + 0.5·MSE(soma target), optionally ignoring the first ``burn_in`` steps of
 each window; Adam, lr 5e-4, cosine decay per batch (surrogate.train). After every epoch: loss,
 spike AUC and soma RMSE on fixed validation windows; the best epoch is the one with the lowest
-validation soma RMSE.
+validation soma RMSE (as the released code chose), or the lowest validation loss or the highest
+spike AUC (``select_best``) — with little data the spike head overfits while the soma RMSE still
+improves, and the loss sees both.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -48,6 +50,9 @@ class TrainSettings(LoopSettings):
     )
     init_synapses: SynapseMapping = Field(
         "by-position", description="a warm start across input layouts: synapse weights"
+    )
+    select_best: Literal["soma_rmse", "loss", "spike_auc"] = Field(
+        "soma_rmse", description="validation metric that picks best.pt (released: soma_rmse)"
     )
 
 
@@ -163,7 +168,11 @@ class NeuronIOFit:
     def improved(self, row: dict[str, Any], best: dict[str, Any]) -> bool:
         if "valid_soma_rmse_mv" not in row:
             return True  # without validation the latest epoch is the best one known
-        return row["valid_soma_rmse_mv"] < best["valid_soma_rmse_mv"]
+        if self.config.select_best == "spike_auc":
+            now, then = row["valid_spike_auc"], best["valid_spike_auc"]
+            return now is not None and (then is None or now > then)
+        key = "valid_loss" if self.config.select_best == "loss" else "valid_soma_rmse_mv"
+        return row[key] < best[key]
 
     def finish(self, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
         return {}

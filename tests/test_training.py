@@ -127,6 +127,24 @@ def test_best_is_a_copy_not_an_alias(toy_store, tmp_path):
         )
 
 
+@pytest.mark.parametrize(
+    ("select", "key", "pick"),
+    [("loss", "valid_loss", np.argmin), ("spike_auc", "valid_spike_auc", np.argmax)],
+)
+def test_best_epoch_follows_the_chosen_metric(toy_store, tmp_path, select, key, pick):
+    fit(
+        config(batches_per_epoch=15, epochs=4, select_best=select),
+        toy_store,
+        tmp_path,
+        progress=False,
+    )
+    history = read_checkpoint(tmp_path / "last.pt")["history"]
+    expected = int(pick([row[key] for row in history])) + 1
+    assert read_checkpoint(tmp_path / "best.pt")["metrics"]["epoch"] == expected
+    if select == "spike_auc":  # here a different epoch than the default soma RMSE would pick
+        assert expected != int(np.argmin([row["valid_soma_rmse_mv"] for row in history])) + 1
+
+
 def test_loader_workers_do_not_change_the_result(toy_store, tmp_path):
     run = config(batches_per_epoch=6, epochs=1, valid_split=None)
     fit(run, toy_store, tmp_path / "w0", progress=False)

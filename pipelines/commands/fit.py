@@ -36,6 +36,7 @@ def _train_overrides(**options: Any) -> dict[str, Any]:
         "init": "init",
         "init_synapses": "init_synapses",
         "train_sims": "train_simulations",
+        "select_best": "select_best",
     }
     return {names[k]: v for k, v in options.items() if v is not None}
 
@@ -51,6 +52,12 @@ training_options = [
     click.option("--loader-workers", type=int, help="Threads preparing batches ahead (default 2)."),
     click.option("--train-split", help="Split to train on (default train)."),
     click.option("--valid-split", help="Split for per-epoch validation (default valid)."),
+    click.option(
+        "--select-best",
+        type=click.Choice(["soma_rmse", "loss", "spike_auc"]),
+        help="Validation metric that picks best.pt (default soma_rmse, as released; with little "
+        "data, loss keeps the spike head from overfitting).",
+    ),
 ]
 
 
