@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -43,18 +43,36 @@ class ElmpipeGroup(click.Group):
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except (KeyboardInterrupt, click.exceptions.Abort):
-            click.echo(
-                "Interrupted: what finished is written; run the same command to resume.",
-                err=True,
-            )
-            sys.exit(EXIT_INTERRUPTED)
+            _exit_interrupted()
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
         except ElmpipeError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except Exception as exc:
+            if not _caused_by_interrupt(exc):
+                raise
+            # Ctrl-C inside compiled code (a numba kernel) surfaces as a SystemError whose
+            # cause is the KeyboardInterrupt; it is still the user's interruption
+            _exit_interrupted()
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _exit_interrupted() -> NoReturn:
+    click.echo("Interrupted: what finished is written; run the same command to resume.", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @click.group(

@@ -9,7 +9,7 @@ which refuses damaged simulations by name.
 
 Each simulation is read whole once and then held in memory as what training needs: its input
 events (≈ 1 % of the time × channel entries are spikes), spike labels and soma target — about
-0.5 MB for a 6 s Hay simulation, against 7.7 MB of dense inputs. Reading a window from the store
+0.4 MB for a 6 s Hay simulation, against 7.7 MB of dense inputs. Reading a window from the store
 for every batch instead costs tens of milliseconds (a chunk read per array and window), several
 times a fast ELM training step; from memory a window is two binary searches.
 

@@ -321,3 +321,32 @@ def test_ctrl_c_exits_130_without_a_traceback(toy_store, tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == EXIT_INTERRUPTED, stderr
     assert "Traceback" not in stderr and "Interrupted" in stderr
+
+
+def test_ctrl_c_inside_compiled_code_still_exits_130():
+    # numba reports a KeyboardInterrupt raised during a kernel as "SystemError: ... returned a
+    # result with an exception set", caused by the interrupt (seen in CI, in the ELM backward)
+    import click
+
+    from pipelines.cli import ElmpipeGroup
+
+    @click.group(cls=ElmpipeGroup)
+    def group() -> None:
+        pass
+
+    @group.command()
+    def kernel() -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise SystemError("returned a result with an exception set") from interrupt
+
+    @group.command()
+    def bug() -> None:
+        raise SystemError("a real failure")
+
+    with pytest.raises(SystemExit) as exit_info:
+        group.main(["kernel"], prog_name="elmpipe")
+    assert exit_info.value.code == EXIT_INTERRUPTED
+    with pytest.raises(SystemError, match="a real failure"):
+        group.main(["bug"], prog_name="elmpipe")

@@ -108,6 +108,38 @@ def test_interrupted_fit_resumes_to_the_same_model(finished_run, tmp_path):
     assert (second / "report" / "index.html").exists()
 
 
+def test_the_demo_fit_warm_starts_from_the_shipped_surrogate(finished_run, tmp_path):
+    """configs/demo.yaml's fit section as shipped (init: builtin), on the mini run's data with
+    fewer batches: a same-layout warm start, recorded in result.json and shown in the report."""
+    from pathlib import Path
+
+    demo = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs/demo.yaml").read_text())
+    assert demo["fit"]["train"]["init"] == "builtin"
+    fit_section = {**demo["fit"], "train": {**demo["fit"]["train"], "epochs": 1}}
+    fit_section["train"].update(batches_per_epoch=5, batch_size=2)
+    out, _ = finished_run
+    shutil.copytree(out / "data.zarr", tmp_path / "run" / "data.zarr")
+    config = write_config(tmp_path / "demo-fit.yaml", out=str(tmp_path / "run"), fit=fit_section)
+    result = run_cli("run", str(config), "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+    done = json.loads((tmp_path / "run" / "fit" / "elm-m20-b45" / "result.json").read_text())
+    assert done["provenance"]["warm_start"]["layout"] == "same"
+    assert "builtin-cell-elm-m20-b45.pt" in done["provenance"]["warm_start"]["source"]
+    page = (tmp_path / "run" / "report" / "index.html").read_text()
+    assert "warm start from" in page and "every weight" in page
+
+
+def test_shipped_study_configs_plan_against_their_cells():
+    """The pretraining and demo configs pass the plan stage (cell built, sizes and init checked)."""
+    from pathlib import Path
+
+    from pipelines.run import plan_run
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("demo.yaml", "pretrain-builtin.yaml"):
+        plan_run(load_config(configs / name, RunConfig))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -129,7 +161,13 @@ def test_shipped_run_configs_are_valid():
     from pathlib import Path
 
     configs = Path(__file__).resolve().parents[1] / "configs"
-    for name in ("demo.yaml", "neuronio.yaml", "hpc-slurm.yaml"):
+    for name in (
+        "demo.yaml",
+        "neuronio.yaml",
+        "hpc-slurm.yaml",
+        "pretrain-builtin.yaml",
+        "hay-study.yaml",
+    ):
         load_config(configs / name, RunConfig)
 
 

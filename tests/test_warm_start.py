@@ -142,3 +142,21 @@ def test_training_on_the_first_simulations_only(toy_store):
     assert drawn <= set(range(8)) and len(drawn) > 4
     with pytest.raises(ValueError, match="asked for"):
         WindowBatches(toy_store, "train", limit=100)
+
+
+def test_the_shipped_surrogate_fits_the_built_in_cell(default_cell):
+    """`--init builtin` names a packaged file: a d_m 20 Branch-ELM over the built-in cell's
+    input channels (two per dendritic segment), so the demo's warm start is a same-layout one
+    and takes every weight; a change to the built-in cell without a new pretraining fails here."""
+    from surrogate.checkpoints import load_any
+    from surrogate.warm_start import BUILTIN, resolve_source
+
+    assert resolve_source("builtin") == BUILTIN and BUILTIN.is_file()
+    shipped = load_any(BUILTIN)
+    assert isinstance(shipped, ELM)
+    assert shipped.config.num_input == 2 * len(default_cell.segments.region)
+    assert (shipped.config.num_memory, shipped.config.branches) == (20, 45)
+    target = ELM(ELMConfig(num_input=shipped.config.num_input, num_memory=20, num_branch=45))
+    assert warm_start(target, BUILTIN)["layout"] == "same"
+    x = (torch.rand(1, 300, target.config.num_input) < 0.02).float()
+    assert torch.equal(target(x), shipped(x))
