@@ -57,6 +57,13 @@ class LoopSettings(BaseModel):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     loader_workers: int = Field(2, ge=0, description="threads preparing batches ahead")
+    patience: int | None = Field(
+        None,
+        ge=1,
+        description="stop after this many epochs without a better validation result; the "
+        "schedule is not shortened, so best.pt is what the full run would have picked whenever "
+        "its best epoch comes first (None: run every epoch)",
+    )
 
 
 class TrainingTask(Protocol):
@@ -138,9 +145,11 @@ def _config_json(config: BaseModel) -> dict[str, Any]:
 
 
 def _check_same_config(stored: Any, config: BaseModel, path: Path) -> None:
-    """The stored run config, read with today's defaults, must equal ``config``."""
+    """The stored run config, read with today's defaults, must equal ``config``; ``patience``
+    may change (when to stop does not change what is learned before)."""
     try:
-        same = type(config).model_validate(stored) == config
+        restored = type(config).model_validate(stored)
+        same = restored.model_copy(update={"patience": config.patience}) == config
     except ValidationError:
         same = False
     if not same:
@@ -148,6 +157,12 @@ def _check_same_config(stored: Any, config: BaseModel, path: Path) -> None:
             f"{path} was written by a different training config; use another --out, or the "
             "original settings to resume it"
         )
+
+
+def _out_of_patience(settings: LoopSettings, history: list[dict], best: dict[str, Any]) -> bool:
+    if settings.patience is None or not history or not best:
+        return False
+    return history[-1]["epoch"] - best["epoch"] >= settings.patience
 
 
 def _optimizer(settings: LoopSettings, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -189,7 +204,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     save_atomic_json(out / "config.json", _config_json(settings))
     model.train()
-    for epoch in range(first_epoch, settings.epochs):
+    stopped_early = _out_of_patience(settings, history, best)  # a resumed run that had stopped
+    for epoch in range(first_epoch, first_epoch if stopped_early else settings.epochs):
         epoch_started = time.perf_counter()
         make, indices = task.epoch_batches(epoch)
         losses = []
@@ -240,6 +256,11 @@ def train(
         if progress:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float))
             tqdm.write(f"epoch {epoch + 1}: {shown}")
+        if _out_of_patience(settings, history, best):
+            stopped_early = True
+            if progress:
+                tqdm.write(f"stopped: no better validation result since epoch {best['epoch']}")
+            break
     model.eval()
     with torch.no_grad():
         extra = task.finish(model, device)
@@ -247,6 +268,7 @@ def train(
     summary = {
         "parameters": parameters,
         "epochs": len(history),
+        "stopped_early": stopped_early,
         "best": best,
         "last": history[-1] if history else {},
         "model": model.config.model_dump(mode="json"),
@@ -257,7 +279,7 @@ def train(
     save_atomic_json(out / RESULT_FILE, summary)  # last: its presence means "finished"
     return RunResult(
         out=out,
-        epochs_run=settings.epochs - first_epoch,
+        epochs_run=len(history) - first_epoch,
         parameters=parameters,
         best=best,
         last=summary["last"],

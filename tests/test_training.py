@@ -145,6 +145,40 @@ def test_best_epoch_follows_the_chosen_metric(toy_store, tmp_path, select, key, 
         assert expected != int(np.argmin([row["valid_soma_rmse_mv"] for row in history])) + 1
 
 
+def test_patience_stops_where_the_full_run_stopped_improving(toy_store, tmp_path):
+    """Early stopping keeps the full run's epochs up to the stop, and its best.pt."""
+    run = config(batches_per_epoch=15, epochs=6, select_best="spike_auc")
+    fit(run, toy_store, tmp_path / "full", progress=False)
+    history = read_checkpoint(tmp_path / "full" / "last.pt")["history"]
+    aucs = [row["valid_spike_auc"] for row in history]
+    # the first epoch that is `patience` epochs past the best so far
+    stop = next(
+        (e for e in range(1, 7) if e - (int(np.argmax(aucs[:e])) + 1) >= 1),
+        None,
+    )
+    assert stop is not None and stop < 6  # the toy run does stop improving
+    result = fit(run.model_copy(update={"patience": 1}), toy_store, tmp_path / "early",
+                 progress=False)  # fmt: skip
+    assert result.epochs_run == stop
+    done = json.loads((tmp_path / "early" / "result.json").read_text())
+    assert done["stopped_early"] and done["epochs"] == stop
+    early = read_checkpoint(tmp_path / "early" / "last.pt")["history"]
+    assert [r["valid_spike_auc"] for r in early] == aucs[:stop]
+    a = read_checkpoint(tmp_path / "early" / "best.pt")
+    b = read_checkpoint(tmp_path / "full" / "best.pt")
+    if b["metrics"]["epoch"] <= stop:
+        assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_patience_may_change_on_resume(toy_store, tmp_path):
+    run = config(batches_per_epoch=3, epochs=2, valid_split="valid")
+    fit(run, toy_store, tmp_path / "r", progress=False)
+    (tmp_path / "r" / "result.json").unlink()  # as if killed after its last epoch
+    result = fit(run.model_copy(update={"patience": 3}), toy_store, tmp_path / "r",
+                 resume=True, progress=False)  # fmt: skip
+    assert result.epochs_run == 0
+
+
 def test_loader_workers_do_not_change_the_result(toy_store, tmp_path):
     run = config(batches_per_epoch=6, epochs=1, valid_split=None)
     fit(run, toy_store, tmp_path / "w0", progress=False)

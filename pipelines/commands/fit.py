@@ -37,6 +37,7 @@ def _train_overrides(**options: Any) -> dict[str, Any]:
         "init_synapses": "init_synapses",
         "train_sims": "train_simulations",
         "select_best": "select_best",
+        "patience": "patience",
     }
     return {names[k]: v for k, v in options.items() if v is not None}
 
@@ -57,6 +58,13 @@ training_options = [
         type=click.Choice(["soma_rmse", "loss", "spike_auc"]),
         help="Validation metric that picks best.pt (default soma_rmse, as released; with little "
         "data, loss keeps the spike head from overfitting).",
+    ),
+    click.option(
+        "--patience",
+        type=click.IntRange(min=1),
+        help="Stop after N epochs without a better validation result (default: run every "
+        "epoch). The schedule is not shortened, so best.pt is the full run's whenever its best "
+        "epoch comes first.",
     ),
 ]
 
