@@ -312,7 +312,19 @@ def test_ctrl_c_exits_130_without_a_traceback(toy_store, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "pipelines.cli", "fit", "-d", str(toy_store), "-o", str(out),
                "--epochs", "1", "--batches-per-epoch", "100000", "--num-memory", "2"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    # as from a terminal: SIGINT at its default even when the tests themselves run in the
+    # background of a script (which starts them with SIGINT ignored, inherited by children)
+    def default_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "config.json").exists():
         time.sleep(0.2)
