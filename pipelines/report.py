@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullLocator
 
 from surrogate.train import finished_result
 from surrogate.warm_start import describe as describe_warm_start
@@ -117,8 +118,12 @@ def learning_curve_figure(
         for ax, key in ((ax_auc, "spike_auc"), (ax_rmse, "soma_rmse_mv")):
             if reference.get(key) is not None:
                 ax.axhline(reference[key], color="k", ls="--", lw=1, label=reference["name"])
+    sizes = sorted({row["training_minutes"] for row in rows})
     for ax, label in ((ax_auc, f"spike AUC ({split})"), (ax_rmse, f"soma RMSE (mV, {split})")):
         ax.set_xscale("log")
+        # the measured sizes as plain numbers, not powers of ten
+        ax.set_xticks(sizes, [f"{m:.3g}" for m in sizes])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("simulated training data (minutes)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
