@@ -102,8 +102,13 @@ def load_config(path: str | Path, model: type[Model], **fixed: Any) -> Model:
 
 
 def with_overrides(config: Model, overrides: dict[str, Any], source: str = OPTIONS) -> Model:
-    """Apply dotted-key overrides (``{"simulation.duration_ms": 300}``), validated again."""
-    data = config.model_dump(mode="json")
+    """Apply dotted-key overrides (``{"simulation.duration_ms": 300}``), validated again.
+
+    Only what the config file set is dumped and validated again with the overrides, so
+    defaults and fields filled in later (a sweep's training settings) stay as they were."""
+    if all(value is None for value in overrides.values()):
+        return config
+    data = config.model_dump(mode="json", exclude_unset=True)
     for dotted, value in overrides.items():
         if value is None:
             continue

@@ -171,6 +171,22 @@ def test_shipped_run_configs_are_valid():
         load_config(configs / name, RunConfig)
 
 
+def test_command_line_overrides_keep_a_sweep_config_valid():
+    """`elmpipe run CONFIG -o/-m` on every shipped config, sweeps included (a sweep's training
+    settings are filled in from fit.train and must not be read back as fit.sweep.train)."""
+    from pathlib import Path
+
+    from pipelines.config import with_overrides
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("demo.yaml", "neuronio.yaml", "hpc-slurm.yaml", "hay-study.yaml"):
+        config = load_config(configs / name, RunConfig)
+        moved = with_overrides(config, {"out": "elsewhere", "cell.morphology": "my_cell.swc"})
+        assert moved.out == "elsewhere" and str(moved.cell.morphology) == "my_cell.swc"
+        assert moved.model_copy(update={"out": config.out, "cell": config.cell}) == config
+        assert with_overrides(config, {"out": None, "cell.morphology": None}) == config
+
+
 def chromium() -> str | None:
     return (
         shutil.which("chromium")
