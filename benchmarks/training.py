@@ -74,7 +74,9 @@ def neuronio_like_windows(batch: int, steps: int, seed: int = 0):
 
 
 def loader_costs(windows, sign, repeats: int = 20) -> tuple[float, float]:
-    """Seconds the loader spends per batch on dense float inputs and on an event tensor."""
+    """Seconds to build a batch's inputs from boolean windows: dense floats, or an event
+    tensor (surrogate.data.signed_events). elmpipe's loader cuts its events from simulations
+    held in memory instead; this compares the two input forms, not the loader itself."""
 
     def timed(make) -> float:
         started = time.perf_counter()
@@ -243,8 +245,8 @@ def main() -> None:
         measure(device, args.repeats, args.batch, args.steps, args.num_memory, dense)
     dense_ms, events_ms = (1000 * s for s in loader_costs(windows, sign))
     print(
-        f"\nloader work per batch (in its threads, not in the rows above): dense float inputs "
-        f"{dense_ms:.2f} ms, events {events_ms:.2f} ms"
+        f"\nbuilding one batch's inputs from boolean windows (loader-thread work, not in the "
+        f"rows above): dense floats {dense_ms:.2f} ms, events {events_ms:.2f} ms"
     )
     if args.profile:
         profile(args.batch, args.steps, events, float((sparse != 0).float().mean()))

@@ -51,12 +51,10 @@ def soma_mv(prediction: np.ndarray | torch.Tensor):
 
 
 def signed_events(windows: list[np.ndarray], sign: np.ndarray) -> torch.Tensor:
-    """Boolean input windows (time, C) as one sparse COO tensor (B, T, C) of ±1 events.
-
-    What the fast ELM projects event by event (surrogate.models.elm.project_inputs): finding
-    the ≈ 1 % nonzero entries here, in the loader thread, on bytes, costs less than building the
-    dense float batch, and the training step then never touches the zeros.
-    """
+    """Boolean input windows (time, C) as one sparse COO tensor (B, T, C) of ±1 events, the
+    form the fast ELM projects event by event (surrogate.models.elm.project_inputs) — for
+    inputs at hand as dense windows; the training loader cuts its events from the simulations
+    it holds (:class:`WindowBatches` with ``events=True``)."""
     stacked = np.stack(windows)
     steps, channels = stacked.shape[1:]
     flat = np.flatnonzero(stacked)  # sorted, so the COO tensor is coalesced as built
@@ -115,6 +113,7 @@ class _SimulationCache:
         self.split = split
         self.max_bytes = max_bytes
         self.held: OrderedDict[int, _Simulation] = OrderedDict()
+        self.held_bytes = 0
         self.lock = Lock()
         self.time_type = np.min_scalar_type(split.n_time)
         self.channel_type = np.min_scalar_type(split.n_channels)
@@ -133,10 +132,11 @@ class _SimulationCache:
             soma_target(voltage.astype(np.float64)).astype(np.float32),
         )
         with self.lock:
-            self.held[sim] = loaded
-            total = sum(s.nbytes for s in self.held.values())
-            while total > self.max_bytes and len(self.held) > 1:
-                total -= self.held.popitem(last=False)[1].nbytes
+            if sim not in self.held:  # another thread may have read it meanwhile
+                self.held[sim] = loaded
+                self.held_bytes += loaded.nbytes
+            while self.held_bytes > self.max_bytes and len(self.held) > 1:
+                self.held_bytes -= self.held.popitem(last=False)[1].nbytes
         return loaded
 
 
@@ -209,11 +209,11 @@ class WindowBatches:
             dense = np.zeros(shape, np.float32)
             dense[batch, times, channels] = self.sign[channels]
             inputs = torch.from_numpy(dense)
-        end = self.window
+        span = [(sim, slice(start, start + self.window)) for sim, start in windows]
         return Batch(
             inputs,
-            torch.from_numpy(np.stack([sim.spikes[start : start + end] for sim, start in windows])),
-            torch.from_numpy(np.stack([sim.soma[start : start + end] for sim, start in windows])),
+            torch.from_numpy(np.stack([sim.spikes[cut] for sim, cut in span])),
+            torch.from_numpy(np.stack([sim.soma[cut] for sim, cut in span])),
         )
 
 

@@ -94,7 +94,7 @@ class ELMConfig(BaseModel):
 def project_inputs(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``x @ weight`` for inputs (batch, time, d_in), dense or as a sparse COO tensor of events.
 
-    The training loader gives NeuronIO inputs as events (surrogate.data.signed_events), which
+    The training loader gives NeuronIO inputs as events (surrogate.data.WindowBatches), which
     :func:`project_events` projects event by event. Dense inputs (LRA tokens, whole simulations
     in evaluation) keep the GEMM: finding the events of a dense tensor costs more than the GEMM.
     """

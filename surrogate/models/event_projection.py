@@ -16,23 +16,16 @@ import torch
 
 
 @numba.njit(cache=True, nogil=True)
-def _forward(rows, channels, values, weight, n_rows):  # pragma: no cover - compiled
-    out = np.zeros((n_rows, weight.shape[1]), weight.dtype)
-    for e in range(rows.shape[0]):
-        r, c, v = rows[e], channels[e], values[e]
-        for k in range(weight.shape[1]):
-            out[r, k] += v * weight[c, k]
+def _scatter(targets, sources, values, table, n_targets):  # pragma: no cover - compiled
+    """out[targets[e]] += values[e] · table[sources[e]] for every event e: the projection
+    (targets = rows, sources = channels, table = W) and its weight gradient (the roles swapped,
+    table = ∂z) are the same loop."""
+    out = np.zeros((n_targets, table.shape[1]), table.dtype)
+    for e in range(targets.shape[0]):
+        t, s, v = targets[e], sources[e], values[e]
+        for k in range(table.shape[1]):
+            out[t, k] += v * table[s, k]
     return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _weight_gradient(rows, channels, values, grad_out, n_channels):  # pragma: no cover
-    grad = np.zeros((n_channels, grad_out.shape[1]), grad_out.dtype)
-    for e in range(rows.shape[0]):
-        r, c, v = rows[e], channels[e], values[e]
-        for k in range(grad_out.shape[1]):
-            grad[c, k] += v * grad_out[r, k]
-    return grad
 
 
 class _CpuEventProjection(torch.autograd.Function):
@@ -41,7 +34,7 @@ class _CpuEventProjection(torch.autograd.Function):
         values = values.to(weight.dtype)
         ctx.save_for_backward(rows, channels, values)
         ctx.n_channels = weight.shape[0]
-        out = _forward(
+        out = _scatter(
             rows.numpy(), channels.numpy(), values.numpy(), weight.detach().contiguous().numpy(),
             n_rows,
         )  # fmt: skip
@@ -50,8 +43,8 @@ class _CpuEventProjection(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         rows, channels, values = ctx.saved_tensors
-        grad = _weight_gradient(
-            rows.numpy(), channels.numpy(), values.numpy(), grad_out.contiguous().numpy(),
+        grad = _scatter(
+            channels.numpy(), rows.numpy(), values.numpy(), grad_out.contiguous().numpy(),
             ctx.n_channels,
         )  # fmt: skip
         return None, None, None, torch.from_numpy(grad), None
