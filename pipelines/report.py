@@ -146,7 +146,9 @@ def training_figure(runs: dict[str, Path], path: Path) -> Path | None:
     fig, (ax_loss, ax_rmse) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120)
     for name, rows in histories.items():
         epochs = [r["epoch"] for r in rows]
-        ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker=".", label=name)
+        trained = [r for r in rows if "train_loss" in r]  # a warm start's epoch 0 has none
+        trained_epochs = [r["epoch"] for r in trained]
+        ax_loss.plot(trained_epochs, [r["train_loss"] for r in trained], marker=".", label=name)
         if "valid_soma_rmse_mv" in rows[0]:
             ax_rmse.plot(epochs, [r["valid_soma_rmse_mv"] for r in rows], marker=".", label=name)
     ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log")

@@ -148,6 +148,9 @@ class NeuronIOFit:
             "warm_start": self.warm_start,
         }
 
+    def starts_trained(self) -> bool:
+        return self.warm_start is not None
+
     def batches_per_epoch(self) -> int:
         return self.config.batches_per_epoch
 

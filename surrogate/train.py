@@ -97,6 +97,12 @@ class TrainingTask(Protocol):
         """What the run was made from (data used, warm start), kept with every checkpoint."""
         ...
 
+    def starts_trained(self) -> bool:
+        """Does the model start from trained weights (a warm start)? Then the loop validates
+        it before training, as epoch 0, and it can be ``best.pt``: fine-tuning never hands back
+        a model worse on validation than the one it began with."""
+        ...
+
 
 @dataclass
 class RunResult:
@@ -165,6 +171,28 @@ def _out_of_patience(settings: LoopSettings, history: list[dict], best: dict[str
     return history[-1]["epoch"] - best["epoch"] >= settings.patience
 
 
+def _validate_start(
+    task: TrainingTask,
+    model: torch.nn.Module,
+    device: torch.device,
+    out: Path,
+    provenance: dict[str, Any],
+) -> tuple[list[dict], dict[str, Any]]:
+    """Epoch 0: the warm-started model before any training, validated and kept as ``best.pt``
+    (later epochs replace it only by doing better). Without validation there is nothing to
+    compare, so nothing is recorded."""
+    started = time.perf_counter()
+    model.eval()
+    with torch.no_grad():
+        metrics = task.validate(model, device)
+    if not metrics:
+        return [], {}
+    row = {"epoch": 0, "seconds": time.perf_counter() - started, **metrics}
+    save_checkpoint(out / "best.pt", model, metrics=row, provenance=provenance)
+    _write_metrics(out, [row])
+    return [row], dict(row)
+
+
 def _optimizer(settings: LoopSettings, model: torch.nn.Module) -> torch.optim.Optimizer:
     kind = torch.optim.Adamax if settings.optimizer == "adamax" else torch.optim.Adam
     return kind(model.parameters(), lr=settings.learning_rate)
@@ -203,6 +231,8 @@ def train(
         history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
     out.mkdir(parents=True, exist_ok=True)
     save_atomic_json(out / "config.json", _config_json(settings))
+    if state is None and task.starts_trained():
+        history, best = _validate_start(task, model, device, out, provenance)
     model.train()
     stopped_early = _out_of_patience(settings, history, best)  # a resumed run that had stopped
     for epoch in range(first_epoch, first_epoch if stopped_early else settings.epochs):
@@ -265,9 +295,10 @@ def train(
     with torch.no_grad():
         extra = task.finish(model, device)
     parameters = count_parameters(model)
+    trained = [row for row in history if row["epoch"] > 0]  # not the warm start's epoch 0
     summary = {
         "parameters": parameters,
-        "epochs": len(history),
+        "epochs": len(trained),
         "stopped_early": stopped_early,
         "best": best,
         "last": history[-1] if history else {},
@@ -279,7 +310,7 @@ def train(
     save_atomic_json(out / RESULT_FILE, summary)  # last: its presence means "finished"
     return RunResult(
         out=out,
-        epochs_run=len(history) - first_epoch,
+        epochs_run=sum(1 for row in trained if row["epoch"] > first_epoch),
         parameters=parameters,
         best=best,
         last=summary["last"],

@@ -83,6 +83,28 @@ def test_another_layout_takes_exactly_the_layout_free_parts(source, synapses):
     assert record["layout"].startswith("different (100 → 60")
 
 
+def test_fine_tuning_never_returns_a_model_worse_than_its_start(source, toy_store, tmp_path):
+    """The warm start is validated as epoch 0; a ruinous learning rate leaves it as best.pt."""
+    out = tmp_path / "ruined"
+    args = ["fit", "-d", toy_store, "-o", out, *SMALL, "--init", source, "--lr", "3"]
+    result = invoke(*args, "--select-best", "loss", "--epochs", "2", "--batches-per-epoch", "5")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    assert "train_loss" not in rows[0] and rows[0]["valid_loss"] < rows[1]["valid_loss"]
+    assert "best epoch 0 (the warm start, before training)" in result.output
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["epochs"] == 2 and summary["best"]["epoch"] == 0
+    started, kept, last = (
+        load_model(source),
+        load_model(out / "best.pt"),
+        load_model(out / "last.pt"),
+    )
+    x = (torch.rand(2, 50, 100) < 0.05).float()
+    with torch.no_grad():
+        assert torch.equal(kept(x), started(x))
+        assert not torch.equal(last(x), started(x))
+
+
 def test_a_different_architecture_is_refused(source):
     other = ELM(ELMConfig(num_input=100, num_memory=6, num_branch=10, num_synapse_per_branch=20))
     with pytest.raises(CheckpointError, match="num_memory 4 vs 6"):

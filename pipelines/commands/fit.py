@@ -69,6 +69,10 @@ training_options = [
 ]
 
 
+def _epoch_name(epoch: Any) -> str:
+    return "0 (the warm start, before training)" if epoch == 0 else str(epoch)
+
+
 @click.command(epilog=EPILOG)
 @data_option
 @out_option("Run folder.")
@@ -181,7 +185,7 @@ def fit(
     best = result.best
     click.echo(
         f"{out}: {result.parameters} parameters, {result.epochs_run} epochs in "
-        f"{result.seconds:.0f} s; best epoch {best.get('epoch')}: valid AUC "
+        f"{result.seconds:.0f} s; best epoch {_epoch_name(best.get('epoch'))}: valid AUC "
         f"{best.get('valid_spike_auc')}, soma RMSE {best.get('valid_soma_rmse_mv')} mV"
     )
     warm = result.summary["provenance"].get("warm_start")

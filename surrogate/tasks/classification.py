@@ -162,6 +162,9 @@ class SequenceClassification:
     def provenance(self) -> dict[str, Any]:
         return {"task": self.config.task, "train_items": len(self.train)}
 
+    def starts_trained(self) -> bool:
+        return False  # benchmark classifiers always train from random weights
+
     def finish(self, model, device) -> dict[str, Any]:
         c = self.config
         return {
