@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from elmpipe.errors import EnvironmentProblem, InputError
 from elmpipe.outputs import check_output_folder
+from surrogate.allocator import keep_freed_memory
 from surrogate.checkpoints import read_checkpoint, save_checkpoint
 from surrogate.data import prefetch
 from surrogate.models import count_parameters
@@ -203,6 +204,7 @@ def train(
 ) -> RunResult:
     """Train ``task``'s model into the run folder ``out`` (or continue it with ``resume``)."""
     started = time.perf_counter()
+    keep_freed_memory()  # batches reuse the last one's memory, in dask workers too
     out = check_output_folder(out, "run folder")
     settings = task.config
     last_path = out / "last.pt"
