@@ -230,7 +230,13 @@ def build_report(
             }
         )
         if provenance.get("warm_start"):
-            warm_starts.append(f"{name}: {describe_warm_start(provenance['warm_start'])}")
+            line = f"{name}: {describe_warm_start(provenance['warm_start'])}"
+            if done.get("best", {}).get("epoch") == 0:
+                line += (
+                    "; fine-tuning did not improve the validation result, so the surrogate is "
+                    "the warm start itself (epoch 0)"
+                )
+            warm_starts.append(line)
     scored = [r for r in rows if r.get("spike_auc") is not None]
     best = (
         max(scored, key=lambda r: r["spike_auc"])["name"]

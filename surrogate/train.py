@@ -235,6 +235,9 @@ def train(
     save_atomic_json(out / "config.json", _config_json(settings))
     if state is None and task.starts_trained():
         history, best = _validate_start(task, model, device, out, provenance)
+        if progress and history:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in best.items() if isinstance(v, float))
+            tqdm.write(f"epoch 0 (the warm start, before training): {shown}")
     model.train()
     stopped_early = _out_of_patience(settings, history, best)  # a resumed run that had stopped
     for epoch in range(first_epoch, first_epoch if stopped_early else settings.epochs):

@@ -127,6 +127,11 @@ def test_the_demo_fit_warm_starts_from_the_shipped_surrogate(finished_run, tmp_p
     assert "builtin-cell-elm-m20-b45.pt" in done["provenance"]["warm_start"]["source"]
     page = (tmp_path / "run" / "report" / "index.html").read_text()
     assert "warm start from" in page and "every weight" in page
+    # the starting point was validated first, and the report says when it stayed the best
+    log = (tmp_path / "run" / "fit" / "elm-m20-b45" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in log] == [0, 1]
+    kept_start = done["best"]["epoch"] == 0
+    assert ("the warm start itself (epoch 0)" in page) == kept_start
 
 
 def test_shipped_study_configs_plan_against_their_cells():
