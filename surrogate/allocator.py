@@ -5,9 +5,9 @@ them a moment later. glibc adapts its thresholds so that such blocks are reused 
 ``MALLOC_*`` variable fixes them, as dask does for every worker it starts
 (``MALLOC_TRIM_THRESHOLD_=65536``, so that long-running workers give memory back). Then each
 block goes back to the OS when freed and the next step pays again for fresh zeroed pages: a fit
-inside a dask worker (``elmpipe sweep``, ``elmpipe run`` with a sweep, SLURM jobs) trained at half
-speed, the difference spent in the kernel (``python benchmarks/worker_allocator.py``). Fixing the
-thresholds high enough for a batch restores the reuse, wherever the process was started.
+inside a dask worker (``elmpipe sweep``, ``elmpipe run`` with a sweep, SLURM jobs) ran at a third
+to half its speed, the difference spent in the kernel (``python benchmarks/worker_allocator.py``).
+Fixing the thresholds high enough for a batch restores the reuse, wherever the process started.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 #: blocks below this come from the heap and are reused (glibc's own ceiling for the adaptive
-#: threshold is 32 MiB on 64-bit; a batch of 8 windows of the Hay cell's inputs is ≈ 20 MB)
+#: threshold is 32 MiB on 64-bit; a dense batch of 8 windows of the Hay cell's inputs is ≈ 20 MB)
 MMAP_THRESHOLD_BYTES = 64 << 20
 
 #: free memory kept at the top of the heap before any is returned to the OS
