@@ -172,25 +172,39 @@ def _out_of_patience(settings: LoopSettings, history: list[dict], best: dict[str
     return history[-1]["epoch"] - best["epoch"] >= settings.patience
 
 
+def _validated(task: TrainingTask, model: torch.nn.Module, device: torch.device) -> dict:
+    """The task's validation metrics, in eval mode without gradients; back to training after."""
+    model.eval()
+    with torch.no_grad():
+        metrics = task.validate(model, device)
+    model.train()
+    return metrics
+
+
+def _shown(row: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float))
+
+
 def _validate_start(
     task: TrainingTask,
     model: torch.nn.Module,
     device: torch.device,
     out: Path,
     provenance: dict[str, Any],
+    progress: bool,
 ) -> tuple[list[dict], dict[str, Any]]:
     """Epoch 0: the warm-started model before any training, validated and kept as ``best.pt``
     (later epochs replace it only by doing better). Without validation there is nothing to
     compare, so nothing is recorded."""
     started = time.perf_counter()
-    model.eval()
-    with torch.no_grad():
-        metrics = task.validate(model, device)
+    metrics = _validated(task, model, device)
     if not metrics:
         return [], {}
     row = {"epoch": 0, "seconds": time.perf_counter() - started, **metrics}
     save_checkpoint(out / "best.pt", model, metrics=row, provenance=provenance)
     _write_metrics(out, [row])
+    if progress:
+        tqdm.write(f"epoch 0 (the warm start, before training): {_shown(row)}")
     return [row], dict(row)
 
 
@@ -234,10 +248,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     save_atomic_json(out / "config.json", _config_json(settings))
     if state is None and task.starts_trained():
-        history, best = _validate_start(task, model, device, out, provenance)
-        if progress and history:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in best.items() if isinstance(v, float))
-            tqdm.write(f"epoch 0 (the warm start, before training): {shown}")
+        history, best = _validate_start(task, model, device, out, provenance, progress)
     model.train()
     stopped_early = _out_of_patience(settings, history, best)  # a resumed run that had stopped
     for epoch in range(first_epoch, first_epoch if stopped_early else settings.epochs):
@@ -267,10 +278,7 @@ def train(
             "lr": float(scheduler.get_last_lr()[0]),
             "seconds": time.perf_counter() - epoch_started,
         }
-        model.eval()
-        with torch.no_grad():
-            row.update(task.validate(model, device))
-        model.train()
+        row.update(_validated(task, model, device))
         history.append(row)
         if not best or task.improved(row, best):
             best = dict(row)
@@ -289,8 +297,7 @@ def train(
         )
         _write_metrics(out, history)
         if progress:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float))
-            tqdm.write(f"epoch {epoch + 1}: {shown}")
+            tqdm.write(f"epoch {epoch + 1}: {_shown(row)}")
         if _out_of_patience(settings, history, best):
             stopped_early = True
             if progress:
