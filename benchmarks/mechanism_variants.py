@@ -28,10 +28,8 @@ the median of the rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -41,7 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.step_size import RUNS, SHARED  # noqa: E402
+from benchmarks.step_size import RUNS, SHARED, _child  # noqa: E402
+from simulations.simulator import DEFAULT_STEP_MS  # noqa: E402
 
 #: channels whose ``rates(v)`` depend on voltage alone, and the GLOBALs their tables depend on
 TABULATED = {
@@ -80,8 +79,6 @@ def _with_512_bit_vectors(packages: Path) -> None:
 
 
 def _with_event_lead(packages: Path) -> None:
-    from simulations.simulator import DEFAULT_STEP_MS
-
     lead = DEFAULT_STEP_MS["coreneuron"] / 2
     mechanisms = packages / "simulations" / "mechanisms"
     increments = {  # state: its time constant, in each synapse's NET_RECEIVE
@@ -121,21 +118,6 @@ def _copy(variant: str, into: Path) -> Path:
     return packages
 
 
-def _replay(packages: Path) -> list[dict]:
-    """Both reference replays with the packages in ``packages``, in a fresh process."""
-    code = (
-        f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, "
-        f"{str(packages)!r}); import simulations; assert simulations.__file__.startswith("
-        f"{str(packages)!r}); from benchmarks.step_size import replay; "
-        "from simulations.simulator import DEFAULT_STEP_MS; "
-        "print(json.dumps(replay(DEFAULT_STEP_MS['coreneuron'], 'coreneuron')))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{packages} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("variants", nargs="*", help=f"of {', '.join(VARIANTS)} (default: all)")
@@ -152,7 +134,7 @@ def main() -> None:
         print(f"{'round':>5} {'version':<16} {'wall s':>7}  per replay: spikes, max shift, RMSE")
         for round_ in range(args.rounds):
             for name, packages in versions.items():
-                rows = _replay(packages)
+                rows = _child(DEFAULT_STEP_MS["coreneuron"], "coreneuron", packages)
                 walls[name].append(sum(row["wall"] for row in rows))
                 detail = "; ".join(
                     f"{row['spikes']}/{row['reference_spikes']} spikes, "

@@ -67,15 +67,22 @@ def replay(step_ms: float, engine: str) -> list[dict]:
     return rows
 
 
-def _child(step_ms: float, engine: str) -> list[dict]:
+def _child(step_ms: float, engine: str, packages: Path | None = None) -> list[dict]:
+    """Both replays in a fresh process; ``packages``: a folder whose ``simulations`` (and
+    ``elmpipe``) replace this repository's (a variant, benchmarks/mechanism_variants.py)."""
+    setup = f"sys.path.insert(0, {str(ROOT)!r}); "
+    if packages:
+        setup += (
+            f"sys.path.insert(0, {str(packages)!r}); import simulations; "
+            f"assert simulations.__file__.startswith({str(packages)!r}); "
+        )
     code = (
-        f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); "
-        f"from benchmarks.step_size import replay; print(json.dumps(replay({step_ms!r}, "
-        f"{engine!r})))"
+        f"import json, sys; {setup}from benchmarks.step_size import replay; "
+        f"print(json.dumps(replay({step_ms!r}, {engine!r})))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"step {step_ms} failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"step {step_ms} ({packages or ROOT}) failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
