@@ -1,6 +1,6 @@
-"""Ideas for a cheaper CoreNEURON step, measured against the shipped mechanisms side by side.
+"""Ideas for a cheaper or truer CoreNEURON step, measured side by side with the shipped build.
 
-    python benchmarks/mechanism_variants.py                  # both variants, 2 rounds (≈ 15 min)
+    python benchmarks/mechanism_variants.py                  # every variant, 2 rounds (≈ 20 min)
     python benchmarks/mechanism_variants.py rate-tables --rounds 3
 
 Each variant is a copy of the ``simulations`` and ``elmpipe`` packages in a temporary folder
