@@ -94,6 +94,15 @@ def mod_files(source_dir: Path = MECHANISM_DIR) -> list[Path]:
     return files
 
 
+def mechanisms_sha256(source_dir: Path = MECHANISM_DIR) -> str:
+    """The mechanisms' source, as one hash: a dataset records what computed it, so that a store
+    is never continued by mechanisms whose equations have changed since it was started."""
+    digest = hashlib.sha256()
+    for path in mod_files(source_dir):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 @functools.cache
 def cpu_signature() -> str:
     """The CPU model and instruction-set flags a ``-march=native`` build depends on."""

@@ -27,6 +27,7 @@ from simulations.inputs import (
     generate_inputs,
     simulation_rng,
 )
+from simulations.mechanisms import mechanisms_sha256
 from simulations.simulator import SimulationResult, SimulationSettings, Simulator
 from simulations.synapses import ChannelTable
 
@@ -106,7 +107,7 @@ def dataset_spec(
     cell: Cell, protocol: Protocol, settings: SimulationSettings, seed: int
 ) -> DatasetSpec:
     return DatasetSpec(
-        cell=cell.provenance(),
+        cell={**cell.provenance(), "mechanisms_sha256": mechanisms_sha256()},
         channels=ChannelTable.for_segments(len(cell.segments)).to_dict(),
         protocol=protocol.model_dump(mode="json"),
         simulation=settings.model_dump(mode="json"),

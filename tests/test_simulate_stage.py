@@ -14,6 +14,7 @@ import pytest
 
 from elmpipe.dataset import Dataset
 from elmpipe.dataset.schema import DATA_ARRAYS
+from simulations.mechanisms import mechanisms_sha256
 
 ARGS = ["--split", "train", "--duration-ms", "200", "--seed", "11", "--quiet"]
 N = 4
@@ -71,6 +72,7 @@ def test_reference_is_plausible(reference):
     assert data.attrs["seed"] == 11
     assert data.attrs["cell"]["segments"]["dendritic"] == 380
     assert data.attrs["protocol"]["kind"] == "neuronio"
+    assert data.attrs["cell"]["mechanisms_sha256"] == mechanisms_sha256()  # what computed it
 
 
 def test_same_bytes_with_two_workers_in_another_order(reference, tmp_path):

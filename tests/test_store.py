@@ -176,6 +176,29 @@ def test_incompatible_store_is_refused_untouched(tmp_path, change, message):
     assert before == after
 
 
+def with_mechanisms(sha256: str) -> DatasetSpec:
+    return make_spec(cell={**make_spec().cell, "mechanisms_sha256": sha256})
+
+
+def test_a_store_is_not_continued_by_changed_mechanisms(tmp_path):
+    path = tmp_path / "d.zarr"
+    prepare_split(path, with_mechanisms("old"), "train", 2)
+    write_block(path, "train", 0, [record(0)])
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    with pytest.raises(DatasetError, match=r"mechanisms .* changed since the store was started"):
+        prepare_split(path, with_mechanisms("new"), "train", 3)
+    assert before == {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    prepare_split(path, with_mechanisms("old"), "train", 3)  # the same mechanisms go on
+
+
+def test_stores_from_before_mechanisms_were_recorded_go_on(tmp_path):
+    path = tmp_path / "d.zarr"
+    prepare_split(path, make_spec(), "train", 2)  # no mechanisms hash recorded
+    write_block(path, "train", 0, [record(0)])
+    prepare_split(path, with_mechanisms("any"), "train", 3)
+    assert Dataset(path).split("train").n_sims == 3
+
+
 @pytest.mark.parametrize(
     ("split", "n", "message"),
     [("train/x", 2, "invalid split name"), ("", 2, "invalid split name"), ("train", 0, "positive")],

@@ -164,9 +164,11 @@ class DatasetSpec:
         return bool(self.simulation.get("record_dendrites"))
 
     def identity(self) -> dict[str, Any]:
-        """The parts compared when reopening a store."""
+        """The parts compared when reopening a store (``mechanisms``: the hash of the NMODL
+        sources that simulated it; None where a store does not come from our mechanisms)."""
         return {
             "cell": self.cell["fingerprint"],
+            "mechanisms": self.cell.get("mechanisms_sha256"),
             "protocol": self.protocol,
             "simulation": self.simulation,
             "seed": self.seed,

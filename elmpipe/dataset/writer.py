@@ -84,17 +84,28 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 def _check_compatible(path: Path, root: zarr.Group, spec: DatasetSpec) -> None:
     attrs = root.attrs
+    requested = spec.identity()
     stored = {
         "cell": attrs["cell"].get("fingerprint"),
+        # stores from before the mechanisms were recorded cannot say: taken as the same
+        "mechanisms": attrs["cell"].get("mechanisms_sha256", requested["mechanisms"]),
         "protocol": attrs["protocol"],
         "simulation": upgrade_stored_settings(dict(attrs["simulation"])),
         "seed": attrs["seed"],
     }
-    differences = _diff(json.loads(json.dumps(stored)), json.loads(json.dumps(spec.identity())))
+    differences = _diff(json.loads(json.dumps(stored)), json.loads(json.dumps(requested)))
     if differences:
+        made_by = attrs.get("versions", {}).get("elmpipe")
+        hint = (
+            "; the mechanisms (simulations/mechanisms/*.mod) changed since the store was started: "
+            f"continue it with the elmpipe that made it ({made_by})"
+            if stored["mechanisms"] != requested["mechanisms"]
+            else ""
+        )
         raise DatasetError(
-            f"{path} was made with a different cell, protocol, settings or seed; refusing to mix "
-            "them (use another --out, or the original settings):\n  " + "\n  ".join(differences[:8])
+            f"{path} was made with a different cell, mechanisms, protocol, settings or seed; "
+            f"refusing to mix them (use another --out, or the original settings){hint}:\n  "
+            + "\n  ".join(differences[:8])
         )
 
 
