@@ -6,12 +6,20 @@ finish, cancel what is left if anything fails or the user interrupts, and return
 task order. The stages do not know which kind of executor they got (BluePyOpt's "map function"
 idea). Batch systems go through dask-jobqueue: each job starts dask workers that connect back to
 the scheduler in this process (docs/hpc.md).
+
+Clusters started here do not expire silent workers (``distributed.scheduler.worker-ttl``): a
+CoreNEURON run holds the GIL from start to end, so a worker sends no heartbeat while it simulates,
+and dask's default (5 min) would restart every worker whose simulation runs longer than that,
+mid-simulation, again and again (tests/test_cluster.py shows it). A worker that dies still closes
+its connection and is noticed; a hung batch job ends at its walltime. Losing workers is
+reported, not passed over in silence.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -142,8 +150,11 @@ class InProcess(Executor):
 class DaskExecutor(Executor):
     """Tasks on the workers of a dask client (local cluster, scheduler address, SLURM/PBS)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, watch_workers: bool = True) -> None:
         self.client = client
+        self.watch_workers = watch_workers
+        self.most_workers = 0
+        self.workers_now = 0
 
     def submit(self, task: Task) -> Any:
         return self.client.submit(task.fn, *task.args, key=task.key, pure=False)
@@ -151,7 +162,31 @@ class DaskExecutor(Executor):
     def as_completed(self, futures: list[Any]) -> Iterator[Any]:
         from distributed import as_completed
 
-        yield from as_completed(futures)
+        self.check_workers()
+        for future in as_completed(futures):
+            self.check_workers()
+            yield future
+
+    def check_workers(self) -> None:
+        """Say on stderr when the cluster has fewer workers than it had (and when they are back).
+
+        Dask reschedules a lost worker's tasks on the others, so a run goes on without it, slower;
+        without this line nothing would tell the user why. Off for adaptive clusters, which
+        retire idle workers on purpose.
+        """
+        if not self.watch_workers:
+            return
+        count = len(self.client.nthreads())
+        if count < self.workers_now:
+            tqdm.write(
+                f"warning: dask workers lost: {count} of {self.most_workers} left; the run goes "
+                "on, slower (dask's log says why)",
+                file=sys.stderr,
+            )
+        elif count > self.workers_now and self.workers_now < self.most_workers:
+            tqdm.write(f"dask workers back: {count} of {self.most_workers}", file=sys.stderr)
+        self.workers_now = count
+        self.most_workers = max(self.most_workers, count)
 
     def cancel(self, futures: list[Any]) -> None:
         self.client.cancel(futures)
@@ -178,12 +213,16 @@ def jobqueue_cluster(config: ClusterConfig) -> Any:
     return cls(**options)
 
 
+NO_WORKER_TTL = {"distributed.scheduler.worker-ttl": None}
+
+
 @contextlib.contextmanager
 def executor(config: ClusterConfig) -> Iterator[Executor]:
     """Start (or connect to) the configured workers; shut down what was started on exit."""
     if config.kind == "in-process":
         yield InProcess()
         return
+    import dask
     from distributed import Client, LocalCluster
 
     if config.kind == "address":
@@ -191,16 +230,18 @@ def executor(config: ClusterConfig) -> Iterator[Executor]:
             client = Client(config.address, timeout="20s")
         except OSError as exc:
             raise InputError(f"cannot reach the dask scheduler at {config.address}: {exc}") from exc
-        with client:
-            yield DaskExecutor(client)
+        with client:  # someone else's cluster: it may scale itself, so no warnings on shrinking
+            yield DaskExecutor(client, watch_workers=False)
         return
-    if config.kind == "local":
-        workers = config.workers or os.cpu_count() or 1
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-        )
-    else:
-        cluster = jobqueue_cluster(config)
+    with dask.config.set(NO_WORKER_TTL):  # read once, when the scheduler is made
+        if config.kind == "local":
+            workers = config.workers or os.cpu_count() or 1
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            )
+        else:
+            cluster = jobqueue_cluster(config)
+    if config.kind != "local":
         if config.adaptive_minimum is not None:
             cluster.adapt(
                 minimum_jobs=config.adaptive_minimum, maximum_jobs=config.adaptive_maximum
@@ -208,4 +249,4 @@ def executor(config: ClusterConfig) -> Iterator[Executor]:
         else:
             cluster.scale(jobs=config.workers or 1)
     with cluster, Client(cluster) as client:
-        yield DaskExecutor(client)
+        yield DaskExecutor(client, watch_workers=config.adaptive_minimum is None)
