@@ -11,13 +11,15 @@ other, and the ratios are computed from measurements taken side by side in this 
    of a straightforward NEURON script (CVode, every dendritic segment recorded at every step,
    one ``NetCon.event`` per input spike queued from Python) and of our data stage
    (`simulations.simulator.Simulator`) with each engine — neuron-cvode (the reference run),
-   neuron-fixed, coreneuron — on identical inputs; speed-ups against the CVode reference, spike
-   time differences and soma RMSE (clipped at -55 mV) against it; then the aggregate throughput
-   of the default engine with 1 and 2 simulations running at once (one per worker process).
+   neuron-fixed, coreneuron, and coreneuron with the adaptive step — on identical inputs;
+   speed-ups against the CVode reference, spike time differences and soma RMSE (clipped at
+   -55 mV) against it; then the aggregate throughput of the default engine with 1 and 2
+   simulations running at once (one per worker process).
 2. End-to-end throughput of `elmpipe simulate` (8 × 6 s Hay simulations on 2 workers, start-up
-   and storing included) as simulated seconds per wall second, its ratio to the CVode
-   reference's per-core rate from part 1, and the peak memory per worker; then the statistics of
-   those simulations next to the documented reference values.
+   and storing included), with the default settings and with ``--adaptive-step``, as simulated
+   seconds per wall second, its ratio to the CVode reference's per-core rate from part 1, and
+   the peak memory per worker; then the statistics of the default run's simulations next to the
+   documented reference values.
 3. Bytes per simulated second of those simulations in our Zarr store and as NeuronIO pickles.
 """
 
@@ -58,11 +60,14 @@ def _inputs(cell, seconds: float, seed: int) -> np.ndarray:
 
 def run_ours(morphology: str | None, seconds: float, seed: int, out: str, engine: str) -> dict:
     from simulations.cell import Cell
-    from simulations.simulator import SimulationSettings, Simulator
+    from simulations.simulator import AdaptiveStep, SimulationSettings, Simulator
 
     cell = Cell(morphology)
     inputs = _inputs(cell, seconds, seed)
-    settings = SimulationSettings(duration_ms=seconds * 1000, engine=engine)
+    adaptive = AdaptiveStep() if engine.endswith("-adaptive") else None
+    settings = SimulationSettings(
+        duration_ms=seconds * 1000, engine=engine.removesuffix("-adaptive"), adaptive=adaptive
+    )
     simulator = Simulator(cell, settings)  # builds CoreNEURON mechanisms if not cached yet
     started = time.perf_counter()
     result = simulator.run_binary(inputs)
@@ -153,7 +158,13 @@ def _child(version: str, morphology: str | None, seconds: float, seed: int, out:
     return _finish(version, _start(version, morphology, seconds, seed, out))
 
 
-VERSIONS = ("straightforward", "ours:neuron-cvode", "ours:neuron-fixed", "ours:coreneuron")
+VERSIONS = (
+    "straightforward",
+    "ours:neuron-cvode",
+    "ours:neuron-fixed",
+    "ours:coreneuron",
+    "ours:coreneuron-adaptive",
+)
 REFERENCE_VERSION = "ours:neuron-cvode"
 
 
@@ -269,33 +280,38 @@ def statistics_and_bytes(
     from pipelines.neuronio_files import export_neuronio
     from pipelines.simulation_stage import simulate
     from simulations.cell import CellSpec
+    from simulations.simulator import AdaptiveStep, SimulationSettings
 
     print(
         f"\n== 2. Statistics of {n_sims} Hay-cell simulations of 6 s (elmpipe simulate, "
         f"{workers} workers)"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        store = Path(tmp) / "hay.zarr"
-        config = SimulateConfig(
-            cell=CellSpec(morphology=str(HAY)),
-            seed=seed,
-            cluster=ClusterConfig(kind="local", workers=workers),
-        )
-        summary = simulate(config, store, "test", n_sims, progress=False)
-        core_seconds = summary.seconds * workers
-        throughput = 6 * n_sims / summary.seconds
-        print(
-            f"wall {summary.seconds:.0f} s for {n_sims} × 6 s on {workers} workers, incl. "
-            f"start-up and storing: {throughput:.3f} simulated s per wall s "
-            f"(≈ {core_seconds / (6 * n_sims):.1f} core-s per simulated s); peak memory per "
-            f"worker {summary.peak_worker_rss_mb:.0f} MB"
-        )
-        if cvode_wall_per_sim_s:
-            print(
-                f"against the CVode reference's per-core rate ({1 / cvode_wall_per_sim_s:.4f} "
-                f"simulated s per wall s, measured above): ×{throughput * cvode_wall_per_sim_s:.1f}"
-                f" aggregate on {workers} cores"
+        for stepping in ("default settings", "--adaptive-step"):
+            adaptive = AdaptiveStep() if stepping == "--adaptive-step" else None
+            store = Path(tmp) / ("hay-adaptive.zarr" if adaptive else "hay.zarr")
+            config = SimulateConfig(
+                cell=CellSpec(morphology=str(HAY)),
+                seed=seed,
+                simulation=SimulationSettings(adaptive=adaptive),
+                cluster=ClusterConfig(kind="local", workers=workers),
             )
+            summary = simulate(config, store, "test", n_sims, progress=False)
+            core_seconds = summary.seconds * workers
+            throughput = 6 * n_sims / summary.seconds
+            print(
+                f"{stepping}: wall {summary.seconds:.0f} s for {n_sims} × 6 s on {workers} "
+                f"workers, incl. start-up and storing: {throughput:.3f} simulated s per wall s "
+                f"(≈ {core_seconds / (6 * n_sims):.1f} core-s per simulated s); peak memory per "
+                f"worker {summary.peak_worker_rss_mb:.0f} MB"
+            )
+            if cvode_wall_per_sim_s:
+                print(
+                    f"  against the CVode reference's per-core rate "
+                    f"({1 / cvode_wall_per_sim_s:.4f} simulated s per wall s, measured above): "
+                    f"×{throughput * cvode_wall_per_sim_s:.1f} aggregate on {workers} cores"
+                )
+        store = Path(tmp) / "hay.zarr"  # the statistics and bytes: the default settings' run
         split = describe(str(store))["splits"]["test"]
         counts = Dataset(store).split("test").spike_counts().tolist()
         soma = split["soma_v_mv"]

@@ -52,6 +52,26 @@ CORENEURON_BLOCK_MS = 500.0
 DEFAULT_STEP_MS = {"coreneuron": 0.0125, "neuron-fixed": 0.025, "neuron-cvode": 0.025}
 
 
+class AdaptiveStep(BaseModel):
+    """Spike-adaptive stepping (coreneuron): ``coarse_dt_ms`` away from somatic spikes, the
+    engine's fine step (``dt_ms``) around them.
+
+    The fine step is set by the spikes: between them the cell's error at a coarse step is small
+    (docs/simulation-engines.md). Where the fine windows go is learnt from a first pass of the
+    whole run at the coarse step: every stretch where the soma is above ``above_mv``, from
+    ``before_ms`` earlier to ``after_ms`` later. The run proper then switches step at the
+    windows' edges (one hand-over to CoreNEURON each), and is redone with wider windows if the
+    soma crosses ``above_mv`` outside them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    coarse_dt_ms: float = Field(0.1, gt=0, description="step away from spikes (ms)")
+    above_mv: float = Field(-65.0, description="soma above this: fine step")
+    before_ms: float = Field(2.0, ge=0, description="fine step starts this long before")
+    after_ms: float = Field(5.0, ge=0, description="fine step lasts this long after")
+
+
 class SimulationSettings(BaseModel):
     """How each simulation runs. The defaults are NeuronIO's, except the engine: coreneuron,
     held to NeuronIO's CVode run by tests (``engine="neuron-cvode"`` is that run)."""
@@ -77,6 +97,11 @@ class SimulationSettings(BaseModel):
         SPIKE_THRESHOLD_MV, description="output spike: local max above this"
     )
     record_dendrites: bool = Field(False, description="store every dendritic segment at 1 kHz")
+    adaptive: AdaptiveStep | None = Field(
+        None,
+        description="coreneuron only: coarse step away from spikes (AdaptiveStep); None: "
+        "the fine step throughout",
+    )
     synapses: SynapseSettings = SynapseSettings()
 
     @model_validator(mode="before")
@@ -106,7 +131,31 @@ class SimulationSettings(BaseModel):
                 )
         if self.engine == "coreneuron" and step >= CORENEURON_INPUT_DELAY_MS:
             raise ValueError(f"coreneuron needs dt_ms < {CORENEURON_INPUT_DELAY_MS}")
+        if self.adaptive is not None:
+            if self.engine != "coreneuron":
+                raise ValueError(f"adaptive steps need engine coreneuron, not {self.engine}")
+            coarse = self.adaptive.coarse_dt_ms
+            ratio = coarse / step
+            if (
+                coarse <= step
+                or abs(ratio - round(ratio)) > 1e-6
+                or abs(1 / coarse - round(1 / coarse)) > 1e-9
+            ):
+                raise ValueError(
+                    f"adaptive.coarse_dt_ms {coarse} must be a multiple of dt_ms {step} above "
+                    "it that divides 1 ms (e.g. 0.05)"
+                )
         return self
+
+    @property
+    def input_delay_ms(self) -> float:
+        """Connection delay of the inputs: CoreNEURON needs one of two steps or more, whatever
+        the step it takes."""
+        if self.engine != "coreneuron":
+            return 0.0
+        if self.adaptive is None:
+            return CORENEURON_INPUT_DELAY_MS
+        return max(CORENEURON_INPUT_DELAY_MS, 2 * self.adaptive.coarse_dt_ms)
 
     @property
     def step_ms(self) -> float:
@@ -131,6 +180,57 @@ class SimulationSettings(BaseModel):
         if self.engine == "neuron-cvode":
             return False
         return self.engine == "coreneuron" if self.second_order is None else self.second_order
+
+
+#: an adaptive run is redone with wider fine windows at most this often (then kept as it is)
+MAX_WINDOW_PASSES = 3
+
+
+def outside(spans: list[tuple[float, float]], times: np.ndarray) -> np.ndarray:
+    """The ``times`` in none of the (start, stop) ``spans``."""
+    for lo, hi in spans:
+        times = times[(times < lo) | (times > hi)]
+    return times
+
+
+def merge_spans(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Sorted, overlapping or touching spans joined."""
+    merged: list[tuple[float, float]] = []
+    for lo, hi in sorted(spans):
+        if merged and lo <= merged[-1][1] + 1e-9:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def step_plan(
+    windows: list[tuple[float, float]], duration_ms: float, fine_ms: float, adaptive: AdaptiveStep
+) -> list[tuple[float, float]]:
+    """(stop ms, step ms) pieces: the fine step inside ``windows``, the coarse one outside."""
+    plan: list[tuple[float, float]] = []
+    t = 0.0
+    for lo, hi in windows:
+        if lo > t:
+            plan.append((lo, adaptive.coarse_dt_ms))
+        plan.append((hi, fine_ms))
+        t = hi
+    if t < duration_ms:
+        plan.append((duration_ms, adaptive.coarse_dt_ms))
+    return plan
+
+
+def split_plan(plan: list[tuple[float, float]], block_ms: float) -> list[tuple[float, float]]:
+    """The same pieces, none longer than ``block_ms``."""
+    pieces: list[tuple[float, float]] = []
+    start = 0.0
+    for stop, step in plan:
+        while stop - start > block_ms + 1e-9:
+            start += block_ms
+            pieces.append((start, step))
+        pieces.append((stop, step))
+        start = stop
+    return pieces
 
 
 @dataclass
@@ -178,7 +278,7 @@ class Simulator:
         core = self.settings.engine == "coreneuron"
         # built (once per cache) before anything else, so a failed build fails early and clearly
         self._core_library = _coreneuron_library() if core else None
-        self._delay_ms = CORENEURON_INPUT_DELAY_MS if core else 0.0
+        self._delay_ms = self.settings.input_delay_ms
         self.synapses = Synapses.attached(cell, self.settings.synapses, delay_ms=self._delay_ms)
         h = hoc()
         self._t = h.Vector()
@@ -250,26 +350,78 @@ class Simulator:
         switchboard.verbose = 0
         try:
             pc.set_maxstep(10)
-            h.finitialize(s.v_init_mv)
-            if not self._dend:
-                pc.psolve(s.duration_ms)
-                return []
-            # sample step k·steps_per_ms of each block, then empty the per-step recordings
-            per_ms = round(1.0 / s.step_ms)
-            samples: list[list[np.ndarray]] = [[] for _ in self._dend]
-            first_step, t_stop = 0, 0.0
-            while t_stop < s.duration_ms:
-                t_stop = min(t_stop + CORENEURON_BLOCK_MS, s.duration_ms)
-                pc.psolve(t_stop)
-                n = len(self._dend[0])
-                keep = (np.arange(first_step, first_step + n) % per_ms) == 0
-                for store, vec in zip(samples, self._dend, strict=True):
-                    store.append(np.array(vec)[keep])
-                    vec.resize(0)
-                first_step += n
-            return [np.concatenate(parts)[: s.n_time_bins] for parts in samples]
+            if s.adaptive is None:
+                return self._solve([(s.duration_ms, s.step_ms)])
+            windows = self._fine_windows(*self._coarse_pass(), [])
+            for _ in range(MAX_WINDOW_PASSES):
+                dend = self._solve(step_plan(windows, s.duration_ms, s.step_ms, s.adaptive))
+                t, soma = np.array(self._t), np.array(self._soma)
+                if not len(outside(windows, t[soma > s.spike_threshold_mv])):
+                    break
+                # a spike at the coarse step: this run's excursions get fine windows too
+                windows = self._fine_windows(t, self._excursion(), windows)
+            self.fine_windows = windows  # for benchmarks: where the fine step was taken
+            return dend
         finally:
             switchboard.enable = False
+
+    def _coarse_pass(self) -> tuple[np.ndarray, np.ndarray]:
+        """The whole run at the coarse step: where the soma goes above threshold (ms, mV)."""
+        h = hoc()
+        h.dt = self.settings.adaptive.coarse_dt_ms
+        h.finitialize(self.settings.v_init_mv)
+        hoc().ParallelContext().psolve(self.settings.duration_ms + h.dt / 2)  # see _solve
+        for vec in self._dend:
+            vec.resize(0)
+        return np.array(self._t), self._excursion()
+
+    def _excursion(self) -> np.ndarray:
+        """How far above the threshold the soma is at each recorded step (> 0: fine step)."""
+        return np.array(self._soma) - self.settings.adaptive.above_mv
+
+    def _fine_windows(
+        self, t: np.ndarray, excursion: np.ndarray, windows: list[tuple[float, float]]
+    ) -> list[tuple[float, float]]:
+        """``windows`` and one around every time outside them that the cell is above threshold
+        (``excursion`` > 0), from ``before_ms`` earlier to ``after_ms`` later, on the coarse
+        step's grid."""
+        a = self.settings.adaptive
+        grid = a.coarse_dt_ms
+        spans = list(windows)
+        for time in outside(windows, t[excursion > 0]):
+            if spans and spans[-1][0] <= time <= spans[-1][1]:
+                continue  # times come in order: only the span added last can hold this one
+            lo = max(0.0, np.floor((time - a.before_ms) / grid) * grid)
+            hi = min(self.settings.duration_ms, np.ceil((time + a.after_ms) / grid) * grid)
+            spans.append((float(lo), float(hi)))
+        return merge_spans(spans)
+
+    def _solve(self, plan: list[tuple[float, float]]) -> list[np.ndarray]:
+        """Run from t = 0 through ``plan`` ((stop ms, step ms) pieces), sampling dendrites at
+        whole milliseconds piece by piece, so per-step traces never outgrow a piece."""
+        h = hoc()
+        s = self.settings
+        pc = h.ParallelContext()
+        if self._dend:  # pieces of at most CORENEURON_BLOCK_MS while dendrites are recorded
+            plan = split_plan(plan, CORENEURON_BLOCK_MS)
+        h.dt = plan[0][1]
+        h.finitialize(s.v_init_mv)
+        samples: list[list[np.ndarray]] = [[] for _ in self._dend]
+        first = 0
+        for stop, step in plan:
+            h.dt = step
+            # CoreNEURON takes int((stop - t) / dt) steps; t carries rounding from the pieces
+            # before, so aim half a step beyond stop to land on it, not one step short
+            pc.psolve(stop + step / 2)
+            if not self._dend:
+                continue
+            t = np.array(self._t)[first:]
+            keep = np.abs(t - np.round(t)) < step / 4  # the samples at whole milliseconds
+            for store, vec in zip(samples, self._dend, strict=True):
+                store.append(np.array(vec)[keep])
+                vec.resize(0)
+            first += len(t)
+        return [np.concatenate(parts)[: s.n_time_bins] for parts in samples]
 
     def run_binary(self, inputs: np.ndarray) -> SimulationResult:
         """Simulate a (time, channel) 0/1 input array (a spike in bin t fires at t ms)."""

@@ -27,10 +27,11 @@ def simulate(
     record_dendrites: bool = False,
     second_order: bool | None = None,
     dt_ms: float | None = None,
+    adaptive: dict | None = None,
 ) -> None:
     from simulations.cell import Cell
     from simulations.inputs import InputLayout, NeuronIOProtocol, generate_inputs, simulation_rng
-    from simulations.simulator import SimulationSettings, Simulator
+    from simulations.simulator import AdaptiveStep, SimulationSettings, Simulator
 
     cell = Cell(morphology)
     layout = InputLayout.from_segment_table(cell.segments, ())
@@ -43,6 +44,7 @@ def simulate(
         record_dendrites=record_dendrites,
         second_order=second_order,
         dt_ms=dt_ms,
+        adaptive=None if adaptive is None else AdaptiveStep(**adaptive),
     )
     result = Simulator(cell, settings).run_binary(inputs)
     np.savez(

@@ -1,8 +1,9 @@
 """The simulation engines against the reference (NeuronIO's CVode run) on NeuronIO inputs.
 
 The fidelity bar of docs/simulation-engines.md: every output spike matched within 0.25 ms, none
-missing or extra, and soma RMSE after clipping at -55 mV at most 0.1 mV. Every run happens in a
-fresh process (tests/engine_runs.py), as in a dataset worker.
+missing or extra, and soma RMSE after clipping at -55 mV at most 0.1 mV — for coreneuron with its
+fine step throughout and with the adaptive step. Every run happens in a fresh process
+(tests/engine_runs.py), as in a dataset worker.
 """
 
 from __future__ import annotations
@@ -10,11 +11,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulations.simulator import DEFAULT_STEP_MS, SimulationSettings
+from simulations.simulator import (
+    DEFAULT_STEP_MS,
+    AdaptiveStep,
+    SimulationSettings,
+    merge_spans,
+    outside,
+    split_plan,
+    step_plan,
+)
 from tests.engine_runs import run_in_fresh_process
 
 SPIKE_TOLERANCE_MS = 0.25
 CLIPPED_RMSE_MV = 0.1
+#: the two ways coreneuron steps (fine throughout; coarse away from spikes), as engine_runs options
+STEPPING = {"fine": {}, "adaptive": {"adaptive": {}}}
 
 
 def clipped_rmse(a: np.ndarray, b: np.ndarray) -> float:
@@ -37,6 +48,10 @@ def default_runs(tmp_path_factory):
         "reference": run_in_fresh_process("neuron-cvode", tmp / "cvode.npz"),
         "coreneuron": run_in_fresh_process("coreneuron", tmp / "core.npz"),
         "again": run_in_fresh_process("coreneuron", tmp / "again.npz"),
+        "adaptive": run_in_fresh_process("coreneuron", tmp / "adaptive.npz", adaptive={}),
+        "adaptive-dendrites": run_in_fresh_process(
+            "coreneuron", tmp / "adaptive-dend.npz", adaptive={}, record_dendrites=True
+        ),
         "dendrites": run_in_fresh_process(
             "coreneuron", tmp / "core-dend.npz", record_dendrites=True
         ),
@@ -52,6 +67,47 @@ def default_runs(tmp_path_factory):
 
 def test_coreneuron_matches_the_reference_on_the_default_cell(default_runs):
     assert_matches_reference(default_runs["reference"], default_runs["coreneuron"])
+
+
+def test_adaptive_steps_match_the_reference_on_the_default_cell(default_runs):
+    assert_matches_reference(default_runs["reference"], default_runs["adaptive"])
+    # coarse steps change the run (not a copy of the fine one), within the bar
+    assert not np.array_equal(
+        default_runs["adaptive"]["soma_v"], default_runs["coreneuron"]["soma_v"]
+    )
+
+
+def test_adaptive_steps_record_dendrites_without_changing_the_run(default_runs):
+    plain, dend = default_runs["adaptive"], default_runs["adaptive-dendrites"]
+    assert np.array_equal(plain["soma_v"], dend["soma_v"])
+    assert dend["dend_v"].shape == (1000, 380)
+    fine = default_runs["dendrites"]["dend_v"]  # the same samples, at the fine step throughout
+    assert clipped_rmse(fine, dend["dend_v"]) <= CLIPPED_RMSE_MV  # the soma's bar, every segment
+
+
+def test_the_adaptive_plan_is_fine_around_spikes_and_coarse_elsewhere():
+    adaptive = AdaptiveStep(coarse_dt_ms=0.1)
+    windows = merge_spans([(300.0, 307.0), (10.0, 17.0), (15.0, 20.0)])
+    assert windows == [(10.0, 20.0), (300.0, 307.0)]
+    assert step_plan(windows, 1000.0, 0.0125, adaptive) == [
+        (10.0, 0.1), (20.0, 0.0125), (300.0, 0.1), (307.0, 0.0125), (1000.0, 0.1),
+    ]  # fmt: skip
+    assert step_plan([(0.0, 5.0)], 5.0, 0.0125, adaptive) == [(5.0, 0.0125)]
+    assert split_plan([(700.0, 0.1), (1000.0, 0.0125)], 500.0) == [
+        (500.0, 0.1), (700.0, 0.1), (1000.0, 0.0125),
+    ]  # fmt: skip
+    assert list(outside(windows, np.array([5.0, 10.0, 12.0, 25.0, 307.0, 308.0]))) == [5, 25, 308]
+
+
+def test_adaptive_settings_are_checked():
+    assert SimulationSettings(adaptive=AdaptiveStep()).input_delay_ms == 0.2  # two coarse steps
+    assert SimulationSettings().input_delay_ms == 0.05
+    with pytest.raises(ValueError, match="engine coreneuron"):
+        SimulationSettings(engine="neuron-cvode", adaptive=AdaptiveStep())
+    with pytest.raises(ValueError, match="multiple of dt_ms"):
+        SimulationSettings(adaptive=AdaptiveStep(coarse_dt_ms=0.03))
+    with pytest.raises(ValueError, match="multiple of dt_ms"):
+        SimulationSettings(dt_ms=0.025, adaptive=AdaptiveStep(coarse_dt_ms=0.025))
 
 
 def test_coreneuron_is_deterministic_and_recording_dendrites_changes_nothing(default_runs):
@@ -78,8 +134,9 @@ def test_coreneuron_computes_what_neuron_fixed_second_order_computes(default_run
 def test_coreneuron_matches_the_reference_on_the_hay_cell(hay_path, tmp_path):
     options = {"morphology": str(hay_path), "index": 10}  # an input that makes it fire 9 times
     reference = run_in_fresh_process("neuron-cvode", tmp_path / "cvode.npz", **options)
-    result = run_in_fresh_process("coreneuron", tmp_path / "core.npz", **options)
-    assert_matches_reference(reference, result)
+    for name, stepping in STEPPING.items():
+        result = run_in_fresh_process("coreneuron", tmp_path / f"{name}.npz", **options, **stepping)
+        assert_matches_reference(reference, result)
 
 
 def test_a_failed_coreneuron_build_says_how_to_go_on(monkeypatch, tmp_path):
@@ -116,13 +173,15 @@ def test_settings_name_the_engine_and_accept_old_stores():
 @pytest.mark.parametrize("index", [0, 1, 2, 3])
 @pytest.mark.parametrize("cell", ["hay", "default"])
 def test_coreneuron_matches_the_reference_on_6_s_runs(request, tmp_path, cell, index):
-    """The fidelity bar on full NeuronIO-length runs, four input seeds per cell (≈ 15 min)."""
+    """The fidelity bar on full NeuronIO-length runs, four input seeds per cell, for both ways
+    coreneuron steps (≈ 20 min)."""
     morphology = str(request.getfixturevalue("hay_path")) if cell == "hay" else None
     options = {"morphology": morphology, "index": index, "ms": 6000.0}
     reference = run_in_fresh_process("neuron-cvode", tmp_path / "cvode.npz", **options)
-    result = run_in_fresh_process("coreneuron", tmp_path / "core.npz", **options)
-    if len(reference["spike_times"]) == 0:
-        assert len(result["spike_times"]) == 0
-        assert clipped_rmse(reference["soma_v"], result["soma_v"]) <= CLIPPED_RMSE_MV
-        return
-    assert_matches_reference(reference, result)
+    for name, stepping in STEPPING.items():
+        result = run_in_fresh_process("coreneuron", tmp_path / f"{name}.npz", **options, **stepping)
+        if len(reference["spike_times"]) == 0:
+            assert len(result["spike_times"]) == 0
+            assert clipped_rmse(reference["soma_v"], result["soma_v"]) <= CLIPPED_RMSE_MV
+            continue
+        assert_matches_reference(reference, result)

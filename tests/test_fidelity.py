@@ -68,13 +68,19 @@ def reference_store(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("engine", ["neuron-cvode", "coreneuron"])
-def test_replays_reproduce_the_reference_model(reference_store, hay_path, tmp_path, engine):
+@pytest.mark.parametrize(
+    "engine, options",
+    [("neuron-cvode", []), ("coreneuron", []), ("coreneuron", ["--adaptive-step"])],
+    ids=["neuron-cvode", "coreneuron", "coreneuron-adaptive"],
+)
+def test_replays_reproduce_the_reference_model(
+    reference_store, hay_path, tmp_path, engine, options
+):
     replay = tmp_path / f"{engine}.zarr"
     command = [
         sys.executable, "-m", "pipelines.cli", "simulate", "-o", str(replay), "--split", "test",
         "-n", "2", "--replay", str(reference_store), "-m", str(hay_path), "--engine", engine,
-        "--workers", "2", "-q",
+        "--workers", "2", "-q", *options,
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr
@@ -93,3 +99,4 @@ def test_replays_reproduce_the_reference_model(reference_store, hay_path, tmp_pa
     settings = Dataset(replay).attrs["simulation"]
     assert settings["synapses"]["t0_lockout"] is True
     assert settings["engine"] == engine
+    assert (settings["adaptive"] is not None) == ("--adaptive-step" in options)

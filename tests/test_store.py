@@ -199,6 +199,21 @@ def test_stores_from_before_mechanisms_were_recorded_go_on(tmp_path):
     assert Dataset(path).split("train").n_sims == 3
 
 
+def test_stores_from_before_adaptive_steps_go_on_and_refuse_them(tmp_path):
+    from simulations.simulator import AdaptiveStep, SimulationSettings
+
+    path = tmp_path / "d.zarr"
+    today = SimulationSettings(duration_ms=float(T)).model_dump(mode="json")
+    before = {k: v for k, v in today.items() if k != "adaptive"}  # written before the setting
+    prepare_split(path, make_spec(simulation=before), "train", 2)
+    write_block(path, "train", 0, [record(0)])
+    prepare_split(path, make_spec(simulation=today), "train", 3)  # the same runs: goes on
+    adaptive = SimulationSettings(duration_ms=float(T), adaptive=AdaptiveStep())
+    with pytest.raises(DatasetError, match="adaptive"):
+        prepare_split(path, make_spec(simulation=adaptive.model_dump(mode="json")), "train", 4)
+    assert Dataset(path).split("train").n_sims == 3
+
+
 @pytest.mark.parametrize(
     ("split", "n", "message"),
     [("train/x", 2, "invalid split name"), ("", 2, "invalid split name"), ("train", 0, "positive")],
