@@ -60,8 +60,9 @@ class AdaptiveStep(BaseModel):
     (docs/simulation-engines.md). Where the fine windows go is learnt from a first pass of the
     whole run at the coarse step: every stretch where the soma is above ``above_mv``, from
     ``before_ms`` earlier to ``after_ms`` later. The run proper then switches step at the
-    windows' edges (one hand-over to CoreNEURON each), and is redone with wider windows if the
-    soma crosses ``above_mv`` outside them.
+    windows' edges (one hand-over to CoreNEURON each), and is redone with wider windows if it
+    fires outside them. The threshold is set low (−65 mV) because dendritic activity while the
+    soma is still well below spiking is what a coarse step gets wrong.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -360,7 +361,6 @@ class Simulator:
                     break
                 # a spike at the coarse step: this run's excursions get fine windows too
                 windows = self._fine_windows(t, self._excursion(), windows)
-            self.fine_windows = windows  # for benchmarks: where the fine step was taken
             return dend
         finally:
             switchboard.enable = False

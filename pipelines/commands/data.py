@@ -44,9 +44,9 @@ from pipelines.commands.common import (
     "--adaptive-step",
     is_flag=True,
     default=None,
-    help="coreneuron: a 0.1 ms step away from somatic spikes, the fine step around them (about "
-    "3x faster, same fidelity bar; docs/simulation-engines.md). simulation.adaptive in a config "
-    "sets its parameters.",
+    help="coreneuron: a 0.1 ms step while the soma is below -65 mV, the fine step around "
+    "spikes (about 2x faster, same fidelity bar; docs/simulation-engines.md). "
+    "simulation.adaptive in a config sets its parameters.",
 )
 @click.option("--record-dendrites/--no-record-dendrites", default=None, help="Store dend_v.")
 @click.option(
