@@ -58,16 +58,17 @@ class AdaptiveStep(BaseModel):
 
     The fine step is set by the spikes: between them the cell's error at a coarse step is small
     (docs/simulation-engines.md). Where the fine windows go is learnt from a first pass of the
-    whole run at the coarse step: every stretch where the soma is above ``above_mv``, from
-    ``before_ms`` earlier to ``after_ms`` later. The run proper then switches step at the
-    windows' edges (one hand-over to CoreNEURON each), and is redone with wider windows if it
-    fires outside them. The threshold is set low (−65 mV) because dendritic activity while the
-    soma is still well below spiking is what a coarse step gets wrong.
+    whole run at a still coarser step (``scout_dt_ms``): every stretch where the soma is above
+    ``above_mv``, from ``before_ms`` earlier to ``after_ms`` later. The run proper then switches
+    step at the windows' edges (one hand-over to CoreNEURON each), and is redone with wider
+    windows if it fires outside them. The threshold is set low (−65 mV) because dendritic
+    activity while the soma is still well below spiking is what a coarse step gets wrong.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    coarse_dt_ms: float = Field(0.1, gt=0, description="step away from spikes (ms)")
+    coarse_dt_ms: float = Field(0.05, gt=0, description="step away from spikes (ms)")
+    scout_dt_ms: float = Field(0.1, gt=0, description="step of the first pass (ms)")
     above_mv: float = Field(-65.0, description="soma above this: fine step")
     before_ms: float = Field(2.0, ge=0, description="fine step starts this long before")
     after_ms: float = Field(5.0, ge=0, description="fine step lasts this long after")
@@ -135,17 +136,18 @@ class SimulationSettings(BaseModel):
         if self.adaptive is not None:
             if self.engine != "coreneuron":
                 raise ValueError(f"adaptive steps need engine coreneuron, not {self.engine}")
-            coarse = self.adaptive.coarse_dt_ms
-            ratio = coarse / step
-            if (
-                coarse <= step
-                or abs(ratio - round(ratio)) > 1e-6
-                or abs(1 / coarse - round(1 / coarse)) > 1e-9
-            ):
-                raise ValueError(
-                    f"adaptive.coarse_dt_ms {coarse} must be a multiple of dt_ms {step} above "
-                    "it that divides 1 ms (e.g. 0.05)"
-                )
+            for name in ("coarse_dt_ms", "scout_dt_ms"):
+                coarse = getattr(self.adaptive, name)
+                ratio = coarse / step
+                if (
+                    coarse <= step
+                    or abs(ratio - round(ratio)) > 1e-6
+                    or abs(1 / coarse - round(1 / coarse)) > 1e-9
+                ):
+                    raise ValueError(
+                        f"adaptive.{name} {coarse} must be a multiple of dt_ms {step} above "
+                        "it that divides 1 ms (e.g. 0.05)"
+                    )
         return self
 
     @property
@@ -156,7 +158,8 @@ class SimulationSettings(BaseModel):
             return 0.0
         if self.adaptive is None:
             return CORENEURON_INPUT_DELAY_MS
-        return max(CORENEURON_INPUT_DELAY_MS, 2 * self.adaptive.coarse_dt_ms)
+        a = self.adaptive
+        return max(CORENEURON_INPUT_DELAY_MS, 2 * a.coarse_dt_ms, 2 * a.scout_dt_ms)
 
     @property
     def step_ms(self) -> float:
@@ -353,7 +356,7 @@ class Simulator:
             pc.set_maxstep(10)
             if s.adaptive is None:
                 return self._solve([(s.duration_ms, s.step_ms)])
-            windows = self._fine_windows(*self._coarse_pass(), [])
+            windows = self._fine_windows(*self._scout_pass(), [])
             for _ in range(MAX_WINDOW_PASSES):
                 dend = self._solve(step_plan(windows, s.duration_ms, s.step_ms, s.adaptive))
                 t, soma = np.array(self._t), np.array(self._soma)
@@ -365,10 +368,10 @@ class Simulator:
         finally:
             switchboard.enable = False
 
-    def _coarse_pass(self) -> tuple[np.ndarray, np.ndarray]:
-        """The whole run at the coarse step: where the soma goes above threshold (ms, mV)."""
+    def _scout_pass(self) -> tuple[np.ndarray, np.ndarray]:
+        """The whole run at the scout step: where the soma goes above threshold (ms, mV)."""
         h = hoc()
-        h.dt = self.settings.adaptive.coarse_dt_ms
+        h.dt = self.settings.adaptive.scout_dt_ms
         h.finitialize(self.settings.v_init_mv)
         hoc().ParallelContext().psolve(self.settings.duration_ms + h.dt / 2)  # see _solve
         for vec in self._dend:
