@@ -209,18 +209,18 @@ def merge_spans(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def step_plan(
-    windows: list[tuple[float, float]], duration_ms: float, fine_ms: float, adaptive: AdaptiveStep
+    windows: list[tuple[float, float]], duration_ms: float, fine_ms: float, coarse_ms: float
 ) -> list[tuple[float, float]]:
     """(stop ms, step ms) pieces: the fine step inside ``windows``, the coarse one outside."""
     plan: list[tuple[float, float]] = []
     t = 0.0
     for lo, hi in windows:
         if lo > t:
-            plan.append((lo, adaptive.coarse_dt_ms))
+            plan.append((lo, coarse_ms))
         plan.append((hi, fine_ms))
         t = hi
     if t < duration_ms:
-        plan.append((duration_ms, adaptive.coarse_dt_ms))
+        plan.append((duration_ms, coarse_ms))
     return plan
 
 
@@ -358,7 +358,9 @@ class Simulator:
                 return self._solve([(s.duration_ms, s.step_ms)])
             windows = self._fine_windows(*self._scout_pass(), [])
             for _ in range(MAX_WINDOW_PASSES):
-                dend = self._solve(step_plan(windows, s.duration_ms, s.step_ms, s.adaptive))
+                dend = self._solve(
+                    step_plan(windows, s.duration_ms, s.step_ms, s.adaptive.coarse_dt_ms)
+                )
                 t, soma = np.array(self._t), np.array(self._soma)
                 if not len(outside(windows, t[soma > s.spike_threshold_mv])):
                     break
@@ -418,10 +420,10 @@ class Simulator:
             pc.psolve(stop + step / 2)
             if not self._dend:
                 continue
-            t = np.array(self._t)[first:]
+            t = self._t.as_numpy()[first:]  # views: only the kept samples are copied
             keep = np.abs(t - np.round(t)) < step / 4  # the samples at whole milliseconds
             for store, vec in zip(samples, self._dend, strict=True):
-                store.append(np.array(vec)[keep])
+                store.append(vec.as_numpy()[keep])
                 vec.resize(0)
             first += len(t)
         return [np.concatenate(parts)[: s.n_time_bins] for parts in samples]

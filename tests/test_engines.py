@@ -86,13 +86,12 @@ def test_adaptive_steps_record_dendrites_without_changing_the_run(default_runs):
 
 
 def test_the_adaptive_plan_is_fine_around_spikes_and_coarse_elsewhere():
-    adaptive = AdaptiveStep(coarse_dt_ms=0.1)
     windows = merge_spans([(300.0, 307.0), (10.0, 17.0), (15.0, 20.0)])
     assert windows == [(10.0, 20.0), (300.0, 307.0)]
-    assert step_plan(windows, 1000.0, 0.0125, adaptive) == [
+    assert step_plan(windows, 1000.0, 0.0125, 0.1) == [
         (10.0, 0.1), (20.0, 0.0125), (300.0, 0.1), (307.0, 0.0125), (1000.0, 0.1),
     ]  # fmt: skip
-    assert step_plan([(0.0, 5.0)], 5.0, 0.0125, adaptive) == [(5.0, 0.0125)]
+    assert step_plan([(0.0, 5.0)], 5.0, 0.0125, 0.1) == [(5.0, 0.0125)]
     assert split_plan([(700.0, 0.1), (1000.0, 0.0125)], 500.0) == [
         (500.0, 0.1), (700.0, 0.1), (1000.0, 0.0125),
     ]  # fmt: skip
@@ -100,7 +99,7 @@ def test_the_adaptive_plan_is_fine_around_spikes_and_coarse_elsewhere():
 
 
 def test_adaptive_settings_are_checked():
-    assert SimulationSettings(adaptive=AdaptiveStep()).input_delay_ms == 0.2  # two coarse steps
+    assert SimulationSettings(adaptive=AdaptiveStep()).input_delay_ms == 0.2  # two scout steps
     assert SimulationSettings().input_delay_ms == 0.05
     with pytest.raises(ValueError, match="engine coreneuron"):
         SimulationSettings(engine="neuron-cvode", adaptive=AdaptiveStep())
