@@ -206,7 +206,7 @@ def speed(cells: dict[str, str | None], seconds: float, seed: int, repeats: int)
     version (the end-to-end section compares with the reference's per-core rate)."""
     print(f"\n== 1. Speed: {seconds:g} s simulated, NeuronIO inputs (seed {seed})")
     print(_build_times())
-    header = f"{'cell':<8} {'version':<22} {'wall s/sim s':>13} {'speed-up':>9} {'peak MB':>8}"
+    header = f"{'cell':<8} {'version':<28} {'wall s/sim s':>13} {'speed-up':>9} {'peak MB':>8}"
     print(header + "  against neuron-cvode")
     rates: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -225,7 +225,7 @@ def speed(cells: dict[str, str | None], seconds: float, seed: int, repeats: int)
                 v = np.load(os.path.join(tmp, f"{name}-{version}.npy"))
                 label = version.replace("ours:", "elmpipe ")
                 print(
-                    f"{name:<8} {label:<22} {best[version]:>13.2f} "
+                    f"{name:<8} {label:<28} {best[version]:>13.2f} "
                     f"{best[REFERENCE_VERSION] / best[version]:>9.2f} "
                     f"{results[version]['peak_rss_mb']:>8.0f}  "
                     + _compare(results[REFERENCE_VERSION], results[version], ref_v, v)
