@@ -1,10 +1,31 @@
-"""Writing one evaluation's artefacts: metrics.json (with the ROC points), roc.png, traces.png."""
+"""Writing one evaluation's artefacts: metrics.json (with the ROC points), roc.png, traces.png
+and spikes.csv (every output spike evaluated, the ones that cost the AUC most first)."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
+
+SPIKE_COLUMNS = ("simulation", "time_ms", "probability", "negatives_above")
+
+
+def write_spikes(spikes: list[dict[str, float]], path: Path) -> None:
+    """Worst first: ``negatives_above`` is the fraction of non-spike bins the surrogate scored
+    higher than the spike, and its mean over the file is 1 − AUC."""
+    ordered = sorted(spikes, key=lambda row: -row["negatives_above"])
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SPIKE_COLUMNS)
+        writer.writeheader()
+        for row in ordered:
+            writer.writerow(
+                {
+                    **row,
+                    "probability": f"{row['probability']:.6g}",
+                    "negatives_above": f"{row['negatives_above']:.6g}",
+                }
+            )
 
 
 def write_evaluation(result: Any, out: Path, checkpoint: Path) -> None:
@@ -17,6 +38,8 @@ def write_evaluation(result: Any, out: Path, checkpoint: Path) -> None:
         metrics["roc"] = {"fpr": result.roc.fpr.tolist(), "tpr": result.roc.tpr.tolist()}
     if result.examples:
         traces_figure(result.examples, out / "traces.png")
+    if result.spikes:
+        write_spikes(result.spikes, out / "spikes.csv")
     partial = out / ".metrics.json.partial"
     partial.write_text(json.dumps(metrics, indent=2))
     partial.replace(out / "metrics.json")  # written last: its presence means "evaluated"

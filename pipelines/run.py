@@ -9,7 +9,7 @@ is complete, resumed when it was interrupted:
     OUT/data.zarr            simulate: splits, complete simulations are never redone
     OUT/describe.json        describe: dataset statistics
     OUT/fit/<model>/         fit: run folders (result.json when finished; last.pt to resume)
-    OUT/eval/<model>/        evaluate: metrics.json, roc.png, traces.png
+    OUT/eval/<model>/        evaluate: metrics.json, roc.png, traces.png, spikes.csv
     OUT/report/index.html    report: one self-contained page, PNGs alongside
 """
 

@@ -30,7 +30,14 @@ from elmpipe.dataset import (
     DatasetError,
 )
 from surrogate.data import SOMA_BIAS_MV, soma_mv
-from surrogate.metrics import ROC, MetricError, rescale_to, soma_metrics, spike_metrics
+from surrogate.metrics import (
+    ROC,
+    MetricError,
+    rescale_to,
+    soma_metrics,
+    spike_metrics,
+    spike_ranks,
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,9 @@ class Evaluation:
     metrics: dict[str, Any]
     roc: ROC | None
     examples: list[dict[str, np.ndarray]] = field(default_factory=list)
+    #: one row per output spike evaluated: simulation, time_ms, probability, and the fraction
+    #: of non-spike bins scored above it (its share of 1 − AUC; metrics.spike_ranks)
+    spikes: list[dict[str, float]] = field(default_factory=list)
 
 
 def window_starts(n_time: int, window: int, stride: int) -> list[int]:
@@ -161,10 +171,21 @@ def evaluate(
     if ids.size == 0:
         metrics["note"] = f"no simulation has {lo}–{hi} output spikes; nothing was evaluated"
         return Evaluation(metrics, None)
-    roc = None
+    roc, spikes = None, []
     try:
         roc = ROC.of(label, score)
         metrics.update(spike_metrics(label, score))
+        rows, times = np.nonzero(label)
+        ranks = spike_ranks(label, score)  # row-major, as np.nonzero orders them
+        spikes = [
+            {
+                "simulation": int(ids[r]),
+                "time_ms": int(t + skip),
+                "probability": float(score[r, t]),
+                "negatives_above": float(rank),
+            }
+            for r, t, rank in zip(rows, times, ranks, strict=True)
+        ]
     except MetricError as exc:
         metrics["spike_note"] = str(exc)
     metrics.update(soma_metrics(truth, prediction))
@@ -182,7 +203,7 @@ def evaluate(
         }
         for k in sorted(chosen)
     ]
-    return Evaluation(metrics, roc, example_list)
+    return Evaluation(metrics, roc, example_list, spikes)
 
 
 def _model_inputs(model: nn.Module) -> int | None:

@@ -73,6 +73,25 @@ def spike_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     return out
 
 
+def spike_ranks(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """For each spike bin (in ``labels``' order), the fraction of non-spike bins scored above
+    it, ties counted half.
+
+    Their mean is exactly 1 − AUC, so they say which output spikes cost the AUC: a whole event
+    the surrogate never predicts shows up as a few spikes with most non-spike bins above them,
+    a diffuse weakness as many small values.
+    """
+    labels = np.asarray(labels).astype(bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    negatives = np.sort(scores[~labels])
+    positives = scores[labels]
+    if negatives.size == 0:
+        raise MetricError("spike ranks are undefined without non-spike bins")
+    lower = np.searchsorted(negatives, positives, side="left")
+    upper = np.searchsorted(negatives, positives, side="right")
+    return (negatives.size - upper + 0.5 * (upper - lower)) / negatives.size
+
+
 def rescale_to(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """z-score ``prediction`` over all its values, then give it ``truth``'s mean and SD.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -106,6 +107,14 @@ def test_evaluate_command_writes_metrics_and_plots(toy_store, checkpoint, tmp_pa
     assert metrics["split"] == "valid" and "soma_rmse_mv" in metrics
     assert (out / "roc.png").stat().st_size > 10_000
     assert (out / "traces.png").stat().st_size > 10_000
+    with (out / "spikes.csv").open() as handle:
+        spikes = list(csv.DictReader(handle))
+    assert len(spikes) == metrics["output_spikes"]
+    cost = [float(row["negatives_above"]) for row in spikes]
+    assert cost == sorted(cost, reverse=True)  # the costliest spikes first
+    assert np.mean(cost) == pytest.approx(1 - metrics["spike_auc"], abs=1e-6)
+    assert all(500 <= int(row["time_ms"]) < 1200 for row in spikes)  # after the skipped 500 ms
+    assert "spikes.csv" in result.output
     bad = CliRunner().invoke(
         cli, ["evaluate", "--checkpoint", str(path), "--data", str(toy_store), "--split", "nope"]
     )

@@ -45,7 +45,7 @@ from pipelines.commands.common import (
     is_flag=True,
     default=None,
     help="coreneuron: a 0.05 ms step while the soma is below -65 mV, the fine step around "
-    "spikes (about 1.7x faster, same fidelity bar; docs/simulation-engines.md). "
+    "spikes (1.5-1.9x faster, same fidelity bar; docs/simulation-engines.md). "
     "simulation.adaptive in a config sets its parameters.",
 )
 @click.option("--record-dendrites/--no-record-dendrites", default=None, help="Store dend_v.")

@@ -38,13 +38,16 @@ from pipelines.commands.common import EPILOG, data_option, out_option
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
 )
 def evaluate(checkpoint, data, split, out, published_config, sims_per_file, device) -> None:
-    """Evaluate a surrogate with the NeuronIO protocol; write metrics.json, roc.png, traces.png.
+    """Evaluate a surrogate with the NeuronIO protocol; write metrics.json, roc.png, traces.png
+    and spikes.csv.
 
     \b
     500 ms windows every 350 ms from a zero state (150 ms burn-in), soma prediction rescaled to
     the ground truth's mean and SD per file, simulations with 0–24 output spikes, first 500 ms
     dropped; spike AUC, TP and partial AUC at 0.25 % and 1 % false positives, soma RMSE, MAE and
-    explained variance (plus the raw RMSE before rescaling).
+    explained variance (plus the raw RMSE before rescaling). spikes.csv lists every output spike
+    evaluated with the fraction of non-spike bins scored above it (its share of 1 − AUC), the
+    costliest first: whether the surrogate misses a few whole events or is weak everywhere.
     """
     from elmpipe.outputs import check_output_folder
     from pipelines.evaluation_output import write_evaluation
@@ -76,7 +79,21 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     ):
         if key in m:
             click.echo(f"  {key:<34} {m[key]:.4f}")
+    if result.spikes:
+        click.echo("  " + worst_spikes_line(result.spikes))
     for key in ("note", "spike_note"):
         if key in m:
             click.echo(f"  note: {m[key]}")
     click.echo(f"written to {out}")
+
+
+def worst_spikes_line(spikes: list[dict[str, float]], count: int = 5) -> str:
+    """How much of 1 − AUC the ``count`` costliest spikes account for, and where they are."""
+    ranks = sorted((row["negatives_above"] for row in spikes), reverse=True)
+    worst = sorted(spikes, key=lambda row: -row["negatives_above"])[:count]
+    where = ", ".join(f"sim {row['simulation']} at {row['time_ms']} ms" for row in worst)
+    lost, total = sum(ranks[:count]) / len(ranks), sum(ranks) / len(ranks)
+    return (
+        f"1 - AUC {total:.4f}, of which the costliest {len(worst)} of {len(ranks)} spikes "
+        f"{lost:.4f} ({where}; spikes.csv)"
+    )
