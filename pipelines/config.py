@@ -234,3 +234,17 @@ class RunConfig(_Strict):
             sims_per_chunk=self.data.sims_per_chunk,
             cluster=self.cluster,
         )
+
+
+#: top-level keys only a run config has: a file with one of them is read as a run config
+RUN_ONLY_KEYS = frozenset(RunConfig.model_fields) - frozenset(SimulateConfig.model_fields)
+
+
+def load_simulate_config(path: str | Path) -> SimulateConfig:
+    """A data-stage config, or a run config's data stage: ``elmpipe simulate -c run.yaml``
+    grows that run's store with exactly the settings ``elmpipe run`` would use."""
+    if RUN_ONLY_KEYS & read_yaml(path).keys():
+        stage = load_config(path, RunConfig).simulate_config()
+        # every value explicit, so command-line overrides re-validate the whole stage
+        return SimulateConfig.model_validate(stage.model_dump(mode="json"))
+    return load_config(path, SimulateConfig)

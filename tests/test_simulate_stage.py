@@ -198,6 +198,26 @@ def test_bad_input_fails_before_simulating(reference, tmp_path):
     assert not (tmp_path / "x.zarr").exists()
 
 
+def test_a_run_config_grows_its_store_with_the_runs_settings(tmp_path):
+    """`elmpipe simulate -c run.yaml` takes the run's data stage, so `elmpipe run` continues."""
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "name: grow\nout: unused\n"
+        "data:\n  seed: 7\n  simulation: {duration_ms: 100}\n"
+        "  splits: {train: 1, valid: 1, test: 1}\n"
+        "fit: {model: {family: elm, num_memory: 2}}\n"
+    )
+    path = tmp_path / "grown.zarr"
+    args = ["simulate", "-o", str(path), "-n", "1", "-c", str(config), "--cluster", "in-process"]
+    result = cli(*args, "--quiet")
+    assert result.returncode == 0, result.stderr
+    stored = Dataset(path).attrs
+    assert stored["seed"] == 7 and stored["simulation"]["duration_ms"] == 100
+    config.write_text(config.read_text() + "evaluate: {splt: test}\n")
+    bad = cli(*args)
+    assert bad.returncode == 2 and "evaluate.splt: unknown key" in bad.stderr
+
+
 def test_replay_reproduces_the_source(reference, tmp_path):
     path = tmp_path / "replay.zarr"
     result = cli(

@@ -25,7 +25,9 @@ from pipelines.commands.common import (
 @out_option("Zarr dataset to create or complete (a folder, e.g. data.zarr).")
 @click.option("--split", default="train", show_default=True, help="Split (group) to fill.")
 @click.option("--n-sims", "-n", required=True, type=int, help="Simulations the split should hold.")
-@config_option("YAML with cell/protocol/simulation/cluster settings (see configs/).")
+@config_option(
+    "YAML with cell/protocol/simulation/cluster settings, or a run config (its data stage)."
+)
 @morphology_option
 @parameters_option
 @click.option("--seed", type=int, help="Dataset seed (simulation k depends on seed, split, k).")
@@ -81,18 +83,20 @@ def simulate(
     \b
     Running the same command again completes only what is missing: finished simulations are
     never recomputed; an interrupted one, or one found damaged on disk (a missing or torn
-    chunk file), is redone from scratch. Options override --config.
+    chunk file), is redone from scratch. Options override --config, which may also be a run
+    config: its data stage is used, the settings `elmpipe run` simulates that run's store with.
     \b
     Examples:
       elmpipe simulate -o data.zarr --split train -n 64 --duration-ms 2000
       elmpipe simulate -o data.zarr --split test -n 16 -m my_cell.asc --workers 8
       elmpipe simulate -o data.zarr --split train -n 256 --adaptive-step
       elmpipe simulate -o replay.zarr --split test -n 4 --replay neuronio.zarr
+      elmpipe simulate -c configs/hay-study.yaml -o runs/hay-study/data.zarr -n 2048
     """
-    from pipelines.config import SimulateConfig, load_config, with_overrides
+    from pipelines.config import SimulateConfig, load_simulate_config, with_overrides
     from pipelines.simulation_stage import simulate as run_simulate
 
-    config = load_config(config_path, SimulateConfig) if config_path else SimulateConfig()
+    config = load_simulate_config(config_path) if config_path else SimulateConfig()
     overrides = {
         "cell.morphology": str(morphology) if morphology else None,
         "cell.parameters": parameters,
