@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-SPIKE_COLUMNS = ("simulation", "time_ms", "probability", "negatives_above")
+SPIKE_COLUMNS = ("simulation", "time_ms", "probability", "negatives_above", "nexus_max_mv")
 
 
 def write_spikes(spikes: list[dict[str, float]], path: Path) -> None:
@@ -24,6 +24,7 @@ def write_spikes(spikes: list[dict[str, float]], path: Path) -> None:
                     **row,
                     "probability": f"{row['probability']:.6g}",
                     "negatives_above": f"{row['negatives_above']:.6g}",
+                    "nexus_max_mv": f"{row['nexus_max_mv']:.2f}",
                 }
             )
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import zarr
 from click.testing import CliRunner
 
 from pipelines.cli import EXIT_BAD_INPUT, cli
@@ -64,8 +65,6 @@ def test_evaluate_filters_and_rescales_per_file(toy_store, checkpoint):
     config = EvaluationConfig(sims_per_file=4)
     result = evaluate(model, toy_store, "valid", config)
     m = result.metrics
-    import zarr
-
     group = zarr.open_group(str(toy_store), mode="r")["valid"]
     n_spikes = group["n_spikes"][:]
     kept = int(((n_spikes >= 0) & (n_spikes <= 24)).sum())
@@ -114,6 +113,12 @@ def test_evaluate_command_writes_metrics_and_plots(toy_store, checkpoint, tmp_pa
     assert cost == sorted(cost, reverse=True)  # the costliest spikes first
     assert np.mean(cost) == pytest.approx(1 - metrics["spike_auc"], abs=1e-6)
     assert all(500 <= int(row["time_ms"]) < 1200 for row in spikes)  # after the skipped 500 ms
+    nexus = zarr.open_group(str(toy_store), mode="r")["valid"]["nexus_v"]
+    for row in spikes:  # the highest nexus voltage within 10 ms of the spike
+        sim, t = int(row["simulation"]), int(row["time_ms"])
+        assert float(row["nexus_max_mv"]) == pytest.approx(
+            nexus[sim, t - 10 : t + 11].max(), abs=0.01
+        )
     assert "spikes.csv" in result.output
     bad = CliRunner().invoke(
         cli, ["evaluate", "--checkpoint", str(path), "--data", str(toy_store), "--split", "nope"]

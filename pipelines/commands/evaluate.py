@@ -47,7 +47,8 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     dropped; spike AUC, TP and partial AUC at 0.25 % and 1 % false positives, soma RMSE, MAE and
     explained variance (plus the raw RMSE before rescaling). spikes.csv lists every output spike
     evaluated with the fraction of non-spike bins scored above it (its share of 1 − AUC), the
-    costliest first: whether the surrogate misses a few whole events or is weak everywhere.
+    costliest first, and the highest nexus voltage around it: whether the surrogate misses a
+    few whole events, or the spikes that dendritic calcium spikes drive, or is weak everywhere.
     """
     from elmpipe.outputs import check_output_folder
     from pipelines.evaluation_output import write_evaluation
@@ -81,6 +82,7 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
             click.echo(f"  {key:<34} {m[key]:.4f}")
     if result.spikes:
         click.echo("  " + worst_spikes_line(result.spikes))
+        click.echo("  " + calcium_spikes_line(result.spikes))
     for key in ("note", "spike_note"):
         if key in m:
             click.echo(f"  note: {m[key]}")
@@ -96,4 +98,16 @@ def worst_spikes_line(spikes: list[dict[str, float]], count: int = 5) -> str:
     return (
         f"1 - AUC {total:.4f}, of which the costliest {len(worst)} of {len(ranks)} spikes "
         f"{lost:.4f} ({where}; spikes.csv)"
+    )
+
+
+def calcium_spikes_line(spikes: list[dict[str, float]]) -> str:
+    """How much of 1 − AUC falls on the spikes a dendritic calcium spike drove."""
+    from surrogate.evaluate import NEXUS_CALCIUM_MV, NEXUS_WINDOW_MS
+
+    calcium = [row for row in spikes if row["nexus_max_mv"] > NEXUS_CALCIUM_MV]
+    lost = sum(row["negatives_above"] for row in calcium) / len(spikes)
+    return (
+        f"with the nexus above {NEXUS_CALCIUM_MV:g} mV within {NEXUS_WINDOW_MS} ms (a dendritic "
+        f"calcium spike): {len(calcium)} of {len(spikes)} spikes, {lost:.4f} of 1 - AUC"
     )
