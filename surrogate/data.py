@@ -45,6 +45,12 @@ def soma_target(voltage_mv: np.ndarray) -> np.ndarray:
     return (np.minimum(voltage_mv, SOMA_CLIP_MV) - SOMA_BIAS_MV) * SOMA_SCALE
 
 
+def nexus_target(voltage_mv: np.ndarray) -> np.ndarray:
+    """The auxiliary nexus target (``nexus_weight``): like the soma's but unclipped, since what
+    it teaches is the calcium spike above −55 mV: (V + 67.7 mV)/10, in float32."""
+    return (voltage_mv.astype(np.float32) - SOMA_BIAS_MV) / 10.0
+
+
 def soma_mv(prediction: np.ndarray | torch.Tensor):
     """Back from training units to mV relative to −67.7 mV (i.e. clipped V + 67.7)."""
     return prediction / SOMA_SCALE
@@ -80,9 +86,11 @@ class Batch:
     inputs: torch.Tensor  # (B, T, C) float32 in {−1, 0, 1}; sparse COO with events=True
     spikes: torch.Tensor  # (B, T) float32 0/1
     soma: torch.Tensor  # (B, T) float32, training units
+    nexus: torch.Tensor | None = None  # (B, T) float32, nexus_target; only when asked for
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(self.inputs.to(device), self.spikes.to(device), self.soma.to(device))
+        nexus = None if self.nexus is None else self.nexus.to(device)
+        return Batch(self.inputs.to(device), self.spikes.to(device), self.soma.to(device), nexus)
 
 
 @dataclass(frozen=True)
@@ -93,10 +101,12 @@ class _Simulation:
     channels: np.ndarray  # (events,)
     spikes: np.ndarray  # (T,) float32 0/1
     soma: np.ndarray  # (T,) float32, training units
+    nexus: np.ndarray | None  # (T,) float32, nexus_target, when the loader asks for it
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.times, self.channels, self.spikes, self.soma))
+        arrays = (self.times, self.channels, self.spikes, self.soma, self.nexus)
+        return sum(a.nbytes for a in arrays if a is not None)
 
     def events(self, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
         """(times − start, channels) of the events in [start, start + length)."""
@@ -109,8 +119,9 @@ class _SimulationCache:
     beyond ``max_bytes``. Safe for the loader threads (a simulation read twice at once is read
     twice, with the same result)."""
 
-    def __init__(self, split, max_bytes: int) -> None:
+    def __init__(self, split, max_bytes: int, nexus: bool = False) -> None:
         self.split = split
+        self.nexus = nexus
         self.max_bytes = max_bytes
         self.held: OrderedDict[int, _Simulation] = OrderedDict()
         self.held_bytes = 0
@@ -130,6 +141,7 @@ class _SimulationCache:
             channels.astype(self.channel_type),
             spikes.astype(np.float32),
             soma_target(voltage.astype(np.float64)).astype(np.float32),
+            self._nexus(sim) if self.nexus else None,
         )
         with self.lock:
             if sim not in self.held:  # another thread may have read it meanwhile
@@ -139,6 +151,15 @@ class _SimulationCache:
                 self.held_bytes -= self.held.popitem(last=False)[1].nbytes
         return loaded
 
+    def _nexus(self, sim: int) -> np.ndarray:
+        voltage = self.split.read("nexus_v", np.array([sim]))[0]
+        if not np.isfinite(voltage).all():
+            raise DatasetError(
+                f"{self.split}: simulation {sim} has no nexus voltage (nexus_v); an auxiliary "
+                "nexus target (nexus_weight) needs it recorded"
+            )
+        return nexus_target(voltage)
+
 
 class WindowBatches:
     """Training batch i of a split, for any i (a pure function of the seed and i).
@@ -146,7 +167,7 @@ class WindowBatches:
     ``limit`` draws from the first ``limit`` complete simulations only, so a learning curve's
     training sets nest: the set of 16 holds the set of 8. ``events`` delivers the inputs as a
     sparse tensor of ±1 events (:func:`signed_events`), for models that project them event by
-    event (the ELM); the values are the same.
+    event (the ELM); the values are the same. ``nexus`` adds the nexus target to every batch.
     """
 
     def __init__(
@@ -160,12 +181,14 @@ class WindowBatches:
         seed: int = 0,
         limit: int | None = None,
         events: bool = False,
+        nexus: bool = False,
         cache_bytes: int = 2 << 30,
     ) -> None:
         self.events = events
+        self.nexus = nexus
         self.split = Dataset(store).split(split)
         self.sign = self.split.channel_sign
-        self.cache = _SimulationCache(self.split, cache_bytes)
+        self.cache = _SimulationCache(self.split, cache_bytes, nexus)
         self.sims = self.split.require_intact()
         if limit is not None:
             if limit > len(self.sims):
@@ -210,10 +233,14 @@ class WindowBatches:
             dense[batch, times, channels] = self.sign[channels]
             inputs = torch.from_numpy(dense)
         span = [(sim, slice(start, start + self.window)) for sim, start in windows]
+        nexus = None
+        if self.nexus:
+            nexus = torch.from_numpy(np.stack([sim.nexus[cut] for sim, cut in span]))
         return Batch(
             inputs,
             torch.from_numpy(np.stack([sim.spikes[cut] for sim, cut in span])),
             torch.from_numpy(np.stack([sim.soma[cut] for sim, cut in span])),
+            nexus,
         )
 
 

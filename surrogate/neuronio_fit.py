@@ -2,7 +2,10 @@
 
 Batches are 500 ms windows (surrogate.data.WindowBatches; batch i = f(seed, i)); the loss is
 0.5·BCE(spike logit) + 0.5·MSE(soma target), optionally ignoring the first ``burn_in`` steps of
-each window; Adam, lr 5e-4, cosine decay per batch (surrogate.train). After every epoch: loss,
+each window. With ``nexus_weight`` > 0 it adds that weight × the MSE of a third output against
+the nexus voltage: an auxiliary target, because the spikes a surrogate misses most are those
+that dendritic calcium spikes drive (docs/how-much-data.md), and the nexus shows them. Adam, lr
+5e-4, cosine decay per batch (surrogate.train). After every epoch: loss,
 spike AUC and soma RMSE on fixed validation windows; the best epoch is the one with the lowest
 validation soma RMSE (as the released code chose), or the lowest validation loss or the highest
 spike AUC (``select_best``) — with little data the spike head overfits while the soma RMSE still
@@ -16,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field, model_validator
 from sklearn.metrics import roc_auc_score
 
 from elmpipe.dataset import SKIP_MS, Dataset
@@ -54,6 +57,12 @@ class TrainSettings(LoopSettings):
     select_best: Literal["soma_rmse", "loss", "spike_auc"] = Field(
         "soma_rmse", description="validation metric that picks best.pt (released: soma_rmse)"
     )
+    nexus_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of an auxiliary loss on the nexus voltage, predicted as a third "
+        "output (0: off, as released)",
+    )
 
 
 class TrainConfig(TrainSettings):
@@ -61,28 +70,62 @@ class TrainConfig(TrainSettings):
 
     model: ModelConfig
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nexus_output(cls, data: Any) -> Any:
+        """A nexus target needs a third output; the model gets it (and says so in its config)."""
+        if not isinstance(data, dict) or not data.get("nexus_weight"):
+            return data
+        model = data.get("model")
+        if isinstance(model, BaseModel):
+            model = model.model_dump()
+        if isinstance(model, dict) and model.get("num_output", 2) == 2:
+            data = {**data, "model": {**model, "num_output": 3}}
+        return data
+
+    @model_validator(mode="after")
+    def _nexus_output_present(self) -> TrainConfig:
+        if self.nexus_weight and self.model.num_output != 3:
+            raise ValueError(
+                f"nexus_weight needs 3 model outputs (spike, soma, nexus); the model has "
+                f"{self.model.num_output}"
+            )
+        return self
+
     @classmethod
     def of(cls, settings: TrainSettings, model: ModelConfig) -> TrainConfig:
         return cls(**settings.model_dump(), model=model)
 
 
-def loss_fn(output: torch.Tensor, batch: Batch, burn_in: int = 0) -> torch.Tensor:
-    """0.5·BCE-with-logits on spikes + 0.5·MSE on the soma target, after ``burn_in`` steps."""
+def loss_fn(
+    output: torch.Tensor, batch: Batch, burn_in: int = 0, nexus_weight: float = 0.0
+) -> torch.Tensor:
+    """0.5·BCE-with-logits on spikes + 0.5·MSE on the soma target, after ``burn_in`` steps;
+    plus ``nexus_weight`` × MSE of output 2 on the nexus target when there is one."""
     logits, soma = output[:, burn_in:, 0], output[:, burn_in:, 1]
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch.spikes[:, burn_in:])
     mse = torch.nn.functional.mse_loss(soma, batch.soma[:, burn_in:])
-    return 0.5 * bce + 0.5 * mse
+    loss = 0.5 * bce + 0.5 * mse
+    if nexus_weight:
+        nexus = torch.nn.functional.mse_loss(output[:, burn_in:, 2], batch.nexus[:, burn_in:])
+        loss = loss + nexus_weight * nexus
+    return loss
 
 
 def validation_metrics(
-    model: torch.nn.Module, batches: list[Batch], device: torch.device, burn_in: int
+    model: torch.nn.Module,
+    batches: list[Batch],
+    device: torch.device,
+    burn_in: int,
+    nexus_weight: float = 0.0,
 ) -> dict[str, Any]:
-    """Loss, spike AUC and soma RMSE (mV, clipped at −55) over fixed validation windows."""
+    """Loss (the training loss's terms), spike AUC and soma RMSE (mV, clipped at −55) over
+    fixed validation windows."""
     losses, probs, labels, errors = [], [], [], []
     for batch in batches:
         batch = batch.to(device)
         out = model(batch.inputs)
-        losses.append(float(loss_fn(out, batch, burn_in)))
+        losses.append(float(loss_fn(out, batch, burn_in, nexus_weight)))
         probs.append(torch.sigmoid(out[:, burn_in:, 0]).flatten().cpu().numpy())
         labels.append(batch.spikes[:, burn_in:].flatten().cpu().numpy())
         errors.append(
@@ -112,6 +155,7 @@ class NeuronIOFit:
             seed=config.seed,
             limit=config.train_simulations,
             events=config.model.family == "elm",  # the ELM projects inputs event by event
+            nexus=config.nexus_weight > 0,
         )
         if self.train.n_channels != config.model.num_input:
             raise TrainingError(
@@ -129,6 +173,7 @@ class NeuronIOFit:
                 min_start=config.min_start_ms,
                 seed=config.seed + 1_000_003,
                 events=config.model.family == "elm",
+                nexus=config.nexus_weight > 0,
             )
             self.valid = [source[i] for i in range(config.valid_batches)]
 
@@ -160,12 +205,14 @@ class NeuronIOFit:
 
     def loss(self, model: torch.nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
         batch = batch.to(device)
-        return loss_fn(model(batch.inputs), batch, self.config.burn_in_ms)
+        return loss_fn(model(batch.inputs), batch, self.config.burn_in_ms, self.config.nexus_weight)
 
     def validate(self, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
         if not self.valid:
             return {}
-        metrics = validation_metrics(model, self.valid, device, self.config.valid_burn_in_ms)
+        metrics = validation_metrics(
+            model, self.valid, device, self.config.valid_burn_in_ms, self.config.nexus_weight
+        )
         return {f"valid_{k}": v for k, v in metrics.items()}
 
     def improved(self, row: dict[str, Any], best: dict[str, Any]) -> bool:

@@ -15,6 +15,10 @@ whether the input layout is the same:
   apical, by section, then along each section) — moved by one slot where needed so that every
   synapse keeps its kind (an excitatory slot takes an excitatory source weight).
 
+A source with another number of outputs (a fit with or without the auxiliary nexus output,
+``nexus_weight``) is the second case too, even on the same inputs: the outputs both models have
+(spike logit, soma) take the source's rows of the output head, an extra one starts fresh.
+
 :func:`warm_start` returns a record of what was transferred; the fit stores it in its
 checkpoints and ``result.json``, and the report shows it.
 """
@@ -39,8 +43,9 @@ ROUTING = ("input_to_synapse_indices", "valid_indices_mask", "synapse_branch")
 #: what must agree for a transfer (as the model resolves them: mlp_hidden None = 2·d_m)
 ARCHITECTURE = (
     "num_memory", "branches", "synapses_per_branch", "mlp_layers", "hidden",
-    "activation", "version", "num_output", "routing",
+    "activation", "version", "routing",
 )  # fmt: skip
+HEAD = ("w_y.weight", "w_y.bias")
 
 
 def _same_layout(target: nn.Module, source: nn.Module) -> bool:
@@ -107,10 +112,23 @@ def warm_start(
     }
     if synapses == "by-position":
         taken["_proto_w_s"] = _by_position(model, source)
+    shared = min(source.config.num_output, model.config.num_output)
+    for name in HEAD:  # outputs both have: the source's rows; an extra output starts fresh
+        if name not in taken:
+            taken[name] = own[name].clone()
+            taken[name][:shared] = source.state_dict()[name][:shared]
     model.load_state_dict(taken, strict=False)
     fresh = sorted(name for name in own if name not in taken and not name.startswith(ROUTING))
+    if source.config.num_output != model.config.num_output:
+        extra = ", ".join(str(k) for k in range(shared, model.config.num_output))
+        fresh.append(f"w_y rows {extra} (outputs the source does not have)")
+    inputs = (source.config.num_input, model.config.num_input)
+    outputs = (source.config.num_output, model.config.num_output)
+    layout = "same inputs" if inputs[0] == inputs[1] else "{} → {} inputs".format(*inputs)
+    if outputs[0] != outputs[1]:
+        layout += ", {} → {} outputs".format(*outputs)
     record.update(
-        layout=f"different ({source.config.num_input} → {model.config.num_input} inputs)",
+        layout=f"different ({layout})",
         transferred=sorted(taken),
         fresh=fresh,
         synapses=synapses,
@@ -123,7 +141,9 @@ def describe(record: dict[str, Any]) -> str:
     if record["layout"] == "same":
         return f"warm start from {record['source']}: every weight (same input layout)"
     synapses = {"by-position": "mapped by position", "fresh": "started fresh"}[record["synapses"]]
+    new_outputs = [entry for entry in record["fresh"] if entry.startswith("w_y rows")]
     return (
         f"warm start from {record['source']}, input layout {record['layout']}: took over "
         f"{', '.join(record['transferred'])}; synapse weights {synapses}"
+        + "".join(f"; fresh: {entry}" for entry in new_outputs)
     )

