@@ -12,13 +12,12 @@ SPIKE_COLUMNS = ("simulation", "time_ms", "probability", "negatives_above", "nex
 
 
 def write_spikes(spikes: list[dict[str, float]], path: Path) -> None:
-    """Worst first: ``negatives_above`` is the fraction of non-spike bins the surrogate scored
-    higher than the spike, and its mean over the file is 1 − AUC."""
-    ordered = sorted(spikes, key=lambda row: -row["negatives_above"])
+    """In the evaluation's order, costliest first: ``negatives_above`` is the fraction of
+    non-spike bins the surrogate scored higher than the spike, and its mean is 1 − AUC."""
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SPIKE_COLUMNS)
         writer.writeheader()
-        for row in ordered:
+        for row in spikes:
             writer.writerow(
                 {
                     **row,

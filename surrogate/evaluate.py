@@ -63,7 +63,7 @@ class Evaluation:
     metrics: dict[str, Any]
     roc: ROC | None
     examples: list[dict[str, np.ndarray]] = field(default_factory=list)
-    #: one row per output spike evaluated (spike_table)
+    #: one row per output spike evaluated, costliest first (spike_table)
     spikes: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -205,10 +205,11 @@ def evaluate(
 def spike_table(
     data: Split, ids: np.ndarray, label: np.ndarray, score: np.ndarray, skip: int
 ) -> list[dict[str, float]]:
-    """One row per output spike evaluated: simulation, time_ms, probability; the fraction of
-    non-spike bins scored above it (its share of 1 − AUC, ``metrics.spike_ranks``); and the
-    highest nexus voltage within ``NEXUS_WINDOW_MS`` of it, which tells the spikes that a
-    dendritic calcium spike drove (``NEXUS_CALCIUM_MV``) from the others."""
+    """One row per output spike evaluated, costliest first: simulation, time_ms, probability;
+    the fraction of non-spike bins scored above it (its share of 1 − AUC,
+    ``metrics.spike_ranks``); and the highest nexus voltage within ``NEXUS_WINDOW_MS`` of it,
+    which tells the spikes that a dendritic calcium spike drove (``NEXUS_CALCIUM_MV``) from the
+    others."""
     rows, times = np.nonzero(label)
     ranks = spike_ranks(label, score)  # row-major, as np.nonzero orders them
     nexus = data.read("nexus_v", ids)
@@ -225,7 +226,7 @@ def spike_table(
                 "nexus_max_mv": float(np.max(around)),
             }
         )
-    return table
+    return sorted(table, key=lambda row: -row["negatives_above"])
 
 
 def _model_inputs(model: nn.Module) -> int | None:

@@ -105,9 +105,10 @@ def warm_start(
             + ", ".join(differences)
         )
     own = model.state_dict()
+    given = source.state_dict()
     taken = {
         name: value
-        for name, value in source.state_dict().items()
+        for name, value in given.items()
         if name.startswith(LAYOUT_FREE) and name in own and own[name].shape == value.shape
     }
     if synapses == "by-position":
@@ -116,7 +117,7 @@ def warm_start(
     for name in HEAD:  # outputs both have: the source's rows; an extra output starts fresh
         if name not in taken:
             taken[name] = own[name].clone()
-            taken[name][:shared] = source.state_dict()[name][:shared]
+            taken[name][:shared] = given[name][:shared]
     model.load_state_dict(taken, strict=False)
     fresh = sorted(name for name in own if name not in taken and not name.startswith(ROUTING))
     if source.config.num_output != model.config.num_output:
