@@ -1,8 +1,9 @@
 """Fitting a surrogate to a NeuronIO-style dataset: the ELM recipe as a task of the training loop.
 
 Batches are 500 ms windows (surrogate.data.WindowBatches; batch i = f(seed, i)); the loss is
-0.5·BCE(spike logit) + 0.5·MSE(soma target), optionally ignoring the first ``burn_in`` steps of
-each window. With ``nexus_weight`` > 0 it adds that weight × the MSE of a third output against
+w·BCE(spike logit) + (1 − w)·MSE(soma target) with the spike weight w 0.5 as released,
+optionally ignoring the first ``burn_in`` steps of each window. A larger w buys spike AUC for a
+little soma RMSE: the spike head is what the AUC measures and what the model learns last. With ``nexus_weight`` > 0 it adds that weight × the MSE of a third output against
 the nexus voltage: an auxiliary target, because the spikes a surrogate misses most are those
 that dendritic calcium spikes drive (docs/how-much-data.md), and the nexus shows them. Adam, lr
 5e-4, cosine decay per batch (surrogate.train). After every epoch: loss,
@@ -57,6 +58,12 @@ class TrainSettings(LoopSettings):
     select_best: Literal["soma_rmse", "loss", "spike_auc"] = Field(
         "soma_rmse", description="validation metric that picks best.pt (released: soma_rmse)"
     )
+    spike_weight: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="the spike term's share of the loss, w·BCE + (1 − w)·MSE (released: 0.5)",
+    )
     nexus_weight: float = Field(
         0.0,
         ge=0,
@@ -98,14 +105,20 @@ class TrainConfig(TrainSettings):
 
 
 def loss_fn(
-    output: torch.Tensor, batch: Batch, burn_in: int = 0, nexus_weight: float = 0.0
+    output: torch.Tensor,
+    batch: Batch,
+    burn_in: int = 0,
+    *,
+    spike_weight: float = 0.5,
+    nexus_weight: float = 0.0,
 ) -> torch.Tensor:
-    """0.5·BCE-with-logits on spikes + 0.5·MSE on the soma target, after ``burn_in`` steps;
-    plus ``nexus_weight`` × MSE of output 2 on the nexus target when there is one."""
+    """``spike_weight``·BCE-with-logits on spikes + (1 − ``spike_weight``)·MSE on the soma
+    target, after ``burn_in`` steps; plus ``nexus_weight`` × MSE of output 2 on the nexus target
+    when there is one."""
     logits, soma = output[:, burn_in:, 0], output[:, burn_in:, 1]
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch.spikes[:, burn_in:])
     mse = torch.nn.functional.mse_loss(soma, batch.soma[:, burn_in:])
-    loss = 0.5 * bce + 0.5 * mse
+    loss = spike_weight * bce + (1 - spike_weight) * mse
     if nexus_weight:
         nexus = torch.nn.functional.mse_loss(output[:, burn_in:, 2], batch.nexus[:, burn_in:])
         loss = loss + nexus_weight * nexus
@@ -117,6 +130,8 @@ def validation_metrics(
     batches: list[Batch],
     device: torch.device,
     burn_in: int,
+    *,
+    spike_weight: float = 0.5,
     nexus_weight: float = 0.0,
 ) -> dict[str, Any]:
     """Loss (the training loss's terms), spike AUC and soma RMSE (mV, clipped at −55) over
@@ -125,7 +140,8 @@ def validation_metrics(
     for batch in batches:
         batch = batch.to(device)
         out = model(batch.inputs)
-        losses.append(float(loss_fn(out, batch, burn_in, nexus_weight)))
+        loss = loss_fn(out, batch, burn_in, spike_weight=spike_weight, nexus_weight=nexus_weight)
+        losses.append(float(loss))
         probs.append(torch.sigmoid(out[:, burn_in:, 0]).flatten().cpu().numpy())
         labels.append(batch.spikes[:, burn_in:].flatten().cpu().numpy())
         errors.append(
@@ -205,13 +221,24 @@ class NeuronIOFit:
 
     def loss(self, model: torch.nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
         batch = batch.to(device)
-        return loss_fn(model(batch.inputs), batch, self.config.burn_in_ms, self.config.nexus_weight)
+        return loss_fn(
+            model(batch.inputs),
+            batch,
+            self.config.burn_in_ms,
+            spike_weight=self.config.spike_weight,
+            nexus_weight=self.config.nexus_weight,
+        )
 
     def validate(self, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
         if not self.valid:
             return {}
         metrics = validation_metrics(
-            model, self.valid, device, self.config.valid_burn_in_ms, self.config.nexus_weight
+            model,
+            self.valid,
+            device,
+            self.config.valid_burn_in_ms,
+            spike_weight=self.config.spike_weight,
+            nexus_weight=self.config.nexus_weight,
         )
         return {f"valid_{k}": v for k, v in metrics.items()}
 

@@ -97,6 +97,39 @@ def fit_one_epoch(config, store, out):
         train_module._write_metrics = original
 
 
+def test_spike_weight_shares_the_loss_between_spikes_and_soma(toy_store, tmp_path):
+    """loss = w·BCE + (1 − w)·MSE; the default w 0.5 is the released loss, and a fit trains and
+    validates with the weight it was given."""
+    from surrogate.data import WindowBatches
+    from surrogate.neuronio_fit import NeuronIOFit, loss_fn
+
+    batch = WindowBatches(toy_store, "train", batch_size=4)[0]
+    output = torch.randn(*batch.spikes.shape, 2, generator=torch.Generator().manual_seed(0))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(output[..., 0], batch.spikes)
+    mse = torch.mean((output[..., 1] - batch.soma) ** 2)
+    assert float(loss_fn(output, batch)) == pytest.approx(float(0.5 * bce + 0.5 * mse), rel=1e-6)
+    assert float(loss_fn(output, batch, spike_weight=0.8)) == pytest.approx(
+        float(0.8 * bce + 0.2 * mse), rel=1e-6
+    )
+    run = config(batches_per_epoch=3, epochs=1, spike_weight=0.8)
+    result = fit(run, toy_store, tmp_path / "w", progress=False)
+    model = load_model(tmp_path / "w" / "last.pt")
+    task = NeuronIOFit(run, toy_store)
+    with torch.no_grad():
+        losses = []
+        for valid in task.valid:
+            out = model(valid.inputs)
+            burn = run.valid_burn_in_ms
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(
+                out[:, burn:, 0], valid.spikes[:, burn:]
+            )
+            mse = torch.mean((out[:, burn:, 1] - valid.soma[:, burn:]) ** 2)
+            losses.append(float(0.8 * bce + 0.2 * mse))
+    assert result.last["valid_loss"] == pytest.approx(np.mean(losses), rel=1e-5)
+    with pytest.raises(ValueError, match="spike_weight"):
+        config(spike_weight=1.0)
+
+
 def test_refuses_to_overwrite_or_resume_another_run(toy_store, tmp_path):
     short = config(batches_per_epoch=3, epochs=1, valid_split=None)
     fit(short, toy_store, tmp_path / "r", progress=False)
