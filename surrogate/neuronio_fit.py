@@ -3,14 +3,15 @@
 Batches are 500 ms windows (surrogate.data.WindowBatches; batch i = f(seed, i)); the loss is
 w·BCE(spike logit) + (1 − w)·MSE(soma target) with the spike weight w 0.5 as released,
 optionally ignoring the first ``burn_in`` steps of each window. A larger w buys spike AUC for a
-little soma RMSE: the spike head is what the AUC measures and what the model learns last. With ``nexus_weight`` > 0 it adds that weight × the MSE of a third output against
-the nexus voltage: an auxiliary target, because the spikes a surrogate misses most are those
-that dendritic calcium spikes drive (docs/how-much-data.md), and the nexus shows them. Adam, lr
-5e-4, cosine decay per batch (surrogate.train). After every epoch: loss,
-spike AUC and soma RMSE on fixed validation windows; the best epoch is the one with the lowest
-validation soma RMSE (as the released code chose), or the lowest validation loss or the highest
-spike AUC (``select_best``) — with little data the spike head overfits while the soma RMSE still
-improves, and the loss sees both.
+little soma RMSE: the spike head is what the AUC measures and what the model learns last. With
+``nexus_weight`` > 0 it adds that weight × the MSE of a third output against the nexus voltage:
+an auxiliary target, because the spikes a surrogate misses most are those that dendritic
+calcium spikes drive (docs/how-much-data.md), and the nexus shows them. Adam, lr 5e-4, cosine
+decay per batch (surrogate.train). After every epoch: loss, spike AUC and soma RMSE on fixed
+validation windows; the best epoch is the one with the lowest validation soma RMSE (as the
+released code chose), or the lowest validation loss or the highest spike AUC (``select_best``)
+— with little data the spike head overfits while the soma RMSE still improves, and the loss
+sees both.
 """
 
 from __future__ import annotations
