@@ -27,7 +27,7 @@ from elmpipe.errors import ConfigError
 from elmpipe.outputs import check_output_folder
 from pipelines.config import RunConfig, checked
 from pipelines.simulation_stage import describe_dataset, prepared
-from pipelines.sweep import grid, model_name, surrogate_model
+from pipelines.sweep import check_points_unchanged, grid, model_name, surrogate_model
 from surrogate.neuronio_fit import TrainConfig
 from surrogate.warm_start import resolve_source
 
@@ -90,6 +90,7 @@ def plan_run(config: RunConfig, source: str = "run config") -> RunPlan:
         )
     if problems:
         raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+    check_points_unchanged(points, out / "fit")  # before simulating, not after
     return RunPlan(out, spec, points)
 
 

@@ -6,10 +6,12 @@ simulations, nested) and the start (from scratch, or warm-started from a checkpo
 **learning curve**. Every grid point is one task that trains into its own run folder — and,
 with ``evaluate_split``, is then evaluated with the NeuronIO protocol; points whose run finished
 (``result.json``) are skipped when the sweep is run again, interrupted ones resume from their
-last epoch. The sweep ends with a results table (CSV and JSON) and, for a learning curve, a figure
-of the evaluated AUC and soma RMSE against simulated training minutes. Training prepares its
-batches in threads, so the defaults work in any executor — in this process, in dask's worker
-processes (which may not start processes of their own) and in SLURM/PBS jobs.
+last epoch, and a point whose folder was trained with other settings (a changed learning rate,
+say) is refused before anything trains, rather than reported under settings it never had. The
+sweep ends with a results table (CSV and JSON) and, for a learning curve, a figure of the
+evaluated AUC and soma RMSE against simulated training minutes. Training prepares its batches in
+threads, so the defaults work in any executor — in this process, in dask's worker processes
+(which may not start processes of their own) and in SLURM/PBS jobs.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from elmpipe.outputs import check_output_folder
 from pipelines.cluster import ClusterConfig, Task, executor
 from surrogate.models import ELMConfig, LSTMConfig, ModelConfig, TCNConfig, model_config
 from surrogate.neuronio_fit import TrainConfig, TrainSettings, fit
-from surrogate.train import finished_result, save_atomic_json
+from surrogate.train import check_same_config, finished_result, save_atomic_json
 
 Family = Literal["elm", "lstm", "tcn"]
 
@@ -252,6 +254,26 @@ def plan_sweep(sweep: SweepConfig, data: str | Path, source: str = "sweep option
         raise ConfigError(f"{source}: a grid point is impossible for this dataset: {exc}") from exc
 
 
+def check_points_unchanged(points: dict[str, TrainConfig], out: Path) -> None:
+    """Every point's folder that already holds a run must hold one of the same settings: a
+    finished run would otherwise be reported as this point's."""
+    for name, config in points.items():
+        path = out / name / "config.json"
+        if not path.exists():
+            continue
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            stored = None
+        check_same_config(
+            stored,
+            config,
+            out / name,
+            advice="move that folder away, or choose another output folder, to train this "
+            "point with the new settings",
+        )
+
+
 def run_sweep(
     sweep: SweepConfig,
     data: str | Path,
@@ -270,6 +292,7 @@ def run_sweep(
     out = check_output_folder(out, "sweep folder")
     data = str(Path(data).resolve())
     points = points if points is not None else plan_sweep(sweep, data)
+    check_points_unchanged(points, out)
     out.mkdir(parents=True, exist_ok=True)
     save_atomic_json(out / "sweep.json", json.loads(sweep.model_dump_json()))
     started = time.perf_counter()

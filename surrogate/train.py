@@ -151,19 +151,28 @@ def _config_json(config: BaseModel) -> dict[str, Any]:
     return json.loads(config.model_dump_json())
 
 
-def _check_same_config(stored: Any, config: BaseModel, path: Path) -> None:
+def check_same_config(
+    stored: Any,
+    config: BaseModel,
+    path: Path,
+    advice: str = "use another --out, or the original settings to resume it",
+) -> None:
     """The stored run config, read with today's defaults, must equal ``config``; ``patience``
-    may change (when to stop does not change what is learned before)."""
+    may change (when to stop does not change what is learned before). The error names the
+    settings that differ."""
     try:
         restored = type(config).model_validate(stored)
-        same = restored.model_copy(update={"patience": config.patience}) == config
+        restored = restored.model_copy(update={"patience": config.patience})
     except ValidationError:
-        same = False
-    if not same:
-        raise TrainingError(
-            f"{path} was written by a different training config; use another --out, or the "
-            "original settings to resume it"
-        )
+        restored = None
+    if restored == config:
+        return
+    if restored is None:
+        changed = "its settings are unreadable"
+    else:
+        then, now = _config_json(restored), _config_json(config)
+        changed = "differs in " + ", ".join(k for k in now if then.get(k) != now[k])
+    raise TrainingError(f"{path} was written by a different training config ({changed}); {advice}")
 
 
 def _out_of_patience(settings: LoopSettings, history: list[dict], best: dict[str, Any]) -> bool:
@@ -227,7 +236,7 @@ def train(
         if not resume:
             raise TrainingError(f"{out} already holds a run; pass --resume to continue it")
         state = read_checkpoint(last_path)
-        _check_same_config(state.get("train_config"), settings, last_path)
+        check_same_config(state.get("train_config"), settings, last_path)
     device = pick_device(settings.device)
     torch.manual_seed(settings.seed)
     model = task.build_model().to(device)

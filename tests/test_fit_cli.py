@@ -96,6 +96,12 @@ def test_sweep_runs_every_point_once(toy_store, tmp_path):
     assert second.exit_code == 0
     assert (tmp_path / "sw" / "elm-m2-b10" / "last.pt").stat().st_mtime_ns == stamp  # skipped
     assert (tmp_path / "sw" / "results.csv").read_text().count("\n") == 4
+    # changed settings: the finished points are not passed off as the new ones, nor overwritten
+    changed = CliRunner().invoke(cli, [*args, "--lr", "0.01"])
+    assert changed.exit_code == EXIT_BAD_INPUT, changed.output
+    assert "elm-m2-b10" in changed.output and "learning_rate" in changed.output
+    assert (tmp_path / "sw" / "elm-m2-b10" / "last.pt").stat().st_mtime_ns == stamp
+    assert (tmp_path / "sw" / "results.csv").read_text().count("\n") == 4
 
 
 def test_sweep_with_its_defaults_on_the_default_local_cluster(toy_store, tmp_path):

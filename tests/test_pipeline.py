@@ -78,6 +78,14 @@ def test_a_second_run_skips_every_finished_stage(finished_run, tmp_path):
     assert "0 simulated now" in again.stdout and "finished earlier" in again.stdout
     assert "evaluated earlier" in again.stdout
     assert (out / "fit" / "elm-m4-b10" / "last.pt").stat().st_mtime_ns == stamp
+    # other training settings: refused before simulating, the finished model kept as it is
+    train = {**MINI["fit"]["train"], "learning_rate": 0.01}
+    changed = write_config(tmp_path / "lr.yaml", out=str(out), fit={**MINI["fit"], "train": train})
+    refused = run_cli("run", str(changed), "-q")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "elm-m4-b10" in refused.stderr and "learning_rate" in refused.stderr
+    assert "── simulate" not in refused.stdout
+    assert (out / "fit" / "elm-m4-b10" / "last.pt").stat().st_mtime_ns == stamp
 
 
 def test_interrupted_fit_resumes_to_the_same_model(finished_run, tmp_path):
