@@ -48,6 +48,25 @@ def test_fit_command_trains_and_exports(toy_store, tmp_path):
     assert again.exit_code == EXIT_BAD_INPUT and "--resume" in again.output
 
 
+def test_shipped_hay_surrogate_recipe_trains(toy_store, tmp_path):
+    """configs/hay-surrogate.yaml (the recipe that reached test AUC 0.99 on the Hay cell) is a
+    valid fit config: on a toy dataset, shortened, it trains with its settings."""
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "hay-surrogate.yaml"
+    out = tmp_path / "run"
+    args = ["fit", "-c", str(recipe), "-d", str(toy_store), "-o", str(out)]
+    too_many = CliRunner().invoke(cli, [*args, *FAST])
+    assert too_many.exit_code == EXIT_BAD_INPUT and "1024" in too_many.output  # 24 here
+    short = ["--train-sims", "24", "--num-branch", "10", "--synapses-per-branch", "20", *FAST]
+    result = CliRunner().invoke(cli, [*args, *short])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["spike_weight"] == 0.8 and config["select_best"] == "loss"
+    assert config["patience"] == 4 and config["learning_rate"] == 5e-4
+    assert config["model"]["num_memory"] == 20 and config["train_simulations"] == 24
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
