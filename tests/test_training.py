@@ -126,6 +126,11 @@ def test_spike_weight_shares_the_loss_between_spikes_and_soma(toy_store, tmp_pat
             mse = torch.mean((out[:, burn:, 1] - valid.soma[:, burn:]) ** 2)
             losses.append(float(0.8 * bce + 0.2 * mse))
     assert result.last["valid_loss"] == pytest.approx(np.mean(losses), rel=1e-5)
+    with torch.no_grad():  # the training loss too
+        trained = task.loss(model, valid, torch.device("cpu"))
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(out[..., 0], valid.spikes)
+        mse = torch.mean((out[..., 1] - valid.soma) ** 2)
+    assert float(trained) == pytest.approx(float(0.8 * bce + 0.2 * mse), rel=1e-5)
     with pytest.raises(ValueError, match="spike_weight"):
         config(spike_weight=1.0)
 
