@@ -49,7 +49,7 @@ def test_fit_command_trains_and_exports(toy_store, tmp_path):
 
 
 def test_shipped_hay_surrogate_recipe_trains(toy_store, tmp_path):
-    """configs/hay-surrogate.yaml (the recipe that reached test AUC 0.99 on the Hay cell) is a
+    """configs/hay-surrogate.yaml (the recipe that reached test AUC ≈ 0.99 on the Hay cell) is a
     valid fit config: on a toy dataset, shortened, it trains with its settings."""
     from pathlib import Path
 
