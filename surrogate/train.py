@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from tqdm import tqdm
 
 from elmpipe.errors import EnvironmentProblem, InputError
@@ -55,6 +55,13 @@ class LoopSettings(BaseModel):
     epochs: int = Field(10, ge=1)
     learning_rate: float = Field(5e-4, gt=0)
     optimizer: Literal["adam", "adamax"] = "adam"
+    weight_decay: float = Field(
+        0.0,
+        ge=0,
+        description="decoupled weight decay (AdamW): every step shrinks each weight by "
+        "lr × this, a pull towards zero that the gradient must keep paying for (0: none, as "
+        "released)",
+    )
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     loader_workers: int = Field(2, ge=0, description="threads preparing batches ahead")
@@ -65,6 +72,12 @@ class LoopSettings(BaseModel):
         "schedule is not shortened, so best.pt is what the full run would have picked whenever "
         "its best epoch comes first (None: run every epoch)",
     )
+
+    @model_validator(mode="after")
+    def _decay_needs_adam(self) -> LoopSettings:
+        if self.weight_decay and self.optimizer != "adam":
+            raise ValueError(f"weight_decay needs optimizer 'adam', not {self.optimizer!r}")
+        return self
 
 
 class TrainingTask(Protocol):
@@ -218,8 +231,16 @@ def _validate_start(
 
 
 def _optimizer(settings: LoopSettings, model: torch.nn.Module) -> torch.optim.Optimizer:
-    kind = torch.optim.Adamax if settings.optimizer == "adamax" else torch.optim.Adam
-    return kind(model.parameters(), lr=settings.learning_rate)
+    if settings.optimizer == "adamax":
+        return torch.optim.Adamax(model.parameters(), lr=settings.learning_rate)
+    if settings.weight_decay:  # decoupled, as AdamW: not scaled by Adam's gradient statistics
+        return torch.optim.Adam(
+            model.parameters(),
+            lr=settings.learning_rate,
+            weight_decay=settings.weight_decay,
+            decoupled_weight_decay=True,
+        )
+    return torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
 
 
 def train(

@@ -33,6 +33,8 @@ def test_fit_command_trains_and_exports(toy_store, tmp_path):
             *FAST,
             "--spike-weight",
             "0.8",
+            "--weight-decay",
+            "0.3",
             "--export",
             str(tmp_path / "m.ts"),
         ],
@@ -41,7 +43,7 @@ def test_fit_command_trains_and_exports(toy_store, tmp_path):
     assert "parameters" in result.output
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["num_input"] == 100 and config["model"]["num_memory"] == 4
-    assert config["spike_weight"] == 0.8
+    assert config["spike_weight"] == 0.8 and config["weight_decay"] == 0.3
     scripted = torch.jit.load(str(tmp_path / "m.ts"))
     assert scripted(torch.zeros(1, 10, 100)).shape == (1, 10, 2)
     again = CliRunner().invoke(cli, ["fit", "-d", str(toy_store), "-o", str(out), *FAST])
@@ -76,6 +78,7 @@ def test_shipped_hay_surrogate_recipe_trains(toy_store, tmp_path):
         (["--model", "tcn", "--tcn", "7by128"], "DEPTHxWIDTHxFIELD"),
         (["--epochs", "0"], "epochs"),
         (["--spike-weight", "1"], "--spike-weight"),
+        (["--weight-decay", "-0.1"], "--weight-decay"),
     ],
 )
 def test_fit_bad_options(toy_store, tmp_path, args, message):

@@ -135,6 +135,35 @@ def test_spike_weight_shares_the_loss_between_spikes_and_soma(toy_store, tmp_pat
         config(spike_weight=1.0)
 
 
+def test_weight_decay_is_decoupled_and_reaches_the_fit(toy_store, tmp_path):
+    """AdamW-style decay: with no gradient, a step multiplies every weight by exactly 1 − lr·λ
+    (coupled L2 would be rescaled by Adam's statistics); a fit given a decay ends with smaller
+    weights than the same fit without; the default (0, as released) is plain Adam."""
+    from surrogate.train import LoopSettings, _optimizer
+
+    layer = torch.nn.Linear(3, 2)
+    before = [p.detach().clone() for p in layer.parameters()]
+    step = _optimizer(LoopSettings(learning_rate=0.01, weight_decay=0.5), layer)
+    for p in layer.parameters():
+        p.grad = torch.zeros_like(p)
+    step.step()
+    for p, old in zip(layer.parameters(), before, strict=True):
+        torch.testing.assert_close(p.detach(), old * (1 - 0.01 * 0.5))
+    assert _optimizer(LoopSettings(), layer).param_groups[0]["weight_decay"] == 0
+    with pytest.raises(ValueError, match="weight_decay"):
+        LoopSettings(optimizer="adamax", weight_decay=0.1)
+
+    norms = {}
+    for decay in (0.0, 5.0):
+        run = config(batches_per_epoch=20, epochs=1, weight_decay=decay, valid_split=None)
+        fit(run, toy_store, tmp_path / f"wd{decay}", progress=False)
+        model = load_model(tmp_path / f"wd{decay}" / "last.pt")
+        norms[decay] = float(torch.linalg.vector_norm(model._proto_w_s.detach()))
+        stored = json.loads((tmp_path / f"wd{decay}" / "config.json").read_text())
+        assert stored["weight_decay"] == decay
+    assert norms[5.0] < 0.9 * norms[0.0]
+
+
 def test_refuses_to_overwrite_or_resume_another_run(toy_store, tmp_path):
     short = config(batches_per_epoch=3, epochs=1, valid_split=None)
     fit(short, toy_store, tmp_path / "r", progress=False)
