@@ -75,7 +75,7 @@ training_options = [
         help="Decoupled weight decay (AdamW): each step shrinks every weight by lr × this "
         "(default 0, as released). It holds a fit on little data back from memorising it: with "
         "--lr 0.0003, 0.3 took a warm start on 256 Hay simulations from test AUC 0.987 to 0.988 "
-        "and soma RMSE 0.72 to 0.70 mV (two seeds, docs/how-much-data.md).",
+        "and soma RMSE 0.72 to 0.70 mV (docs/how-much-data.md).",
     ),
     click.option(
         "--nexus-weight",
