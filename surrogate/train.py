@@ -233,14 +233,13 @@ def _validate_start(
 def _optimizer(settings: LoopSettings, model: torch.nn.Module) -> torch.optim.Optimizer:
     if settings.optimizer == "adamax":
         return torch.optim.Adamax(model.parameters(), lr=settings.learning_rate)
-    if settings.weight_decay:  # decoupled, as AdamW: not scaled by Adam's gradient statistics
-        return torch.optim.Adam(
-            model.parameters(),
-            lr=settings.learning_rate,
-            weight_decay=settings.weight_decay,
-            decoupled_weight_decay=True,
-        )
-    return torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    # decoupled, as AdamW: not scaled by Adam's gradient statistics; with 0 it is plain Adam
+    return torch.optim.Adam(
+        model.parameters(),
+        lr=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        decoupled_weight_decay=True,
+    )
 
 
 def train(
