@@ -40,6 +40,8 @@ from surrogate.checkpoints import read_checkpoint, save_checkpoint
 from surrogate.data import prefetch
 from surrogate.models import count_parameters
 
+AveragedModel = torch.optim.swa_utils.AveragedModel
+
 RESULT_FILE = "result.json"
 
 
@@ -61,6 +63,14 @@ class LoopSettings(BaseModel):
         description="decoupled weight decay (AdamW): every step shrinks each weight by "
         "lr × this, a pull towards zero that the gradient must keep paying for (0: none, as "
         "released)",
+    )
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="validate, select and save an exponential moving average of the weights, "
+        "updated every step with this decay (e.g. 0.999: an average over the last ~1 000 "
+        "steps), instead of the weights of the last step (None: off, as released)",
     )
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -242,6 +252,17 @@ def _optimizer(settings: LoopSettings, model: torch.nn.Module) -> torch.optim.Op
     )
 
 
+def _weight_average(settings: LoopSettings, model: torch.nn.Module) -> AveragedModel | None:
+    """The moving average of the weights that ``ema_decay`` asks for (None without one).
+
+    Only parameters are averaged: buffers, which no optimiser step trains (the ELM's routing,
+    the TCN's BatchNorm statistics), are copied from the live model at every update."""
+    if settings.ema_decay is None:
+        return None
+    ema = torch.optim.swa_utils.get_ema_multi_avg_fn(settings.ema_decay)
+    return AveragedModel(model, multi_avg_fn=ema)
+
+
 def train(
     task: TrainingTask, out: str | Path, *, resume: bool = False, progress: bool = True
 ) -> RunResult:
@@ -274,10 +295,15 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
+    averaged = _weight_average(settings, model)
+    if averaged is not None and state is not None:
+        averaged.load_state_dict(state["averaged"])
+    # what is validated, selected and saved: the moving average when there is one
+    scored = model if averaged is None else averaged.module
     out.mkdir(parents=True, exist_ok=True)
     save_atomic_json(out / "config.json", _config_json(settings))
     if state is None and task.starts_trained():
-        history, best = _validate_start(task, model, device, out, provenance, progress)
+        history, best = _validate_start(task, scored, device, out, provenance, progress)
     model.train()
     stopped_early = _out_of_patience(settings, history, best)  # a resumed run that had stopped
     for epoch in range(first_epoch, first_epoch if stopped_early else settings.epochs):
@@ -297,6 +323,8 @@ def train(
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
@@ -307,15 +335,16 @@ def train(
             "lr": float(scheduler.get_last_lr()[0]),
             "seconds": time.perf_counter() - epoch_started,
         }
-        row.update(_validated(task, model, device))
+        row.update(_validated(task, scored, device))
         history.append(row)
         if not best or task.improved(row, best):
             best = dict(row)
             # a copy of the weights at this epoch, not an alias of the live ones
-            save_checkpoint(out / "best.pt", model, metrics=best, provenance=provenance)
+            save_checkpoint(out / "best.pt", scored, metrics=best, provenance=provenance)
         save_checkpoint(
             last_path,
             model,
+            averaged=None if averaged is None else averaged.state_dict(),
             train_config=_config_json(settings),
             optimizer=optimizer.state_dict(),
             scheduler=scheduler.state_dict(),
@@ -332,9 +361,9 @@ def train(
             if progress:
                 tqdm.write(f"stopped: no better validation result since epoch {best['epoch']}")
             break
-    model.eval()
+    scored.eval()
     with torch.no_grad():
-        extra = task.finish(model, device)
+        extra = task.finish(scored, device)
     parameters = count_parameters(model)
     trained = [row for row in history if row["epoch"] > 0]  # not the warm start's epoch 0
     summary = {

@@ -35,6 +35,8 @@ def test_fit_command_trains_and_exports(toy_store, tmp_path):
             "0.8",
             "--weight-decay",
             "0.3",
+            "--ema-decay",
+            "0.99",
             "--export",
             str(tmp_path / "m.ts"),
         ],
@@ -44,6 +46,7 @@ def test_fit_command_trains_and_exports(toy_store, tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["num_input"] == 100 and config["model"]["num_memory"] == 4
     assert config["spike_weight"] == 0.8 and config["weight_decay"] == 0.3
+    assert config["ema_decay"] == 0.99
     scripted = torch.jit.load(str(tmp_path / "m.ts"))
     assert scripted(torch.zeros(1, 10, 100)).shape == (1, 10, 2)
     again = CliRunner().invoke(cli, ["fit", "-d", str(toy_store), "-o", str(out), *FAST])
@@ -79,6 +82,7 @@ def test_shipped_hay_surrogate_recipe_trains(toy_store, tmp_path):
         (["--epochs", "0"], "epochs"),
         (["--spike-weight", "1"], "--spike-weight"),
         (["--weight-decay", "-0.1"], "--weight-decay"),
+        (["--ema-decay", "1"], "--ema-decay"),
     ],
 )
 def test_fit_bad_options(toy_store, tmp_path, args, message):

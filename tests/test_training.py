@@ -164,6 +164,72 @@ def test_weight_decay_is_decoupled_and_reaches_the_fit(toy_store, tmp_path):
     assert norms[5.0] < 0.9 * norms[0.0]
 
 
+def test_ema_decay_scores_and_saves_the_average_and_resumes_it(toy_store, tmp_path):
+    """With ``ema_decay`` d the average starts as the first step's weights and then moves by
+    (1 − d) towards each new step's; validation, best.pt and the result are the average's,
+    last.pt keeps the live weights (for resume) and the average, and a killed run resumes to
+    the same average as an uninterrupted one. Off by default, as released."""
+    from surrogate.train import LoopSettings, _weight_average
+
+    assert _weight_average(LoopSettings(), torch.nn.Linear(2, 1)) is None
+    layer = torch.nn.Linear(2, 1, bias=False)
+    average = _weight_average(LoopSettings(ema_decay=0.9), layer)
+    for value in (1.0, 3.0, 5.0):
+        layer.weight.data.fill_(value)
+        average.update_parameters(layer)
+    expected = 0.9 * (0.9 * 1.0 + 0.1 * 3.0) + 0.1 * 5.0
+    assert float(average.module.weight.detach()[0, 0]) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="ema_decay"):
+        LoopSettings(ema_decay=1.0)
+
+    run = config(batches_per_epoch=15, epochs=3, ema_decay=0.9)
+    straight = fit(run, toy_store, tmp_path / "ema", progress=False)
+    last = read_checkpoint(tmp_path / "ema" / "last.pt")
+    averaged = {
+        k.removeprefix("module."): v for k, v in last["averaged"].items() if k != "n_averaged"
+    }
+    assert int(last["averaged"]["n_averaged"]) == 45
+    assert not torch.equal(averaged["_proto_w_s"], last["state_dict"]["_proto_w_s"])
+    best = read_checkpoint(tmp_path / "ema" / "best.pt")
+    if best["metrics"]["epoch"] == 3:  # the last epoch's average is what best.pt holds
+        for key, value in best["state_dict"].items():
+            assert torch.equal(value, averaged[key]), key
+    # the history scores the average, not the live weights: re-validate both to tell
+    from surrogate.neuronio_fit import NeuronIOFit
+    from surrogate.train import _validated
+
+    task = NeuronIOFit(run, toy_store)
+    model = load_model(tmp_path / "ema" / "last.pt")
+    live = _validated(task, model, torch.device("cpu"))
+    model.load_state_dict(averaged)
+    mean = _validated(task, model, torch.device("cpu"))
+    assert straight.last["valid_loss"] == pytest.approx(mean["valid_loss"])
+    assert straight.last["valid_loss"] != pytest.approx(live["valid_loss"])
+
+    partial = tmp_path / "resumed"
+    fit_one_epoch(run, toy_store, partial)
+    fit(run, toy_store, partial, resume=True, progress=False)
+    again = read_checkpoint(partial / "last.pt")["averaged"]
+    for key, value in last["averaged"].items():
+        assert torch.equal(value, again[key]), key
+
+
+def test_ema_decay_keeps_the_live_batchnorm_statistics(toy_store, tmp_path):
+    """BatchNorm's running statistics are not trained by the optimiser: the averaged TCN that
+    is validated and saved carries the live model's, not those it was built with."""
+    from surrogate.models import TCNConfig
+
+    tcn = TCNConfig(num_input=100, depth=2, width=8, first_kernel=9, kernel=5)
+    fit(config(model=tcn, batches_per_epoch=5, epochs=1, ema_decay=0.9), toy_store, tmp_path)
+    best = read_checkpoint(tmp_path / "best.pt")["state_dict"]
+    live = read_checkpoint(tmp_path / "last.pt")["state_dict"]
+    statistics = [key for key in live if key.endswith(("running_mean", "running_var"))]
+    assert statistics
+    for key in statistics:
+        assert torch.equal(best[key], live[key]), key
+    assert float(best[statistics[0]].abs().sum()) > 0  # moved from the zeros it starts at
+
+
 def test_refuses_to_overwrite_or_resume_another_run(toy_store, tmp_path):
     short = config(batches_per_epoch=3, epochs=1, valid_split=None)
     fit(short, toy_store, tmp_path / "r", progress=False)

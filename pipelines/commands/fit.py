@@ -41,6 +41,7 @@ def _train_overrides(**options: Any) -> dict[str, Any]:
         "nexus_weight": "nexus_weight",
         "spike_weight": "spike_weight",
         "weight_decay": "weight_decay",
+        "ema_decay": "ema_decay",
     }
     return {names[k]: v for k, v in options.items() if v is not None}
 
@@ -76,6 +77,13 @@ training_options = [
         "(default 0, as released). It holds a fit on little data back from memorising it: with "
         "--lr 0.0003, 0.3 took a warm start on 256 Hay simulations from test AUC 0.987 to 0.988 "
         "and soma RMSE 0.72 to 0.70 mV (docs/how-much-data.md).",
+    ),
+    click.option(
+        "--ema-decay",
+        type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+        help="Validate, pick and save a moving average of the weights, updated every batch "
+        "with this decay (e.g. 0.999: about the last 1 000 batches), instead of the last "
+        "batch's weights (default: off, as released).",
     ),
     click.option(
         "--nexus-weight",
