@@ -7,7 +7,8 @@ secondary benchmarks). The loop owns what must not differ between them: device, 
 optimiser with a cosine learning-rate decay stepped per batch, batches prepared ahead by threads,
 progress, per-epoch metrics (metrics.jsonl and metrics.csv), checkpoints — ``last.pt`` every epoch
 (everything needed to continue), ``best.pt`` when the task's selection metric improved (a copy
-of the weights, not an alias), both loadable by :func:`surrogate.checkpoints.load_model` — resume
+of the weights, not an alias; with ``ema_decay``, of their moving average, which is then what is
+validated), both loadable by :func:`surrogate.checkpoints.load_model` — resume
 with a check that the run's config is unchanged, and ``result.json`` written atomically last, so
 its presence means "finished".
 
@@ -31,6 +32,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from elmpipe.errors import EnvironmentProblem, InputError
@@ -39,8 +41,6 @@ from surrogate.allocator import keep_freed_memory
 from surrogate.checkpoints import read_checkpoint, save_checkpoint
 from surrogate.data import prefetch
 from surrogate.models import count_parameters
-
-AveragedModel = torch.optim.swa_utils.AveragedModel
 
 RESULT_FILE = "result.json"
 
@@ -259,8 +259,7 @@ def _weight_average(settings: LoopSettings, model: torch.nn.Module) -> AveragedM
     the TCN's BatchNorm statistics), are copied from the live model at every update."""
     if settings.ema_decay is None:
         return None
-    ema = torch.optim.swa_utils.get_ema_multi_avg_fn(settings.ema_decay)
-    return AveragedModel(model, multi_avg_fn=ema)
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay))
 
 
 def train(
