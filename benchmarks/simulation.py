@@ -55,7 +55,7 @@ def _inputs(cell, seconds: float, seed: int) -> np.ndarray:
 
     layout = InputLayout.from_segment_table(cell.segments)
     rng = simulation_rng(seed, "benchmark", 0)
-    return generate_inputs(NeuronIOProtocol(), layout, seconds * 1000, rng).spikes
+    return generate_inputs(NeuronIOProtocol(input_scale=1.0), layout, seconds * 1000, rng).spikes
 
 
 def run_ours(morphology: str | None, seconds: float, seed: int, out: str, engine: str) -> dict:

@@ -68,7 +68,7 @@ def neuronio_like_windows(batch: int, steps: int, seed: int = 0):
     windows = []
     for k in range(batch):
         rng_k = simulation_rng(seed, "b", k)
-        draw = generate_inputs(NeuronIOProtocol(), layout, 500 + steps, rng_k)
+        draw = generate_inputs(NeuronIOProtocol(input_scale=1.0), layout, 500 + steps, rng_k)
         windows.append(draw.spikes[500 : 500 + steps])
     return windows, sign
 

@@ -24,6 +24,7 @@ from elmpipe.dataset import SIMS_PER_FILE
 from elmpipe.errors import ConfigError
 from pipelines.cluster import ClusterConfig
 from pipelines.sweep import SweepConfig
+from simulations.calibration import CalibrationSettings
 from simulations.cell import CellSpec
 from simulations.inputs import NeuronIOProtocol, ReplayProtocol
 from simulations.simulator import SimulationSettings
@@ -134,6 +135,7 @@ class SimulateConfig(_Strict):
     simulation: SimulationSettings = SimulationSettings()
     seed: int = Field(0, ge=0, description="dataset seed; simulation k = f(seed, split, k)")
     sims_per_chunk: int = Field(1, ge=1, description="simulations per storage chunk and task")
+    calibration: CalibrationSettings = CalibrationSettings()
     cluster: ClusterConfig = ClusterConfig()
 
 
@@ -161,9 +163,19 @@ class DataStage(_Strict):
     simulation: SimulationSettings = SimulationSettings()
     seed: int = Field(0, ge=0)
     sims_per_chunk: int = Field(1, ge=1)
+    calibration: CalibrationSettings = CalibrationSettings()
     splits: dict[str, int] = Field(
         default_factory=lambda: {"train": 64, "valid": 8, "test": 16},
         description="simulations per split; needs train, valid and test",
+    )
+    min_test_spikes: int | None = Field(
+        None,
+        ge=1,
+        description="grow the evaluated split until the evaluation scores this many output "
+        "spikes (an AUC on fewer is noise); None: the split as given",
+    )
+    max_test_simulations: int | None = Field(
+        None, ge=1, description="the most it may grow to; None: 4 × its size in splits"
     )
 
     @model_validator(mode="after")
@@ -232,6 +244,7 @@ class RunConfig(_Strict):
             simulation=self.data.simulation,
             seed=self.data.seed,
             sims_per_chunk=self.data.sims_per_chunk,
+            calibration=self.data.calibration,
             cluster=self.cluster,
         )
 

@@ -16,6 +16,7 @@ is complete, resumed when it was interrupted:
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +26,10 @@ from typing import Any
 from elmpipe.dataset import DatasetSpec
 from elmpipe.errors import ConfigError
 from elmpipe.outputs import check_output_folder
-from pipelines.config import RunConfig, checked
-from pipelines.simulation_stage import describe_dataset, prepared
+from pipelines.config import RunConfig, SimulateConfig, checked
+from pipelines.simulation_stage import calibrated, describe_dataset, prepared
 from pipelines.sweep import check_points_unchanged, grid, model_name, surrogate_model
+from simulations.inputs import NeuronIOProtocol
 from surrogate.neuronio_fit import TrainConfig
 from surrogate.warm_start import resolve_source
 
@@ -39,6 +41,7 @@ class RunPlan:
     out: Path
     spec: DatasetSpec
     points: dict[str, TrainConfig]  # run-folder name → what trains there
+    simulate: SimulateConfig  # the data stage with its input scale decided
 
 
 def _fit_points(config: RunConfig, num_input: int, source: str) -> dict[str, TrainConfig]:
@@ -54,10 +57,20 @@ def _fit_points(config: RunConfig, num_input: int, source: str) -> dict[str, Tra
     return {model_name(model): TrainConfig.of(fit.train, model)}
 
 
-def plan_run(config: RunConfig, source: str = "run config") -> RunPlan:
-    """Check the whole config against the dataset it will make; no simulation, no training."""
+def plan_run(
+    config: RunConfig,
+    source: str = "run config",
+    *,
+    calibrate: bool = True,
+    progress: bool = True,
+    log: Log = print,
+) -> RunPlan:
+    """Check the whole config against the dataset it will make; no training. The one simulation
+    it may do is the input calibration of a new cell (``calibrate``; before it, every check that
+    needs no scale has passed)."""
     out = check_output_folder(config.out, "run folder")
-    spec = describe_dataset(prepared(config.simulate_config()))
+    simulate_config = prepared(config.simulate_config())
+    spec = describe_dataset(simulate_config)
     points = _fit_points(config, spec.n_channels, source)
     splits = config.data.splits
     problems = []
@@ -91,7 +104,11 @@ def plan_run(config: RunConfig, source: str = "run config") -> RunPlan:
     if problems:
         raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
     check_points_unchanged(points, out / "fit")  # before simulating, not after
-    return RunPlan(out, spec, points)
+    if calibrate and isinstance(simulate_config.protocol, NeuronIOProtocol):
+        simulate_config, spec = calibrated(
+            simulate_config, spec, out / "data.zarr", progress=progress, log=log
+        )
+    return RunPlan(out, spec, points, simulate_config)
 
 
 def _stage(log: Log, name: str) -> float:
@@ -111,7 +128,7 @@ def run_pipeline(
     from surrogate.train import finished_result
 
     started = _stage(log, "plan")
-    plan = plan_run(config, source)
+    plan = plan_run(config, source, progress=progress, log=log)
     out = plan.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "run-config.json").write_text(config.model_dump_json(indent=2))
@@ -119,14 +136,17 @@ def run_pipeline(
     timings: dict[str, float] = {"plan": time.perf_counter() - started}
 
     started = _stage(log, "simulate")
-    simulate_config = config.simulate_config()
     for split, n_sims in config.data.splits.items():
-        summary = simulate(simulate_config, store, split, n_sims, progress=progress, spec=plan.spec)
+        summary = simulate(
+            plan.simulate, store, split, n_sims, progress=progress, spec=plan.spec, log=log
+        )
         repaired = f", {summary.repaired} found damaged and redone" if summary.repaired else ""
         log(
             f"   {split}: {summary.simulated} simulated now, {summary.already_done} already done"
             + repaired
         )
+    if config.data.min_test_spikes is not None:
+        _grow_test_split(config, plan, store, progress, log)
     timings["simulate"] = time.perf_counter() - started
 
     started = _stage(log, "describe")
@@ -166,6 +186,44 @@ def run_pipeline(
     timings["report"] = time.perf_counter() - started
     log(f"   {report}")
     return {"out": out, "report": report, "evaluations": evaluations, "timings": timings}
+
+
+def _grow_test_split(
+    config: RunConfig, plan: RunPlan, store: Path, progress: bool, log: Log
+) -> None:
+    """Add simulations to the evaluated split until it holds ``data.min_test_spikes`` scored
+    output spikes (or the cap). Deterministic — simulation k is the same whenever it is made —
+    so a resumed run grows to the same size."""
+    from elmpipe.dataset import Dataset
+    from elmpipe.dataset.statistics import evaluated_output_spikes
+    from pipelines.simulation_stage import simulate
+
+    data = config.data
+    name = config.evaluate.split
+    wanted = data.min_test_spikes
+    assert wanted is not None
+    cap = data.max_test_simulations or 4 * data.splits[name]
+    n_sims = Dataset(store).split(name).n_sims
+    spikes = evaluated_output_spikes(Dataset(store).split(name))
+    while spikes < wanted and n_sims < cap:
+        per_sim = spikes / n_sims
+        needed = math.ceil(1.1 * wanted / per_sim) if per_sim > 0 else 2 * n_sims
+        grown = min(cap, max(needed, n_sims + 1))
+        log(
+            f"   {name}: {spikes} scored output spikes in {n_sims} simulations, fewer than "
+            f"data.min_test_spikes ({wanted}): growing it to {grown}"
+        )
+        simulate(plan.simulate, store, name, grown, progress=progress, spec=plan.spec, log=log)
+        n_sims = grown
+        spikes = evaluated_output_spikes(Dataset(store).split(name))
+    if spikes < wanted:
+        log(
+            f"   warning: {name} holds {spikes} scored output spikes in {n_sims} simulations, "
+            f"fewer than data.min_test_spikes ({wanted}) at data.max_test_simulations ({cap}): "
+            "its AUC is uncertain (the report gives its interval)"
+        )
+    else:
+        log(f"   {name}: {spikes} scored output spikes in {n_sims} simulations")
 
 
 def _evaluate_run(config: RunConfig, store: Path, run_dir: Path, out: Path, log: Log) -> dict:

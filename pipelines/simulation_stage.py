@@ -12,14 +12,16 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from elmpipe.dataset import Dataset, DatasetError, DatasetSpec, prepare_split
+from pipelines.calibration_stage import resolve_input_scale, with_scale
 from pipelines.cluster import Task, executor
 from pipelines.config import SimulateConfig
 from simulations.cell import CellSpec
-from simulations.inputs import ReplayProtocol
+from simulations.inputs import NeuronIOProtocol, ReplayProtocol
 from simulations.runner import DatasetJob, dataset_spec, release_worker_cell, run_block
 from simulations.simulator import prepare_engine
 
@@ -73,6 +75,31 @@ def describe_dataset(config: SimulateConfig) -> DatasetSpec:
         gc.collect()  # a NEURON process holds one cell at a time (see simulations.runner)
 
 
+def calibrated(
+    config: SimulateConfig,
+    spec: DatasetSpec,
+    out: Path | None,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[SimulateConfig, DatasetSpec]:
+    """The config and description with the input scale decided (pipelines.calibration_stage)."""
+    assert isinstance(config.protocol, NeuronIOProtocol)
+    calibration = resolve_input_scale(
+        config.cell,
+        config.protocol,
+        config.simulation,
+        config.calibration,
+        config.cluster,
+        spec,
+        out,
+        progress=progress,
+        log=log,
+    )
+    protocol = config.protocol.model_copy(update={"input_scale": calibration.input_scale})
+    return config.model_copy(update={"protocol": protocol}), with_scale(spec, calibration)
+
+
 def _check_replay(protocol: ReplayProtocol, spec: DatasetSpec, n_sims: int) -> ReplayProtocol:
     source_path = Path(protocol.source).expanduser().resolve()
     source = Dataset(source_path).split(protocol.split)
@@ -101,10 +128,12 @@ def simulate(
     *,
     progress: bool = True,
     spec: DatasetSpec | None = None,
+    log: Callable[[str], None] = print,
 ) -> SimulateSummary:
     """Make sure simulations 0 … n_sims - 1 of ``split`` exist (intact) in the store at ``out``.
 
-    ``spec``: the dataset description if the caller already built the cell for it.
+    ``spec``: the dataset description if the caller already built the cell for it. An input
+    scale of 'auto' is decided first (the store's, a known one, or calibrated now; ``log`` tells).
     """
     started = time.perf_counter()
     out = Path(out).expanduser().resolve()
@@ -112,6 +141,11 @@ def simulate(
         raise DatasetError(f"the number of simulations must be positive, got {n_sims}")
     config = prepared(config)
     spec = spec or describe_dataset(config)
+    protocol = config.protocol
+    if isinstance(protocol, NeuronIOProtocol) and (
+        protocol.input_scale == "auto" or spec.calibration is None
+    ):
+        config, spec = calibrated(config, spec, out, progress=progress, log=log)
     if isinstance(config.protocol, ReplayProtocol):
         config = config.model_copy(
             update={"protocol": _check_replay(config.protocol, spec, n_sims)}

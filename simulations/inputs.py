@@ -120,6 +120,11 @@ class RejectionOptions(_Strict):
         )
 
 
+#: an input scale beyond this is no calibration but a different protocol (a cell needing it is
+#: broken: calibration reports that instead)
+MAX_INPUT_SCALE = 64.0
+
+
 class NeuronIOProtocol(_Strict):
     """The NeuronIO input protocol; defaults reproduce the repository generator."""
 
@@ -134,6 +139,12 @@ class NeuronIOProtocol(_Strict):
         SubtreeRanges(basal=Range(low=-600, high=200), apical=Range(low=-600, high=200)),
         description="N_I ~ U(max(0, N_E + low), N_E + high)",
     )
+    input_scale: float | Literal["auto"] = Field(
+        "auto",
+        description="× every subtree's excitatory and inhibitory counts: the cell's input "
+        "calibration. 1 is NeuronIO's definition (the Hay cell); 'auto': found for the cell by "
+        "simulations.calibration before any simulation (docs/own-cell.md)",
+    )
     length_offset_um: float = Field(10.0, ge=0, description="segment weight ∝ length + offset")
     spatial_jitter: Range = Range(low=0.5, high=1.5)
     smoothing_window_sigmas: float = Field(7.0, gt=0, description="window length 1 + this·σ")
@@ -145,6 +156,11 @@ class NeuronIOProtocol(_Strict):
 
     @model_validator(mode="after")
     def _options(self) -> NeuronIOProtocol:
+        scale = self.input_scale
+        if scale != "auto" and not (math.isfinite(scale) and 0 < scale <= MAX_INPUT_SCALE):
+            raise ValueError(
+                f"input_scale must be 'auto' or a number in (0, {MAX_INPUT_SCALE:g}], got {scale}"
+            )
         for name in ("interval_options_ms", "smoothing_options_ms"):
             values = getattr(self, name)
             if not values:
@@ -268,6 +284,12 @@ def _rate_field(
     protocol: NeuronIOProtocol, layout: InputLayout, duration: int, rng: np.random.Generator
 ) -> _Field:
     """One full-length excitatory and inhibitory rate field (spikes/ms per segment)."""
+    if protocol.input_scale == "auto":
+        raise ValueError(
+            "the protocol's input_scale is 'auto': calibrate it for the cell first "
+            "(simulations.calibration) or give a number"
+        )
+    scale = float(protocol.input_scale)
     interval = _jittered_choice(rng, protocol.interval_options_ms, protocol.option_jitter_ms)
     sigma = _jittered_choice(rng, protocol.smoothing_options_ms, protocol.option_jitter_ms)
     n_intervals = math.ceil(duration / interval)
@@ -277,7 +299,8 @@ def _rate_field(
         offset = getattr(protocol.inhibitory_offset_per_100ms, subtree)
         exc = rng.uniform(exc_range.low, exc_range.high, size=n_intervals)
         inh = rng.uniform(np.maximum(0.0, exc + offset.low), exc + offset.high)
-        counts[subtree] = (exc, inh)
+        # drawn unscaled, then scaled: at scale 1 the inputs are NeuronIO's, bit for bit
+        counts[subtree] = (exc * scale, inh * scale)
     n = layout.n_segments
     jitter = protocol.spatial_jitter
     spatial_exc = rng.uniform(jitter.low, jitter.high, size=(n, n_intervals))

@@ -185,3 +185,9 @@ def run_block(job: DatasetJob, start: int, stop: int) -> dict[str, Any]:
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # set when a SLURM job ran it
     }
+
+
+def probe_spike_counts(job: DatasetJob, start: int, stop: int) -> list[int]:
+    """Output spikes of simulations ``start … stop - 1`` of the job, written nowhere: the input
+    calibration's probe (simulations.calibration) runs here, on the workers of any executor."""
+    return [int(simulate_index(job, k).spike_times.size) for k in range(start, stop)]

@@ -36,7 +36,7 @@ def simulate(
     cell = Cell(morphology)
     layout = InputLayout.from_segment_table(cell.segments, ())
     inputs = generate_inputs(
-        NeuronIOProtocol(), layout, ms, simulation_rng(1, "train", index, 0)
+        NeuronIOProtocol(input_scale=1.0), layout, ms, simulation_rng(1, "train", index, 0)
     ).spikes
     settings = SimulationSettings(
         duration_ms=ms,

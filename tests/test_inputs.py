@@ -35,7 +35,10 @@ def layout():
 
 def draw(layout, k, protocol=None, duration=T, seed=1):
     return generate_inputs(
-        protocol or NeuronIOProtocol(), layout, duration, simulation_rng(seed, "train", k)
+        protocol or NeuronIOProtocol(input_scale=1.0),
+        layout,
+        duration,
+        simulation_rng(seed, "train", k),
     )
 
 
@@ -50,7 +53,9 @@ def test_pure_function_of_seed_split_index(layout):
     assert np.array_equal(a.spikes, b.spikes)
     assert not np.array_equal(a.spikes, draw(layout, 4).spikes)
     assert not np.array_equal(a.spikes, draw(layout, 3, seed=2).spikes)
-    other_split = generate_inputs(NeuronIOProtocol(), layout, T, simulation_rng(1, "test", 3))
+    other_split = generate_inputs(
+        NeuronIOProtocol(input_scale=1.0), layout, T, simulation_rng(1, "test", 3)
+    )
     assert not np.array_equal(a.spikes, other_split.spikes)
 
 
@@ -105,7 +110,9 @@ def test_zero_padded_smoothing_attenuates_the_edges(layout):
 
 
 def test_synchronization_modulates_rates(layout):
-    protocol = NeuronIOProtocol(synchronization=SynchronizationOptions(probability=1.0))
+    protocol = NeuronIOProtocol(
+        input_scale=1.0, synchronization=SynchronizationOptions(probability=1.0)
+    )
     d = draw(layout, 0, protocol=protocol, duration=6000)
     period = d.flags["synchronization_period_ms"]
     assert 30 <= period < 200
@@ -117,7 +124,9 @@ def test_synchronization_modulates_rates(layout):
 
 
 def test_inhibition_removal(layout):
-    protocol = NeuronIOProtocol(inhibition_removal=InhibitionRemovalOptions(probability=1.0))
+    protocol = NeuronIOProtocol(
+        input_scale=1.0, inhibition_removal=InhibitionRemovalOptions(probability=1.0)
+    )
     d = draw(layout, 0, protocol=protocol)
     assert d.spikes[:, 150:].sum() == 0
     assert 0.1 <= d.flags["inhibition_removed_excitation_scale"] <= 0.5
@@ -125,7 +134,9 @@ def test_inhibition_removal(layout):
 
 
 def test_spatial_clustering_silences_other_segments(layout):
-    protocol = NeuronIOProtocol(clustering=ClusteringOptions(probability=1.0, levels=(8,)))
+    protocol = NeuronIOProtocol(
+        input_scale=1.0, clustering=ClusteringOptions(probability=1.0, levels=(8,))
+    )
     d = draw(layout, 1, protocol=protocol)
     labels = spatial_clusters(layout.xyz, 8)
     active_segments = d.spikes[:, :150].any(axis=0) | d.spikes[:, 150:].any(axis=0)
@@ -144,7 +155,7 @@ def test_clusters_are_deterministic_and_spatial(layout):
 
 
 def test_inserted_regimes(layout):
-    protocol = NeuronIOProtocol(regimes=RegimeOptions(count=5))
+    protocol = NeuronIOProtocol(input_scale=1.0, regimes=RegimeOptions(count=5))
     d = draw(layout, 2, protocol=protocol, duration=6000)
     assert d.flags["regimes"] == 5
     plain = draw(layout, 2, duration=6000)
@@ -152,7 +163,7 @@ def test_inserted_regimes(layout):
 
 
 def test_defaults_are_the_repository_variant():
-    protocol = NeuronIOProtocol()
+    protocol = NeuronIOProtocol(input_scale=1.0)
     assert protocol.interval_options_ms == REPOSITORY_INTERVALS_MS
     assert protocol.excitatory_per_100ms.basal.high == 800
     assert protocol.inhibitory_offset_per_100ms.apical.low == -600

@@ -22,7 +22,7 @@ from elmpipe.errors import InputError, OutputPathError
 from simulations.inputs import NeuronIOProtocol
 
 N_SEG, T = 5, 40
-PROTOCOL = NeuronIOProtocol().model_dump(mode="json")
+PROTOCOL = NeuronIOProtocol(input_scale=1.0).model_dump(mode="json")
 
 
 def make_spec(**changes) -> DatasetSpec:

@@ -22,12 +22,14 @@ import zarr
 
 from elmpipe.dataset.integrity import damaged_simulations
 from elmpipe.dataset.schema import (
+    CALIBRATION_ATTR,
     COMPLETE,
     DATA_ARRAYS,
     KIND,
     READABLE_VERSIONS,
     REQUIRED_ARRAYS,
     SCHEMA_VERSION,
+    upgrade_stored_protocol,
 )
 from elmpipe.errors import DatasetError, MissingFileError
 
@@ -105,7 +107,12 @@ class Dataset:
 
     @property
     def protocol(self) -> dict[str, Any]:
-        return self.attrs.get("protocol", {})
+        return upgrade_stored_protocol(dict(self.attrs.get("protocol", {})))
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """How the inputs' scale was found (None: not recorded, e.g. an older store)."""
+        return self.attrs.get(CALIBRATION_ATTR)
 
     @property
     def cell(self) -> dict[str, Any]:

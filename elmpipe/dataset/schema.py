@@ -153,6 +153,9 @@ class DatasetSpec:
     protocol: dict[str, Any]
     simulation: dict[str, Any]
     seed: int
+    #: how the protocol's input scale was found (provenance, not identity: the scale itself is
+    #: in ``protocol``); None for datasets whose inputs are not generated (replays, imports)
+    calibration: dict[str, Any] | None = None
 
     @property
     def n_channels(self) -> int:
@@ -197,6 +200,14 @@ def upgrade_integrator(settings: dict[str, Any]) -> dict[str, Any]:
     upgraded["engine"] = engine or settings["integrator"]
     upgraded.setdefault("second_order", None)
     return upgraded
+
+
+def upgrade_stored_protocol(protocol: dict[str, Any]) -> dict[str, Any]:
+    """A store's protocol as today's code records it: generated inputs from before the input
+    calibration had NeuronIO's counts, i.e. input scale 1."""
+    if protocol.get("kind") == "neuronio" and "input_scale" not in protocol:
+        return {**protocol, "input_scale": 1.0}
+    return protocol
 
 
 def upgrade_stored_settings(settings: dict[str, Any]) -> dict[str, Any]:

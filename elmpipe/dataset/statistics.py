@@ -126,3 +126,18 @@ def describe(path: str, split: str | None = None) -> dict[str, Any]:
         "protocol": dataset.protocol.get("kind"),
         "splits": {name: describe_split(dataset, name) for name in names},
     }
+
+
+def evaluated_output_spikes(split: Split) -> int:
+    """Output spikes the NeuronIO evaluation scores in ``split``: in its complete simulations
+    with a kept spike count, after the skipped first SKIP_MS (surrogate.evaluate's rule)."""
+    complete = split.intact
+    if complete.size == 0:
+        return 0
+    lo, hi = KEPT_SPIKE_RANGE
+    counts = split.spike_counts()[complete]
+    kept = complete[(counts >= lo) & (counts <= hi)]
+    if kept.size == 0:
+        return 0
+    skip = SKIP_MS if split.n_time > SKIP_MS else 0
+    return int(split.spike_labels(kept)[:, skip:].sum())

@@ -23,6 +23,7 @@ import zarr
 from elmpipe.dataset.integrity import damaged_simulations
 from elmpipe.dataset.reader import missing_arrays, open_root, schema_version
 from elmpipe.dataset.schema import (
+    CALIBRATION_ATTR,
     COMPLETE,
     COORDINATES,
     EXCITATORY,
@@ -32,6 +33,7 @@ from elmpipe.dataset.schema import (
     SPLIT_NAME,
     DatasetSpec,
     time_chunk,
+    upgrade_stored_protocol,
     upgrade_stored_settings,
 )
 from elmpipe.errors import DatasetError, OutputPathError
@@ -89,7 +91,7 @@ def _check_compatible(path: Path, root: zarr.Group, spec: DatasetSpec) -> None:
         "cell": attrs["cell"].get("fingerprint"),
         # stores from before the mechanisms were recorded cannot say: taken as the same
         "mechanisms": attrs["cell"].get("mechanisms_sha256", requested["mechanisms"]),
-        "protocol": attrs["protocol"],
+        "protocol": upgrade_stored_protocol(dict(attrs["protocol"])),
         "simulation": upgrade_stored_settings(dict(attrs["simulation"])),
         "seed": attrs["seed"],
     }
@@ -121,6 +123,8 @@ def _write_root_attributes(root: zarr.Group, spec: DatasetSpec) -> None:
             "versions": software_versions(),
         }
     )
+    if spec.calibration is not None:
+        root.attrs[CALIBRATION_ATTR] = spec.calibration
 
 
 def _create_split(root: zarr.Group, spec: DatasetSpec, split: str, n_sims: int, per_chunk: int):

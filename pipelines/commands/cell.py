@@ -13,9 +13,13 @@ from elmpipe.errors import InputError
 from pipelines.commands.common import (
     EPILOG,
     build_cell,
+    cluster_options,
+    config_option,
     morphology_option,
     nexus_option,
     parameters_option,
+    quiet_option,
+    with_options,
 )
 
 # -- cell -------------------------------------------------------------------------------------
@@ -170,3 +174,151 @@ def cell_check(
         f"NMDA at {site_name}  NMDA part per event {nmda['1']['nmda_per_event']:.1f} mV·ms "
         f"(1 event) → {nmda['40']['nmda_per_event']:.1f} mV·ms (40 events)"
     )
+
+
+# -- calibrate --------------------------------------------------------------------------------
+
+
+@cell.command("calibrate", epilog=EPILOG)
+@morphology_option
+@parameters_option
+@config_option(
+    "A data-stage or run config: calibrate with its protocol, simulation settings and cluster."
+)
+@click.option(
+    "--target-rate",
+    type=float,
+    default=None,
+    help="Output rate (Hz) to reach on the probe. Default: the Hay cell's on the same probe.",
+)
+@click.option(
+    "--probe-simulations",
+    type=int,
+    default=None,
+    help="6 s probe simulations per tried scale (default 12, the Hay cell's count is known "
+    "for that many).",
+)
+@click.option("--tolerance", type=float, default=None, help="Accepted relative difference.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@with_options(cluster_options)
+@quiet_option
+def cell_calibrate(
+    morphology: Path | None,
+    parameters: str | None,
+    config_path: Path | None,
+    target_rate: float | None,
+    probe_simulations: int | None,
+    tolerance: float | None,
+    as_json: bool,
+    cluster: str | None,
+    workers: int | None,
+    address: str | None,
+    quiet: bool,
+) -> None:
+    """Find the input scale at which the cell fires as the Hay cell does under NeuronIO.
+
+    \b
+    The NeuronIO protocol's input counts were made for the Hay cell; spread over another
+    cell's dendrites they over- or under-drive it. This runs a fixed probe (12 simulations of
+    6 s, the same inputs for every cell) at a few scales of the input counts and stops when the
+    probe's output spike count is within 10 % of the Hay cell's. It always runs the search
+    (`simulate` and `run` reuse a result cached on this machine); the Hay cell comes out at
+    exactly 1. Cost: 2-4 tried scales, each 12 × 6 s of simulation, spread over the workers.
+    \b
+    Examples:
+      elmpipe cell calibrate -m my_cell.asc
+      elmpipe cell calibrate -m my_cell.swc --target-rate 2 --workers 8
+      elmpipe cell calibrate -c configs/demo.yaml -m my_cell.asc --json
+    """
+    from pipelines.calibration_stage import run_calibration
+    from pipelines.config import (
+        OPTIONS,
+        SimulateConfig,
+        checked,
+        load_simulate_config,
+        with_overrides,
+    )
+    from pipelines.simulation_stage import describe_dataset, prepared
+    from simulations.calibration import calibration_key, remember_calibration
+    from simulations.inputs import NeuronIOProtocol
+
+    config = load_simulate_config(config_path) if config_path else SimulateConfig()
+    with checked(OPTIONS):
+        config = with_overrides(
+            config,
+            {
+                "cell.morphology": str(morphology) if morphology else None,
+                "cell.parameters": parameters,
+                "calibration.target_rate_hz": target_rate,
+                "calibration.probe_simulations": probe_simulations,
+                "calibration.tolerance": tolerance,
+                "cluster.kind": cluster,
+                "cluster.workers": workers,
+                "cluster.address": address,
+            },
+        )
+    if not isinstance(config.protocol, NeuronIOProtocol):
+        raise InputError(f"{config_path}: protocol: calibration needs generated (neuronio) inputs")
+    config = prepared(config)
+    spec = describe_dataset(config)
+    lengths = spec.cell["length_um"]
+    log = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    result = run_calibration(
+        config.cell,
+        config.protocol,
+        config.simulation,
+        config.calibration,
+        config.cluster,
+        lengths["basal"] + lengths["apical"],
+        progress=not quiet,
+        log=log,
+    )
+    result.key = calibration_key(
+        spec.cell["fingerprint"],
+        spec.cell.get("mechanisms_sha256") or "",
+        config.protocol,
+        config.simulation,
+        config.calibration,
+    )
+    remember_calibration(result)
+    if as_json:
+        click.echo(
+            json.dumps({"morphology": spec.cell["morphology"], **result.to_dict()}, indent=2)
+        )
+        return
+    click.echo(_format_calibration(spec.cell["morphology"], result))
+
+
+def _format_calibration(morphology: str, result: Any) -> str:
+    target, achieved = result.target, result.achieved
+    verdict = "within the tolerance" if result.converged else "NOT within the tolerance"
+    lines = [
+        f"morphology        {morphology}",
+        f"input scale       {result.input_scale:g} ({verdict}; geometric guess "
+        f"{result.probe['start']:g})",
+        "tried             "
+        + " · ".join(f"{r.scale:g} → {r.spikes}" for r in result.rounds)
+        + f" output spikes (target {result.target_spikes:g})",
+        f"{'':18}{'this cell':>12}{'target':>12}",
+    ]
+    rows = (
+        ("rate (Hz)", "rate_hz", "{:.2f}"),
+        ("spikes / 6 s sim", "spikes_per_simulation", "{:.1f}"),
+        ("share in 0-24", "share_in_kept_range", "{:.0%}"),
+        ("silent sims", "silent_share", "{:.0%}"),
+    )
+    for label, key, fmt in rows:
+        mine = fmt.format(achieved[key]) if key in achieved else "-"
+        theirs = fmt.format(target[key]) if key in target else "-"
+        lines.append(f"{label:<18}{mine:>12}{theirs:>12}")
+    lines.append(
+        f"wall time         {result.seconds:.0f} s ({result.probe['simulations']} probe "
+        f"simulations × {len(result.rounds)} scales)"
+    )
+    if not result.converged:
+        lines.append(
+            "warning: no tried scale reached the target within the tolerance; the closest is "
+            "kept. More probe simulations (--probe-simulations with --target-rate) or a "
+            "larger --tolerance may settle it."
+        )
+    return "\n".join(lines)

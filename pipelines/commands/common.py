@@ -91,3 +91,23 @@ cluster_options = [
     click.option("--workers", type=int, help="Worker processes (local) or jobs (slurm/pbs)."),
     click.option("--address", help="Scheduler address for --cluster address."),
 ]
+
+
+def _input_scale(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None or value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"expected 'auto' or a number, got {value!r}") from None
+
+
+input_scale_option = click.option(
+    "--input-scale",
+    default=None,
+    metavar="auto|NUMBER",
+    callback=_input_scale,
+    help="× the NeuronIO protocol's input counts. 'auto' (the default): calibrated so that the "
+    "cell fires as the Hay cell does (kept by an existing store; the Hay cell gets exactly 1, "
+    "NeuronIO's protocol); a number: used as given. See docs/own-cell.md.",
+)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import click
 
+from elmpipe.errors import InputError
 from pipelines.commands.common import (
     EPILOG,
     cluster_options,
     config_option,
+    input_scale_option,
     morphology_option,
     out_option,
     parameters_option,
@@ -57,6 +59,7 @@ from pipelines.commands.common import (
     help="Replay the inputs of this dataset instead of generating new ones.",
 )
 @click.option("--replay-split", default=None, help="Split of --replay to take inputs from.")
+@input_scale_option
 @with_options(cluster_options)
 @quiet_option
 def simulate(
@@ -73,6 +76,7 @@ def simulate(
     record_dendrites: bool | None,
     replay: Path | None,
     replay_split: str | None,
+    input_scale: float | str | None,
     cluster: str | None,
     workers: int | None,
     address: str | None,
@@ -86,16 +90,24 @@ def simulate(
     chunk file), is redone from scratch. Options override --config, which may also be a run
     config: its data stage is used, the settings `elmpipe run` simulates that run's store with.
     \b
+    Before the first simulation of a new store, the protocol's input scale is calibrated to the
+    cell (a few 6 s probe simulations per tried scale; cached, and known in advance for the
+    built-in and the Hay cell) unless --input-scale gives it; a store keeps the scale it was
+    made with. docs/own-cell.md explains the calibration.
+    \b
     Examples:
       elmpipe simulate -o data.zarr --split train -n 64 --duration-ms 2000
       elmpipe simulate -o data.zarr --split test -n 16 -m my_cell.asc --workers 8
       elmpipe simulate -o data.zarr --split train -n 256 --adaptive-step
+      elmpipe simulate -o data.zarr -n 64 -m my_cell.asc --input-scale 1.7
       elmpipe simulate -o replay.zarr --split test -n 4 --replay neuronio.zarr
       elmpipe simulate -c configs/hay-study.yaml -o runs/hay-study/data.zarr -n 2048
     """
     from pipelines.config import SimulateConfig, load_simulate_config, with_overrides
     from pipelines.simulation_stage import simulate as run_simulate
 
+    if replay is not None and input_scale is not None:
+        raise InputError("--input-scale applies to generated inputs, not to --replay")
     config = load_simulate_config(config_path) if config_path else SimulateConfig()
     overrides = {
         "cell.morphology": str(morphology) if morphology else None,
@@ -105,6 +117,7 @@ def simulate(
         "simulation.engine": engine,
         "simulation.adaptive": {} if adaptive_step else None,
         "simulation.record_dendrites": record_dendrites,
+        "protocol.input_scale": input_scale,
         "cluster.kind": cluster,
         "cluster.workers": workers,
         "cluster.address": address,
@@ -114,7 +127,7 @@ def simulate(
         if replay_split:
             overrides["protocol"]["split"] = replay_split
     config = with_overrides(config, overrides)
-    summary = run_simulate(config, out, split, n_sims, progress=not quiet)
+    summary = run_simulate(config, out, split, n_sims, progress=not quiet, log=click.echo)
     repaired = f"; {summary.repaired} found damaged and redone" if summary.repaired else ""
     click.echo(
         f"{summary.store} [{summary.split}]: {summary.n_sims} simulations "

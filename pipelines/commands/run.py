@@ -25,18 +25,22 @@ def run(config_path: Path, morphology: Path | None, out: str | None, quiet: bool
     Every stage is skipped when its output is complete and resumed when it was interrupted, so
     running the same command again finishes an interrupted run. The whole config is checked
     against the cell first, so a mistake in any section stops the run before the first
-    simulation. --morphology swaps in your own reconstruction (use a new --out: a dataset holds
-    one cell).
+    simulation. --morphology swaps in your own reconstruction; its run folder is the config's
+    `out` with the file's name appended (runs/demo-my_cell) unless --out names one. A new
+    cell's input scale is calibrated in the plan stage (docs/own-cell.md).
     \b
     Examples:
       elmpipe run configs/demo.yaml                 built-in cell, ≈5 min on 2 cores
-      elmpipe run configs/demo.yaml -m my_cell.asc -o runs/my_cell
+      elmpipe run configs/demo.yaml -m my_cell.asc   into runs/demo-my_cell
       elmpipe run configs/neuronio.yaml             the Hay cell at NeuronIO scale
     """
     from pipelines.config import RunConfig, load_config, with_overrides
     from pipelines.run import run_pipeline
 
     config = load_config(config_path, RunConfig)
+    if morphology is not None and out is None:
+        # a dataset holds one cell: another cell gets its own run folder, named after it
+        out = f"{config.out.rstrip('/')}-{morphology.stem}"
     overrides = {"cell.morphology": str(morphology) if morphology else None, "out": out}
     config = with_overrides(config, overrides)
     summary = run_pipeline(config, source=str(config_path), progress=not quiet, log=click.echo)

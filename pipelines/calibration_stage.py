@@ -1,0 +1,169 @@
+"""The input scale of a data stage, decided before any simulation: given, the store's, known, or
+calibrated now on the configured workers (simulations/calibration.py says how and why).
+
+Order of precedence for ``protocol.input_scale: auto``: a store that already exists keeps the
+scale it was made with (a store is never grown with another); else a calibration with the same
+key (cell, mechanisms, protocol, probe settings, options) shipped with elmpipe or cached on this
+machine; else the search runs now and its result is cached. A number in the config is used as
+given. Whatever decided it is recorded in the dataset (root attribute ``calibration``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from elmpipe.dataset import Dataset, DatasetError, DatasetSpec
+from pipelines.cluster import ClusterConfig, Task, executor
+from simulations.calibration import (
+    PROBE_SEED,
+    PROBE_SPLIT,
+    Calibration,
+    CalibrationSettings,
+    Round,
+    calibrate,
+    calibration_key,
+    known_calibration,
+    probe_protocol,
+    probe_settings,
+    reference_target,
+    remember_calibration,
+)
+from simulations.cell import CellSpec
+from simulations.inputs import NeuronIOProtocol
+from simulations.runner import DatasetJob, probe_spike_counts, release_worker_cell
+from simulations.simulator import SimulationSettings, prepare_engine
+
+Log = Callable[[str], None]
+
+
+def _stored_scale(out: Path | None) -> tuple[float, dict | None] | None:
+    """The scale (and calibration record) of an existing store at ``out``, if there is one."""
+    if out is None or not out.exists():
+        return None
+    try:
+        dataset = Dataset(out)
+    except DatasetError:
+        return None  # not a dataset (yet): the split preparation says what is wrong
+    scale = dataset.protocol.get("input_scale")
+    return (float(scale), dataset.calibration) if scale is not None else None
+
+
+def _dendrite_length(spec: DatasetSpec) -> float:
+    lengths = spec.cell["length_um"]
+    return float(lengths["basal"] + lengths["apical"])
+
+
+def run_calibration(
+    cell: CellSpec,
+    protocol: NeuronIOProtocol,
+    settings: SimulationSettings,
+    options: CalibrationSettings,
+    cluster: ClusterConfig,
+    dendrite_length_um: float,
+    *,
+    progress: bool = True,
+    log: Log = print,
+) -> Calibration:
+    """The search, each tried scale's probe run as one task per simulation on ``cluster``."""
+    probe = probe_settings(settings)
+    prepare_engine(probe)
+    target = options.target_spikes()
+    log(
+        f"   calibrating the input scale: {options.probe_simulations} probe simulations of 6 s "
+        f"per tried scale, target {target:g} output spikes ± {options.tolerance:.0%}"
+    )
+
+    def on_round(result: Round) -> None:
+        log(
+            f"   input scale {result.scale:g}: {result.spikes} output spikes "
+            f"({result.seconds:.0f} s)"
+        )
+
+    with executor(cluster) as pool:
+
+        def run_probe(scale: float) -> list[int]:
+            job = DatasetJob(
+                store="",
+                split=PROBE_SPLIT,
+                cell=cell,
+                protocol=probe_protocol(protocol, scale),
+                settings=probe,
+                seed=PROBE_SEED,
+            )
+            tasks = [
+                Task(probe_spike_counts, (job, k, k + 1), key=f"probe-{scale:g}-{k}")
+                for k in range(options.probe_simulations)
+            ]
+            counts = pool.run(
+                tasks, label=f"probe at input scale {scale:g}", unit="sim", progress=progress
+            )
+            return [n for chunk in counts for n in chunk]
+
+        try:
+            return calibrate(run_probe, dendrite_length_um, options, on_round=on_round)
+        finally:
+            if cluster.kind == "in-process":
+                release_worker_cell()
+
+
+def resolve_input_scale(
+    cell: CellSpec,
+    protocol: NeuronIOProtocol,
+    settings: SimulationSettings,
+    options: CalibrationSettings,
+    cluster: ClusterConfig,
+    spec: DatasetSpec,
+    out: Path | None,
+    *,
+    progress: bool = True,
+    log: Log = print,
+) -> Calibration:
+    """Decide the input scale of a dataset described by ``spec`` (see the module docstring)."""
+    if protocol.input_scale != "auto":
+        return Calibration(
+            input_scale=float(protocol.input_scale), method="given", target=reference_target()
+        )
+    stored = _stored_scale(out)
+    if stored is not None:
+        scale, record = stored
+        if record is not None:
+            return Calibration.from_dict(record).with_method("store")
+        return Calibration(input_scale=scale, method="store", target=reference_target())
+    key = calibration_key(
+        spec.cell["fingerprint"],
+        spec.cell.get("mechanisms_sha256") or "",
+        protocol,
+        settings,
+        options,
+    )
+    known = known_calibration(key)
+    if known is not None:
+        log(f"   input scale {known.input_scale:g} ({known.method}: calibrated before)")
+        return known
+    calibration = run_calibration(
+        cell,
+        protocol,
+        settings,
+        options,
+        cluster,
+        _dendrite_length(spec),
+        progress=progress,
+        log=log,
+    )
+    calibration.key = key
+    remember_calibration(calibration)
+    state = "" if calibration.converged else ", NOT within the tolerance: the closest tried"
+    log(
+        f"   input scale {calibration.input_scale:g}{state} — {calibration.achieved['rate_hz']:.2f}"
+        f" Hz on the probe (target {calibration.target.get('rate_hz', float('nan')):.2f} Hz), "
+        f"{len(calibration.rounds)} scales tried in {calibration.seconds:.0f} s"
+    )
+    return calibration
+
+
+def with_scale(spec: DatasetSpec, calibration: Calibration) -> DatasetSpec:
+    """The dataset description with the decided scale in its protocol and the record beside."""
+    protocol = {**spec.protocol, "input_scale": calibration.input_scale}
+    return dataclasses.replace(spec, protocol=protocol, calibration=calibration.to_dict())

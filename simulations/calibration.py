@@ -1,0 +1,359 @@
+"""Input calibration: the scale of the NeuronIO protocol's input counts at which a cell fires as
+the Hay cell does under NeuronIO.
+
+Why: the protocol's per-subtree input totals are NeuronIO's numbers for the Hay cell. Spread over
+another cell's dendrites they give a per-synapse rate inversely proportional to its dendritic
+length, and cells differ in excitability, so a lab's reconstruction is silently over- or
+under-driven (Hay's own cell3 never fires). One number, ``protocol.input_scale``, multiplies every
+excitatory and inhibitory count (the E/I balance and the protocol's shape stay NeuronIO's).
+
+How: a *probe* — :data:`PROBE_SIMULATIONS` simulations of 6 s with random streams that depend on
+their index alone — is run at a scale and its output spikes counted. Every draw that sets the
+drive's time course (Δ, σ, subtree counts) comes first from the stream, so every cell and scale
+sees the same drive (common random numbers): the count is a smooth, nearly monotone function of
+the scale, and the comparison with the Hay cell's count on the same probe needs no large sample.
+The search is a secant in log(count)–log(scale), kept inside a bracket once it has one, over
+scales rounded to 3 significant digits.
+
+It starts from the geometric guess — the Hay cell's dendritic length over this cell's, i.e. the
+Hay cell's input per synapse — rounded the same way. On the Hay cell that guess is exactly 1 and
+the probe's count is the target by construction, so the Hay cell is a fixed point of the search:
+it keeps NeuronIO's protocol exactly, and its datasets stay what they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from elmpipe.dataset.schema import KEPT_SPIKE_RANGE
+from elmpipe.errors import InputError
+from simulations.inputs import MAX_INPUT_SCALE, NeuronIOProtocol, RejectionOptions
+from simulations.simulator import AdaptiveStep, SimulationSettings
+
+#: the probe: simulations of this length, random streams (PROBE_SEED, "calibration", k)
+PROBE_DURATION_MS = 6000.0
+PROBE_SEED = 0
+PROBE_SPLIT = "calibration"
+#: simulations in the default probe (≤ len(REFERENCE_PROBE_SPIKES))
+PROBE_SIMULATIONS = 12
+
+#: the Hay cell (../shared/data/morphologies/cell1.asc, 5b parameters, NeuronIO's run settings)
+#: on the probe: output spikes of probe simulation k at input scale 1. Measured with
+#: ``elmpipe cell calibrate -m cell1.asc --reference`` (docs/own-cell.md).
+REFERENCE_PROBE_SPIKES: tuple[int, ...] = (7, 0, 0, 5, 0, 34, 2, 11, 14, 26, 0, 7)
+#: its dendritic length (µm, basal + apical): the geometric guess is this over the cell's
+REFERENCE_DENDRITE_LENGTH_UM = 5133.5 + 7440.9
+
+#: the probe integrates fast (the fine step matters for spike timing, not for counts); only these
+#: of the user's settings, which change the cell's excitability, are kept
+PROBE_KEPT_SETTINGS = ("v_init_mv", "celsius", "spike_threshold_mv", "synapses")
+
+#: assumed d log(count) / d log(scale) before two points measure it
+DEFAULT_GAIN = 3.0
+SIGNIFICANT_DIGITS = 3
+
+
+class CalibrationError(InputError):
+    """The cell cannot be brought to the target by the input scale."""
+
+
+class CalibrationSettings(BaseModel):
+    """How the input scale is found (``calibration:`` in a data-stage or run config)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    probe_simulations: int = Field(
+        PROBE_SIMULATIONS, ge=1, description="6 s probe simulations per tried scale"
+    )
+    target_rate_hz: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="output rate to reach on the probe; None: the Hay cell's on the same probe",
+    )
+    tolerance: float = Field(
+        0.1, gt=0, lt=1, description="accepted relative difference of the probe's spike count"
+    )
+    max_rounds: int = Field(8, ge=1, le=30, description="scales tried at most")
+
+    @model_validator(mode="after")
+    def _reference_covers_probe(self) -> CalibrationSettings:
+        if self.target_rate_hz is None and self.probe_simulations > len(REFERENCE_PROBE_SPIKES):
+            raise ValueError(
+                f"probe_simulations: the Hay cell's count is known for "
+                f"{len(REFERENCE_PROBE_SPIKES)} probe simulations; give target_rate_hz to use more"
+            )
+        return self
+
+    def target_spikes(self) -> float:
+        """Output spikes the cell should fire over the whole probe."""
+        if self.target_rate_hz is None:
+            return float(sum(REFERENCE_PROBE_SPIKES[: self.probe_simulations]))
+        return self.target_rate_hz * self.probe_simulations * PROBE_DURATION_MS / 1000.0
+
+
+def probe_settings(settings: SimulationSettings) -> SimulationSettings:
+    """The probe's run settings: the user's excitability settings, a fast engine setting."""
+    kept = settings.model_dump(include=set(PROBE_KEPT_SETTINGS))
+    return SimulationSettings(
+        **kept,
+        duration_ms=PROBE_DURATION_MS,
+        engine="coreneuron",
+        dt_ms=0.025,
+        adaptive=AdaptiveStep(),
+    )
+
+
+def probe_protocol(protocol: NeuronIOProtocol, scale: float) -> NeuronIOProtocol:
+    """The user's protocol at ``scale``, without rejection (the drive itself is calibrated)."""
+    return protocol.model_copy(update={"input_scale": scale, "rejection": RejectionOptions()})
+
+
+def geometric_guess(dendrite_length_um: float) -> float:
+    """The scale giving the Hay cell's input per synapse (input ∝ length + 10 µm per segment)."""
+    return round_scale(REFERENCE_DENDRITE_LENGTH_UM / dendrite_length_um)
+
+
+def round_scale(scale: float) -> float:
+    digits = SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(scale))
+    return float(min(MAX_INPUT_SCALE, round(scale, digits)))
+
+
+def output_statistics(counts: Sequence[int]) -> dict[str, float]:
+    """What a set of 6 s simulations did: rate, spikes per simulation, share in 0–24."""
+    counts_arr = np.asarray(counts)
+    low, high = KEPT_SPIKE_RANGE
+    return {
+        "rate_hz": float(counts_arr.mean() / (PROBE_DURATION_MS / 1000.0)),
+        "spikes_per_simulation": float(counts_arr.mean()),
+        "share_in_kept_range": float(np.mean((counts_arr >= low) & (counts_arr <= high))),
+        "silent_share": float(np.mean(counts_arr == 0)),
+        "duration_ms": PROBE_DURATION_MS,
+    }
+
+
+@dataclass
+class Round:
+    scale: float
+    spikes: int
+    counts: list[int]
+    seconds: float
+
+
+@dataclass
+class Calibration:
+    """A calibration's outcome, as a dataset records it (JSON-ready through :meth:`to_dict`)."""
+
+    input_scale: float
+    method: str  # "calibrated", "known", "cached", "given", "store"
+    converged: bool = True
+    target_spikes: float | None = None
+    target: dict[str, float] = field(default_factory=dict)
+    achieved: dict[str, float] = field(default_factory=dict)
+    rounds: list[Round] = field(default_factory=list)
+    probe: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        rounds = [Round(**r) for r in data.get("rounds", [])]
+        return cls(**{**data, "rounds": rounds})
+
+    def with_method(self, method: str) -> Calibration:
+        return Calibration.from_dict({**self.to_dict(), "method": method})
+
+
+def reference_target() -> dict[str, float]:
+    """The Hay cell's statistics on the default probe."""
+    return output_statistics(REFERENCE_PROBE_SPIKES[:PROBE_SIMULATIONS] or (0,))
+
+
+def calibration_key(
+    cell_fingerprint: str,
+    mechanisms: str,
+    protocol: NeuronIOProtocol,
+    settings: SimulationSettings,
+    options: CalibrationSettings,
+) -> str:
+    """What a calibration depends on; equal keys give equal scales (the search is deterministic)."""
+    identity = {
+        "cell": cell_fingerprint,
+        "mechanisms": mechanisms,
+        "protocol": probe_protocol(protocol, 1.0).model_dump(mode="json", exclude={"input_scale"}),
+        "probe": probe_settings(settings).model_dump(mode="json"),
+        "options": options.model_dump(mode="json"),
+        "reference": list(REFERENCE_PROBE_SPIKES),
+        "seed": [PROBE_SEED, PROBE_SPLIT],
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+#: runs the probe at one scale: scale → output spikes of each probe simulation
+ProbeRunner = Callable[[float], list[int]]
+
+
+class _Search:
+    """The scale search over probe counts (pure: no simulation; tested on synthetic cells)."""
+
+    def __init__(self, target: float, tolerance: float, start: float) -> None:
+        self.target = target
+        self.tolerance = tolerance
+        self.next_scale: float | None = round_scale(start)
+        self.tried: dict[float, int] = {}
+        self.low: float | None = None  # largest scale known to fire too little
+        self.high: float | None = None  # smallest scale known to fire too much
+
+    def within(self, spikes: int) -> bool:
+        return abs(spikes - self.target) <= max(self.tolerance * self.target, 1.0)
+
+    def record(self, scale: float, spikes: int) -> bool:
+        """Take a measurement; True when it is within the tolerance."""
+        self.tried[scale] = spikes
+        if self.within(spikes):
+            self.next_scale = None
+            return True
+        if spikes < self.target:
+            self.low = scale if self.low is None else max(self.low, scale)
+        else:
+            self.high = scale if self.high is None else min(self.high, scale)
+        self.next_scale = self._propose(scale, spikes)
+        return False
+
+    def _gain(self) -> float:
+        """d log(count) / d log(scale) from the two firing points nearest the target."""
+        firing = sorted((s, n) for s, n in self.tried.items() if n > 0)
+        if len(firing) < 2:
+            return DEFAULT_GAIN
+        nearest = sorted(firing, key=lambda p: abs(math.log(p[1] / self.target)))[:2]
+        (s1, n1), (s2, n2) = sorted(nearest)
+        if n1 == n2:
+            return DEFAULT_GAIN
+        return float(np.clip(math.log(n2 / n1) / math.log(s2 / s1), 0.5, 12.0))
+
+    def _propose(self, scale: float, spikes: int) -> float | None:
+        if spikes == 0:
+            proposal = scale * 3.0  # silent: far below; no slope to go by
+        else:
+            step = (self.target / spikes) ** (1.0 / self._gain())
+            proposal = scale * float(np.clip(step, 0.25, 4.0))
+        if self.low is not None and self.high is not None:
+            if not self.low < proposal < self.high:
+                proposal = math.sqrt(self.low * self.high)
+        proposal = round_scale(min(proposal, MAX_INPUT_SCALE))
+        if proposal in self.tried:
+            return None  # the grid cannot get closer than what was tried
+        return proposal
+
+    def best(self) -> float:
+        return min(self.tried, key=lambda s: abs(self.tried[s] - self.target))
+
+
+def calibrate(
+    run_probe: ProbeRunner,
+    dendrite_length_um: float,
+    options: CalibrationSettings | None = None,
+    *,
+    on_round: Callable[[Round], None] | None = None,
+) -> Calibration:
+    """Search the input scale; ``run_probe`` simulates the probe at a scale (any executor)."""
+    options = options or CalibrationSettings()
+    started = time.perf_counter()
+    target = options.target_spikes()
+    search = _Search(target, options.tolerance, geometric_guess(dendrite_length_um))
+    rounds: list[Round] = []
+    converged = False
+    while search.next_scale is not None and len(rounds) < options.max_rounds:
+        scale = search.next_scale
+        began = time.perf_counter()
+        counts = [int(n) for n in run_probe(scale)]
+        rounds.append(Round(scale, int(sum(counts)), counts, time.perf_counter() - began))
+        if on_round is not None:
+            on_round(rounds[-1])
+        converged = search.record(scale, rounds[-1].spikes)
+        if converged:
+            break
+    chosen = scale if converged else search.best()
+    chosen_counts = next(r.counts for r in rounds if r.scale == chosen)
+    if sum(chosen_counts) == 0:
+        raise CalibrationError(
+            f"the cell fires no output spike on the calibration probe even at input scale "
+            f"{max(search.tried):g} (tried {', '.join(f'{s:g}' for s in search.tried)}): it "
+            "cannot be driven like the Hay cell; see `elmpipe cell check` for what is wrong"
+        )
+    n_probe = len(chosen_counts)
+    target_stats = (
+        output_statistics(REFERENCE_PROBE_SPIKES[:n_probe])
+        if options.target_rate_hz is None
+        else {"rate_hz": options.target_rate_hz, "duration_ms": PROBE_DURATION_MS}
+    )
+    return Calibration(
+        input_scale=chosen,
+        method="calibrated",
+        converged=converged,
+        target_spikes=target,
+        target=target_stats,
+        achieved=output_statistics(chosen_counts),
+        rounds=rounds,
+        probe={
+            "simulations": n_probe,
+            "duration_ms": PROBE_DURATION_MS,
+            "seed": PROBE_SEED,
+            "split": PROBE_SPLIT,
+            "tolerance": options.tolerance,
+            "start": geometric_guess(dendrite_length_um),
+        },
+        seconds=time.perf_counter() - started,
+    )
+
+
+# -- results known in advance and the cache ------------------------------------------------------
+
+KNOWN_CALIBRATIONS = Path(__file__).parent / "data" / "calibrations.json"
+
+
+def _cache_file(key: str) -> Path:
+    from simulations.mechanisms import cache_root
+
+    return cache_root() / "calibrations" / f"{key}.json"
+
+
+def known_calibration(key: str) -> Calibration | None:
+    """A calibration measured before with the same key: shipped with elmpipe (the built-in and
+    the Hay cell), or cached on this machine by an earlier run."""
+    if KNOWN_CALIBRATIONS.is_file():
+        shipped = json.loads(KNOWN_CALIBRATIONS.read_text())
+        if key in shipped:
+            return Calibration.from_dict(shipped[key]).with_method("known")
+    path = _cache_file(key)
+    try:
+        return Calibration.from_dict(json.loads(path.read_text())).with_method("cached")
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # absent, unreadable or from another version: calibrate again
+
+
+def remember_calibration(calibration: Calibration) -> None:
+    """Cache a calibration for later runs (best effort: a read-only cache only costs time)."""
+    if calibration.key is None:
+        return
+    path = _cache_file(calibration.key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(calibration.to_dict(), indent=1))
+        partial.replace(path)
+    except OSError:
+        pass

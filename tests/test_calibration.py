@@ -1,0 +1,153 @@
+"""The input calibration: the search on synthetic cells (no NEURON), the Hay cell as a fixed
+point, NeuronIO's inputs unchanged at scale 1, and the scale as part of a store's identity."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import pytest
+
+from simulations import calibration as cal
+from simulations.inputs import InputLayout, NeuronIOProtocol, generate_inputs, simulation_rng
+
+REFERENCE = list(cal.REFERENCE_PROBE_SPIKES[: cal.PROBE_SIMULATIONS])
+TARGET = sum(REFERENCE)
+
+
+def synthetic_cell(best_scale: float, gain: float, calls: list[float] | None = None):
+    """A cell whose probe fires the reference pattern × (scale / best_scale)^gain."""
+
+    def run_probe(scale: float) -> list[int]:
+        if calls is not None:
+            calls.append(scale)
+        factor = (scale / best_scale) ** gain
+        return [round(n * factor) for n in REFERENCE]
+
+    return run_probe
+
+
+def test_the_hay_cell_is_a_fixed_point_one_probe_and_exactly_scale_1():
+    calls: list[float] = []
+    result = cal.calibrate(
+        synthetic_cell(1.0, 3.0, calls), cal.REFERENCE_DENDRITE_LENGTH_UM * (1 + 1e-9)
+    )
+    assert calls == [1.0]
+    assert result.input_scale == 1.0 and result.converged
+    assert result.achieved == cal.reference_target()
+
+
+@pytest.mark.parametrize("best_scale", [0.04, 0.3, 0.9, 1.7, 6.0, 30.0])
+@pytest.mark.parametrize("gain", [0.8, 2.5, 6.0])
+@pytest.mark.parametrize("length_ratio", [0.3, 1.0, 2.5])
+def test_the_search_reaches_the_target_within_tolerance(best_scale, gain, length_ratio):
+    options = cal.CalibrationSettings()
+    result = cal.calibrate(
+        synthetic_cell(best_scale, gain),
+        cal.REFERENCE_DENDRITE_LENGTH_UM * length_ratio,
+        options,
+    )
+    assert result.converged, [(r.scale, r.spikes) for r in result.rounds]
+    spikes = result.rounds[-1].spikes
+    assert abs(spikes - TARGET) <= options.tolerance * TARGET
+    assert result.input_scale == result.rounds[-1].scale
+    assert len(result.rounds) <= options.max_rounds
+
+
+def test_a_cell_that_never_fires_is_an_error_naming_the_scales_tried():
+    with pytest.raises(cal.CalibrationError, match="fires no output spike") as err:
+        cal.calibrate(lambda scale: [0] * len(REFERENCE), 1000.0)
+    assert "tried" in str(err.value)
+
+
+def test_a_target_out_of_reach_keeps_the_closest_scale_and_says_so():
+    # a cell saturating at 40 % of the target: the search cannot get there
+    def saturating(scale: float) -> list[int]:
+        return [min(round(n * scale), int(0.4 * n)) for n in REFERENCE]
+
+    result = cal.calibrate(saturating, cal.REFERENCE_DENDRITE_LENGTH_UM)
+    assert not result.converged
+    assert result.achieved["spikes_per_simulation"] > 0
+
+
+def test_scales_are_rounded_to_three_significant_digits():
+    assert cal.round_scale(1.23456) == 1.23
+    assert cal.round_scale(0.0123456) == 0.0123
+    assert cal.round_scale(12.3456) == 12.3
+    assert cal.geometric_guess(cal.REFERENCE_DENDRITE_LENGTH_UM) == 1.0
+    assert cal.geometric_guess(cal.REFERENCE_DENDRITE_LENGTH_UM / 2) == 2.0
+
+
+def test_probe_settings_keep_excitability_and_take_the_fast_engine():
+    from simulations.simulator import SimulationSettings
+
+    user = SimulationSettings(duration_ms=2000, celsius=34.0, engine="neuron-cvode")
+    probe = cal.probe_settings(user)
+    assert probe.celsius == 34.0 and probe.duration_ms == cal.PROBE_DURATION_MS
+    assert probe.engine == "coreneuron" and probe.adaptive is not None
+    # the duration and engine of the user's data do not change the calibration's key
+    same = cal.probe_settings(SimulationSettings(duration_ms=300))
+    assert same == cal.probe_settings(SimulationSettings())
+
+
+def test_the_key_depends_on_the_cell_protocol_and_options_not_on_the_scale():
+    from simulations.simulator import SimulationSettings
+
+    settings = SimulationSettings()
+    options = cal.CalibrationSettings()
+
+    def key(cell="a", protocol=None, opts=options):
+        return cal.calibration_key(cell, "m", protocol or NeuronIOProtocol(), settings, opts)
+
+    assert key() == key(protocol=NeuronIOProtocol(input_scale=2.0))
+    assert key() != key(cell="b")
+    assert key() != key(protocol=NeuronIOProtocol(length_offset_um=5.0))
+    assert key() != key(opts=cal.CalibrationSettings(tolerance=0.2))
+
+
+def _layout(n: int = 40, n_basal: int = 15) -> InputLayout:
+    rng = np.random.default_rng(5)
+    region = np.array(["basal"] * n_basal + ["apical"] * (n - n_basal))
+    return InputLayout(region, rng.uniform(2, 40, n), rng.normal(size=(n, 3)) * 100)
+
+
+def _inputs_digest(protocol: NeuronIOProtocol) -> str:
+    out = hashlib.sha256()
+    for k in range(3):
+        draw = generate_inputs(protocol, _layout(), 2000, simulation_rng(7, "train", k))
+        out.update(np.packbits(draw.spikes).tobytes())
+    return out.hexdigest()
+
+
+def test_scale_1_is_neuronio_bit_for_bit():
+    """The digest of the generator before the calibration existed (elmpipe 7db7091): at scale 1
+    every input spike is where it was, so the Hay cell's datasets are unchanged."""
+    expected = "e9d9e9234089b2fa1d1889bc76e5c6cc4434bb62f76143b66a393fa88a5aa9d2"
+    assert _inputs_digest(NeuronIOProtocol(input_scale=1.0)) == expected
+    assert _inputs_digest(NeuronIOProtocol(input_scale=1.5)) != expected
+
+
+def test_the_scale_multiplies_the_input_rate():
+    layout = _layout(600, 250)  # the Hay cell's size: rates far below one event per bin
+
+    def events(scale: float) -> int:
+        protocol = NeuronIOProtocol(input_scale=scale)
+        return sum(
+            int(generate_inputs(protocol, layout, 6000, simulation_rng(3, "train", k)).spikes.sum())
+            for k in range(4)
+        )
+
+    ratio = events(2.0) / events(1.0)
+    assert math.isclose(ratio, 2.0, rel_tol=0.05)
+
+
+def test_auto_must_be_resolved_before_generating():
+    with pytest.raises(ValueError, match="calibrate it for the cell first"):
+        generate_inputs(NeuronIOProtocol(), _layout(), 100, simulation_rng(0, "train", 0))
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("inf"), float("nan"), 1000])
+def test_impossible_scales_are_refused(bad):
+    with pytest.raises(ValueError, match="input_scale"):
+        NeuronIOProtocol(input_scale=bad)
