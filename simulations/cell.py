@@ -11,9 +11,10 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +36,7 @@ NEXUS_FRACTION = 690.0 / 1300.5
 
 AXON_SECTION_LENGTH = 30.0  # µm, each of the two replacement axon sections
 AXON_DIAMETER = 1.0  # µm
+MAX_NSEG = 32767  # NEURON's limit on segments per section
 
 _SITE = re.compile(r"^\s*(soma|dend|apic|axon)\[(\d+)\]\((\d*\.?\d+)\)\s*$")
 
@@ -103,10 +105,15 @@ class CellSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    morphology: str | None = Field(None, description="ASC/SWC path; None: the built-in cell")
+    morphology: str | None = Field(None, description="ASC/SWC/H5 path; None: the built-in cell")
     parameters: str = Field("hay-5b", description="bundled parameter-set name or YAML path")
     max_segment_length: float = Field(40.0, gt=0, description="µm, nseg rule")
     nexus: str | None = Field(None, description="explicit nexus site, e.g. 'apic[50](0.9)'")
+    apical_trees: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None,
+        min_length=1,
+        description="dendrite trees (numbered in file order) that are apical; None: the tags",
+    )
 
     def build(self) -> Cell:
         return Cell(
@@ -114,6 +121,7 @@ class CellSpec(BaseModel):
             self.parameters,
             max_segment_length=self.max_segment_length,
             nexus=self.nexus,
+            apical_trees=self.apical_trees,
         )
 
 
@@ -123,7 +131,7 @@ class Cell:
     Parameters
     ----------
     morphology:
-        ASC or SWC file; ``None`` uses the built-in default cell.
+        ASC, SWC or HDF5 (v1, v2) file; ``None`` uses the built-in default cell.
     parameters:
         Parameter-set name (``"hay-5b"``), YAML path, or a :class:`ParameterSet`.
     max_segment_length:
@@ -131,6 +139,9 @@ class Cell:
     nexus:
         Explicit nexus recording site such as ``"apic[50](0.9)"``; by default it is found on the
         main apical path at :data:`NEXUS_FRACTION` of l_max.
+    apical_trees:
+        Dendrite trees (numbered 0, 1, … in file order) to make apical, every other one basal,
+        for files whose tags do not say; ``None`` keeps the file's tags.
     """
 
     _ids = itertools.count()
@@ -142,6 +153,7 @@ class Cell:
         *,
         max_segment_length: float = 40.0,
         nexus: str | None = None,
+        apical_trees: Sequence[int] | None = None,
     ) -> None:
         if max_segment_length <= 0:
             raise MorphologyError("max_segment_length must be positive")
@@ -154,10 +166,18 @@ class Cell:
         self.apic: list = []
         self.axon: list = []
         self.all: list = []
-        import_morphology(self.morphology_path, self)
+        self.apical_trees = None if apical_trees is None else [int(k) for k in apical_trees]
+        import_morphology(self.morphology_path, self, self.apical_trees)
         self.morphology_sha256 = hashlib.sha256(self.morphology_path.read_bytes()).hexdigest()
         for sec in self.all:
-            sec.nseg = 1 + 2 * int(sec.L / max_segment_length)
+            nseg = 1 + 2 * int(sec.L / max_segment_length)
+            if nseg > MAX_NSEG:
+                raise MorphologyError(
+                    f"{self.morphology_path}: section {self.short_name(sec)} is {sec.L:.4g} µm "
+                    f"long: {nseg} segments of at most {max_segment_length:g} µm, more than "
+                    f"NEURON's {MAX_NSEG}"
+                )
+            sec.nseg = nseg
         self.max_segment_length = max_segment_length
         check_sections(self, self.morphology_path)
         self._replace_axon()
@@ -316,13 +336,16 @@ class Cell:
         return [self.section(s)(x) for s, x in zip(table.section, table.x, strict=True)]
 
     def fingerprint(self) -> str:
-        """Identifies the cell as simulated: morphology bytes, parameters, discretisation, nexus."""
+        """Identifies the cell as simulated: morphology bytes, parameters, discretisation, nexus
+        (and the apical trees, when named)."""
         identity = {
             "morphology_sha256": self.morphology_sha256,
             "parameters": self.parameters.model_dump(mode="json"),
             "max_segment_length": self.max_segment_length,
             "nexus": [self.nexus.section, self.nexus.x],
         }
+        if self.apical_trees is not None:  # absent otherwise: earlier cells keep their print
+            identity["apical_trees"] = sorted(self.apical_trees)
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def provenance(self) -> dict[str, Any]:
@@ -340,10 +363,12 @@ class Cell:
         """Geometry summary for people (no simulation): counts, lengths, l_max, nexus."""
         table = self.segments
         basal = table.region == "basal"
+        chosen = {} if self.apical_trees is None else {"apical_trees": self.apical_trees}
         return {
             "morphology": str(self.morphology_path),
             "morphology_sha256": self.morphology_sha256,
             "parameters": self.parameters.name,
+            **chosen,
             "sections": {
                 "soma": len(self.soma),
                 "basal": len(self.dend),

@@ -102,7 +102,8 @@ def test_missing_file(tmp_path):
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("cell.h5", "x", r"unknown morphology format '\.h5'"),
+        ("cell.obj", "x", r"unknown morphology format '\.obj'"),
+        ("cell.h5", "x", "is not an HDF5 file"),
         ("cell.swc", "", "empty"),
         ("junk.asc", "(this is (not a) morphology 12 x)\n", "could not parse morphology"),
     ],
