@@ -417,7 +417,6 @@ class DendriteTree:
     tag: str  # "basal" | "apical"
     root: tuple[float, float, float]  # µm
     length: float  # µm
-    section: Any  # MorphIO's root section
 
     def describe(self) -> str:
         x, y, z = self.root
@@ -445,7 +444,7 @@ def dendrite_trees(morph: Any) -> list[DendriteTree]:
             continue
         length = sum(_section_length(sec.points) for sec in root.iter())
         xyz = tuple(float(v) for v in root.points[0])
-        trees.append(DendriteTree(len(trees), tags[root.type], xyz, length, root))
+        trees.append(DendriteTree(len(trees), tags[root.type], xyz, length))
     return trees
 
 

@@ -16,9 +16,10 @@ EPILOG = EXIT_CODES_HELP
 
 
 def build_cell(morphology: Path | None, parameters: str | None, nexus: str | None = None) -> Any:
+    """The cell of a command's options (``--apical-trees`` included, see :func:`apical_trees`)."""
     from simulations.cell import Cell
 
-    return Cell(morphology, parameters, nexus=nexus)
+    return Cell(morphology, parameters, nexus=nexus, apical_trees=apical_trees())
 
 
 def comma_separated(text: str | None, kind: type = int, option: str = "option") -> tuple | None:
@@ -33,13 +34,49 @@ def comma_separated(text: str | None, kind: type = int, option: str = "option") 
         ) from None
 
 
-morphology_option = click.option(
+_morphology = click.option(
     "--morphology",
     "-m",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Reconstruction to use (Neurolucida .asc or .swc). Default: the built-in cell.",
+    help="Reconstruction to use (Neurolucida .asc, .swc or Blue Brain .h5 v1/v2). Default: the "
+    "built-in cell.",
 )
+
+_APICAL_TREES = "elmpipe.apical_trees"
+
+
+def _remember_apical_trees(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    trees = comma_separated(value, int, "--apical-trees")
+    ctx.meta[_APICAL_TREES] = None if trees is None else list(trees)
+
+
+_apical_trees = click.option(
+    "--apical-trees",
+    default=None,
+    metavar="K[,K…]",
+    expose_value=False,
+    callback=_remember_apical_trees,
+    help="The dendrite trees (numbered 0, 1, … in file order) that are apical, for a file whose "
+    "tags do not say; every other dendrite tree is then basal. Default: the file's tags.",
+)
+
+
+def apical_trees() -> list[int] | None:
+    """``--apical-trees`` of the running command (None: not given, or no command running).
+
+    The option travels with ``--morphology`` and is read here rather than passed as an argument,
+    so that every command taking a morphology takes it too; commands that build a config put it
+    under ``cell.apical_trees``."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(_APICAL_TREES)
+
+
+def morphology_option(command):
+    """``--morphology/-m`` and ``--apical-trees``."""
+    return _morphology(_apical_trees(command))
+
+
 parameters_option = click.option(
     "--parameters",
     "-p",

@@ -10,6 +10,7 @@ import click
 from elmpipe.errors import InputError
 from pipelines.commands.common import (
     EPILOG,
+    apical_trees,
     cluster_options,
     config_option,
     input_scale_option,
@@ -111,6 +112,7 @@ def simulate(
     config = load_simulate_config(config_path) if config_path else SimulateConfig()
     overrides = {
         "cell.morphology": str(morphology) if morphology else None,
+        "cell.apical_trees": apical_trees(),
         "cell.parameters": parameters,
         "seed": seed,
         "simulation.duration_ms": duration_ms,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.commands.common import EPILOG, morphology_option, quiet_option
+from pipelines.commands.common import EPILOG, apical_trees, morphology_option, quiet_option
 
 # -- run ------------------------------------------------------------------------------------
 
@@ -41,7 +41,11 @@ def run(config_path: Path, morphology: Path | None, out: str | None, quiet: bool
     if morphology is not None and out is None:
         # a dataset holds one cell: another cell gets its own run folder, named after it
         out = f"{config.out.rstrip('/')}-{morphology.stem}"
-    overrides = {"cell.morphology": str(morphology) if morphology else None, "out": out}
+    overrides = {
+        "cell.morphology": str(morphology) if morphology else None,
+        "cell.apical_trees": apical_trees(),
+        "out": out,
+    }
     config = with_overrides(config, overrides)
     summary = run_pipeline(config, source=str(config_path), progress=not quiet, log=click.echo)
     click.echo(f"report: {summary['report']}")
