@@ -94,7 +94,7 @@ def run_calibration(
             )
             tasks = [
                 Task(probe_spike_counts, (job, k, k + 1), key=f"probe-{scale:g}-{k}")
-                for k in range(options.probe_simulations)
+                for k in options.draws()
             ]
             counts = pool.run(
                 tasks, label=f"probe at input scale {scale:g}", unit="sim", progress=progress

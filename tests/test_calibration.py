@@ -12,7 +12,7 @@ import pytest
 from simulations import calibration as cal
 from simulations.inputs import InputLayout, NeuronIOProtocol, generate_inputs, simulation_rng
 
-REFERENCE = list(cal.REFERENCE_PROBE_SPIKES[: cal.PROBE_SIMULATIONS])
+REFERENCE = [cal.REFERENCE_DRAW_SPIKES[k] for k in cal.CalibrationSettings().draws()]
 TARGET = sum(REFERENCE)
 
 
@@ -151,3 +151,28 @@ def test_auto_must_be_resolved_before_generating():
 def test_impossible_scales_are_refused(bad):
     with pytest.raises(ValueError, match="input_scale"):
         NeuronIOProtocol(input_scale=bad)
+
+
+def test_the_documented_reference_is_the_measured_one():
+    """REFERENCE_OUTPUT (what describe compares old stores with) is the statistics of the Hay
+    cell's measured draws, to the digits written."""
+    from elmpipe.dataset.schema import REFERENCE_OUTPUT
+
+    measured = cal.output_statistics(cal.REFERENCE_DRAW_SPIKES)
+    for key in ("rate_hz", "spikes_per_simulation", "share_in_kept_range", "silent_share"):
+        assert REFERENCE_OUTPUT[key] == pytest.approx(measured[key], abs=0.006)
+
+
+def test_the_probe_is_the_hay_cells_most_driving_draws():
+    options = cal.CalibrationSettings()
+    draws = options.draws()
+    assert len(draws) == cal.PROBE_SIMULATIONS
+    left_out = set(range(len(cal.REFERENCE_DRAW_SPIKES))) - set(draws)
+    assert min(cal.REFERENCE_DRAW_SPIKES[k] for k in draws) >= max(
+        cal.REFERENCE_DRAW_SPIKES[k] for k in left_out
+    )
+    assert options.target_spikes() == sum(cal.REFERENCE_DRAW_SPIKES[k] for k in draws)
+    own = cal.CalibrationSettings(target_rate_hz=2.0, probe_simulations=30)
+    assert own.draws() == tuple(range(30)) and own.target_spikes() == 2.0 * 30 * 6
+    with pytest.raises(ValueError, match="give target_rate_hz"):
+        cal.CalibrationSettings(probe_simulations=30)
