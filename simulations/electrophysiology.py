@@ -98,6 +98,152 @@ def spikes_during_step(rec: Recording) -> np.ndarray:
     return rec.spike_times[(rec.spike_times >= start) & (rec.spike_times < stop + 5.0)]
 
 
+def fires(
+    cell: Cell,
+    amplitude: float,
+    *,
+    delay: float = 500.0,
+    duration: float = 1000.0,
+    celsius: float = CELSIUS,
+    chunk: float = 25.0,
+) -> bool:
+    """Does a somatic step of ``amplitude`` nA (as :func:`current_step`'s) evoke a spike?
+
+    The run stops at the first spike, so a firing step costs no more than a silent one: what a
+    rheobase search needs, where CVode would otherwise follow every spike of a strong step.
+    """
+    h = hoc()
+    h.celsius = celsius
+    h.cvode_active(1)
+    h.CVode().atol(1e-3)
+    clamp = h.IClamp(cell.soma[0](0.5))
+    clamp.delay, clamp.dur, clamp.amp = delay, duration, amplitude
+    spikes = h.Vector()
+    detector = h.NetCon(cell.soma[0](0.5)._ref_v, None, sec=cell.soma[0])
+    detector.threshold = SPIKE_THRESHOLD
+    detector.record(spikes)
+    h.finitialize(V_INIT)
+    stop = delay + duration + 5.0  # as spikes_during_step counts them
+    while h.t < stop and not any(delay <= t < stop for t in spikes):
+        h.continuerun(min(h.t + chunk, stop))
+    del detector, clamp
+    return any(delay <= t < stop for t in spikes)
+
+
+def rheobase(
+    cell: Cell,
+    known: dict[float, int] | None = None,
+    *,
+    ceiling: float = 3.0,
+    resolution: float = 0.02,
+) -> float | None:
+    """Smallest 1 s somatic step (nA) that evokes an action potential, by bisection.
+
+    ``known`` maps amplitudes already stepped (``step_counts``) to their spike counts, to
+    bracket the search without running them again. Above them 1.5, 2 and ``ceiling`` nA are
+    tried; None when nothing up to ``ceiling`` fires. The answer is the smallest amplitude seen
+    to fire, within ``resolution`` nA of the highest seen silent: four more steps from the
+    0.2 nA grid of ``elmpipe cell check``, each stopped at its first spike (:func:`fires`).
+    """
+    seen = {a: n > 0 for a, n in (known or {}).items()}
+
+    def test(amplitude: float) -> bool:
+        if amplitude not in seen:
+            seen[amplitude] = fires(cell, amplitude)
+        return seen[amplitude]
+
+    for amplitude in (a for a in (1.5, 2.0, ceiling) if a <= ceiling):
+        if any(seen.values()):
+            break
+        if amplitude > max(seen, default=0.0):
+            test(amplitude)
+    if not any(seen.values()):
+        return None
+    high = min(a for a, fired in seen.items() if fired)
+    low = max((a for a, fired in seen.items() if not fired and a < high), default=0.0)
+    while high - low > resolution:
+        middle = (low + high) / 2
+        low, high = (low, middle) if test(middle) else (middle, high)
+    return high
+
+
+def step_counts(cell: Cell, amplitudes: Iterable[float]) -> dict[float, int]:
+    """Action potentials during 1 s somatic steps of each amplitude (nA)."""
+    return {a: len(spikes_during_step(current_step(cell, a))) for a in amplitudes}
+
+
+#: where back-propagation is measured: a fixed path distance on the main apical dendrite,
+#: proximal to the Ca hot zone (585-890 um on the Hay cells), so that a Ca spike the action
+#: potential may trigger there does not pass for the action potential itself
+BAP_DISTANCE_UM = 400.0
+
+
+def apical_location(cell: Cell, distance: float) -> Any:
+    """The segment of the main apical path whose centre lies nearest ``distance`` um from the
+    soma (the path's far end on a cell whose apical dendrite is shorter)."""
+    segments = [seg for sec in cell.main_apical_path() for seg in sec]
+    return min(segments, key=lambda seg: abs(cell.distance(seg) - distance))
+
+
+@dataclass(frozen=True)
+class BackPropagation:
+    """A somatic action potential and what of it reaches the apical dendrite."""
+
+    pulse_na: float  # the pulse that evoked it (``duration`` ms at the soma)
+    soma_spikes: int
+    soma_amplitude_mv: float  # peak above the voltage just before the pulse
+    apical_amplitude_mv: float  # the same at the apical site
+    apical_distance_um: float  # the site's path distance from the soma
+
+    @property
+    def attenuation(self) -> float:
+        """Apical amplitude over soma amplitude (1: no attenuation)."""
+        return self.apical_amplitude_mv / self.soma_amplitude_mv
+
+
+def back_propagation(
+    cell: Cell,
+    amplitudes: Iterable[float] = (1.9, 3.8, 7.6),
+    *,
+    distance: float = BAP_DISTANCE_UM,
+    duration: float = 5.0,
+    delay: float = 300.0,
+    window: float = 3.0,
+) -> BackPropagation | None:
+    """Evoke an action potential by a brief somatic pulse; measure it ``distance`` um up the
+    main apical dendrite.
+
+    The pulse lasts ``duration`` ms at the first of ``amplitudes`` nA that evokes a spike (Hay
+    et al.'s bAP protocol: 1.9 nA for 5 ms); amplitudes are peaks above the voltage before the
+    pulse, up to ``window`` ms after the first somatic spike, so later spikes or a dendritic Ca
+    spike are not counted. None when no pulse evokes a spike.
+    """
+    site = apical_location(cell, distance)
+    for amplitude in amplitudes:
+        rec = current_step(
+            cell,
+            amplitude,
+            delay=delay,
+            duration=duration,
+            after=20.0,
+            dt=0.025,
+            record={"apical": site._ref_v},
+        )
+        if len(rec.spike_times):
+            break
+    else:
+        return None
+    during = (rec.t >= delay) & (rec.t <= rec.spike_times[0] + window)
+    soma0, apical0 = rec.at("soma", delay - 1.0), rec.at("apical", delay - 1.0)
+    return BackPropagation(
+        pulse_na=float(amplitude),
+        soma_spikes=len(rec.spike_times),
+        soma_amplitude_mv=float(rec.traces["soma"][during].max() - soma0),
+        apical_amplitude_mv=float(rec.traces["apical"][during].max() - apical0),
+        apical_distance_um=cell.distance(site),
+    )
+
+
 def resting_potential(cell: Cell, at: float = 1500.0, **run_kwargs: Any) -> tuple[float, float]:
     """(soma, nexus) voltage in mV after relaxing from -76 mV for ``at`` ms without input."""
     rec = run(cell, at, **run_kwargs)
@@ -180,9 +326,13 @@ def scaled_conductance(
 @dataclass(frozen=True)
 class CalciumResponse:
     plateau_ms: float  # time the nexus stays above -40 mV after the injection ends
-    peak_mv: float  # peak nexus voltage
+    peak_mv: float  # peak nexus voltage, the injection's own depolarisation included
     peak_ica: float  # most negative Ca current density at the nexus (mA/cm2)
     soma_spikes: int
+    #: peak nexus voltage from 1 ms after the injection ends: what the cell's own currents hold
+    #: once the injected current (some 20 mV of the peak on the Hay cell) and its capacitive
+    #: tail are gone
+    peak_after_mv: float = float("nan")
 
 
 def calcium_response(
@@ -219,6 +369,7 @@ def calcium_response(
         peak_mv=float(rec.traces["nexus"].max()),
         peak_ica=float(rec.traces["ica"].min()),
         soma_spikes=len(rec.spike_times),
+        peak_after_mv=float(rec.traces["nexus"][rec.t >= delay + duration + 1.0].max()),
     )
 
 

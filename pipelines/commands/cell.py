@@ -123,13 +123,21 @@ def cell_step(
 def cell_check(
     morphology: Path | None, parameters: str | None, nexus: str | None, as_json: bool
 ) -> None:
-    """Measure the sanity anchors a modeller checks before trusting a cell.
+    """Measure the sanity anchors a modeller checks before trusting a cell, and judge them.
 
-    Rest and input resistance; spikes for 1 s somatic steps of 0.2–1.0 nA; the Ca spike evoked by
-    1 nA for 10 ms at the nexus, with and without Ca channels; the NMDA-dependent depolarisation
-    per event at a distal basal site for 1 and 40 coactive events (Mg-block relief).
+    \b
+    Rest and input resistance; spikes for 1 s somatic steps of 0.2–1.0 nA and the rheobase
+    (bisection on the step amplitude); back-propagation of an action potential evoked by a 5 ms
+    somatic pulse, 400 µm up the main apical dendrite; the Ca spike evoked by 1 nA for 10 ms at
+    the nexus, with and without Ca channels; the NMDA-dependent depolarisation per event at a
+    distal basal site for 1 and 40 coactive events (Mg-block relief).
+    \b
+    Ends with a verdict per property: ok inside a plausible range for a cortical (L5)
+    pyramidal cell, flag outside it, with the reason (simulations/plausibility.py;
+    docs/own-cell.md). The exit code stays 0: it is a report.
     """
     from simulations import electrophysiology as ephys
+    from simulations.plausibility import assess, measurements_of
 
     the_cell = build_cell(morphology, parameters, nexus)
     soma_v, nexus_v = ephys.resting_potential(the_cell)
@@ -137,14 +145,17 @@ def cell_check(
         "morphology": str(the_cell.morphology_path),
         "resting_potential_mv": {"soma": soma_v, "nexus": nexus_v},
         "input_resistance_mohm": ephys.input_resistance(the_cell),
-        "step_spikes": {},
     }
-    with click.progressbar(
-        (0.2, 0.4, 0.6, 0.8, 1.0), label="current steps", file=sys.stderr
-    ) as bar:
+    steps: dict[float, int] = {}
+    with click.progressbar(STEPS_NA, label="current steps", file=sys.stderr) as bar:
         for amplitude in bar:
-            rec = ephys.current_step(the_cell, amplitude)
-            result["step_spikes"][f"{amplitude:.1f}"] = len(ephys.spikes_during_step(rec))
+            steps.update(ephys.step_counts(the_cell, [amplitude]))
+    result["step_spikes"] = {f"{a:.1f}": n for a, n in steps.items()}
+    result["rheobase_na"] = ephys.rheobase(the_cell, steps)
+    bap = ephys.back_propagation(the_cell)
+    result["back_propagation"] = (
+        None if bap is None else {**bap.__dict__, "attenuation": bap.attenuation}
+    )
     with_ca = ephys.calcium_response(the_cell)
     without_ca = ephys.calcium_response(the_cell, block_calcium=True)
     result["calcium_spike"] = {"intact": with_ca.__dict__, "ca_blocked": without_ca.__dict__}
@@ -155,25 +166,84 @@ def cell_check(
         nmda[str(n)] = {**response.__dict__, "nmda_per_event": response.nmda_per_event}
     site_name = f"{the_cell.short_name(site.sec)}({site.x:.3g})"
     result["nmda"] = {"site": site_name, "events": nmda}
+    verdicts = assess(measurements_of(result))
+    result["verdicts"] = [_verdict_json(v) for v in verdicts]
+    result["outside_plausible_range"] = sum(not v.ok for v in verdicts)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
+    click.echo(_format_check(result, with_ca, without_ca, bap, site_name))
+    click.echo(_format_verdicts(verdicts))
+
+
+STEPS_NA = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def _verdict_json(verdict: Any) -> dict[str, Any]:
+    from simulations.plausibility import RANGES
+
+    bounds = RANGES[verdict.property]
+    return {
+        "property": verdict.property,
+        "label": bounds.label,
+        "value": verdict.value,
+        "unit": bounds.unit,
+        "range": [bounds.low, bounds.high],
+        "verdict": verdict.verdict,
+        "reason": verdict.reason,
+    }
+
+
+def _format_check(
+    result: dict[str, Any], with_ca: Any, without_ca: Any, bap: Any, site: str
+) -> str:
     rest = result["resting_potential_mv"]
-    click.echo(f"resting V          soma {rest['soma']:.2f} mV · nexus {rest['nexus']:.2f} mV")
-    click.echo(f"input resistance   {result['input_resistance_mohm']:.1f} MΩ")
-    click.echo(
+    nmda = result["nmda"]["events"]
+    rheobase = result["rheobase_na"]
+    lines = [
+        f"resting V          soma {rest['soma']:.2f} mV · nexus {rest['nexus']:.2f} mV",
+        f"input resistance   {result['input_resistance_mohm']:.1f} MΩ",
         "1 s steps          "
         + " · ".join(f"{a} nA → {n}" for a, n in result["step_spikes"].items())
-        + " spikes"
+        + " spikes",
+        "rheobase           "
+        + ("no spike up to 3 nA" if rheobase is None else f"{rheobase:.3f} nA (1 s step)"),
+    ]
+    if bap is None:
+        lines.append("back-propagation   no action potential for 5 ms pulses up to 7.6 nA")
+    else:
+        lines.append(
+            f"back-propagation   {bap.soma_amplitude_mv:.1f} mV at the soma → "
+            f"{bap.apical_amplitude_mv:.1f} mV at {bap.apical_distance_um:.0f} µm apical "
+            f"(×{bap.attenuation:.2f}; {bap.pulse_na:g} nA for 5 ms)"
+        )
+    lines += [
+        f"Ca spike at nexus  plateau {with_ca.plateau_ms:.1f} ms, peak {with_ca.peak_mv:.1f} mV, "
+        f"{with_ca.peak_after_mv:.1f} mV after the pulse (Ca blocked: {without_ca.plateau_ms:.1f} "
+        f"ms, {without_ca.peak_mv:.1f} mV)",
+        f"NMDA at {site}  NMDA part per event {nmda['1']['nmda_per_event']:.1f} mV·ms "
+        f"(1 event) → {nmda['40']['nmda_per_event']:.1f} mV·ms (40 events)",
+    ]
+    return "\n".join(lines)
+
+
+def _format_verdicts(verdicts: list[Any]) -> str:
+    """The verdict block: one line per property, the reason under each flag, a count last."""
+    from simulations.plausibility import RANGES
+
+    lines = ["", "verdicts (plausible ranges for a cortical L5 pyramidal cell; docs/own-cell.md)"]
+    for verdict in verdicts:
+        bounds = RANGES[verdict.property]
+        value = "–" if verdict.value is None else f"{verdict.value:.3g} {bounds.unit}".strip()
+        lines.append(f"  {verdict.verdict:<4}  {bounds.label:<44} {value:<12} ({bounds.bounds()})")
+        if not verdict.ok:
+            lines.append(f"        {verdict.reason}")
+    flagged = sum(not v.ok for v in verdicts)
+    lines.append(
+        f"{flagged} of {len(verdicts)} properties outside the plausible range"
+        + (": check the cell before trusting datasets made from it" if flagged else "")
     )
-    click.echo(
-        f"Ca spike at nexus  plateau {with_ca.plateau_ms:.1f} ms, peak {with_ca.peak_mv:.1f} mV "
-        f"(Ca blocked: {without_ca.plateau_ms:.1f} ms, {without_ca.peak_mv:.1f} mV)"
-    )
-    click.echo(
-        f"NMDA at {site_name}  NMDA part per event {nmda['1']['nmda_per_event']:.1f} mV·ms "
-        f"(1 event) → {nmda['40']['nmda_per_event']:.1f} mV·ms (40 events)"
-    )
+    return "\n".join(lines)
 
 
 # -- calibrate --------------------------------------------------------------------------------
