@@ -156,8 +156,9 @@ def resolve_input_scale(
     remember_calibration(calibration)
     state = "" if calibration.converged else ", NOT within the tolerance: the closest tried"
     log(
-        f"   input scale {calibration.input_scale:g}{state} — {calibration.achieved['rate_hz']:.2f}"
-        f" Hz on the probe (target {calibration.target.get('rate_hz', float('nan')):.2f} Hz), "
+        f"   input scale {calibration.input_scale:g}{state} — "
+        f"{calibration.probe_achieved['rate_hz']:.2f} Hz on the probe (target "
+        f"{calibration.probe_target.get('rate_hz', float('nan')):.2f} Hz), "
         f"{len(calibration.rounds)} scales tried in {calibration.seconds:.0f} s"
     )
     return calibration

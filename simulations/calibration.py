@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from elmpipe.dataset.schema import KEPT_SPIKE_RANGE
+from elmpipe.dataset.schema import KEPT_SPIKE_RANGE, REFERENCE_OUTPUT
 from elmpipe.errors import InputError
 from simulations.inputs import MAX_INPUT_SCALE, NeuronIOProtocol, RejectionOptions
 from simulations.simulator import AdaptiveStep, SimulationSettings
@@ -113,9 +113,17 @@ class CalibrationSettings(BaseModel):
             return float(sum(REFERENCE_DRAW_SPIKES[k] for k in self.draws()))
         return self.target_rate_hz * self.probe_simulations * PROBE_DURATION_MS / 1000.0
 
-    def target_statistics(self) -> dict[str, float]:
+    def probe_target(self) -> dict[str, float]:
+        """What the cell should do on the probe (the Hay cell's numbers there)."""
         if self.target_rate_hz is None:
             return output_statistics([REFERENCE_DRAW_SPIKES[k] for k in self.draws()])
+        return {"rate_hz": self.target_rate_hz, "duration_ms": PROBE_DURATION_MS}
+
+    def dataset_target(self) -> dict[str, float]:
+        """What a calibrated cell's datasets should then show over all draws (the Hay cell's
+        statistics under NeuronIO), for `describe` and `simulate` to compare with."""
+        if self.target_rate_hz is None:
+            return dict(REFERENCE_OUTPUT)
         return {"rate_hz": self.target_rate_hz, "duration_ms": PROBE_DURATION_MS}
 
 
@@ -174,9 +182,10 @@ class Calibration:
     input_scale: float
     method: str  # "calibrated", "known", "cached", "given", "store"
     converged: bool = True
-    target_spikes: float | None = None
-    target: dict[str, float] = field(default_factory=dict)
-    achieved: dict[str, float] = field(default_factory=dict)
+    target_spikes: float | None = None  # over the probe
+    target: dict[str, float] = field(default_factory=dict)  # for the datasets, over all draws
+    probe_target: dict[str, float] = field(default_factory=dict)
+    probe_achieved: dict[str, float] = field(default_factory=dict)
     rounds: list[Round] = field(default_factory=list)
     probe: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
@@ -195,8 +204,8 @@ class Calibration:
 
 
 def reference_target() -> dict[str, float]:
-    """The Hay cell's statistics on the default probe."""
-    return CalibrationSettings().target_statistics()
+    """The Hay cell's statistics under NeuronIO: what datasets of a calibrated cell compare with."""
+    return dict(REFERENCE_OUTPUT)
 
 
 def calibration_key(
@@ -316,8 +325,9 @@ def calibrate(
         method="calibrated",
         converged=converged,
         target_spikes=target,
-        target=options.target_statistics(),
-        achieved=output_statistics(chosen_counts),
+        target=options.dataset_target(),
+        probe_target=options.probe_target(),
+        probe_achieved=output_statistics(chosen_counts),
         rounds=rounds,
         probe={
             "simulations": len(chosen_counts),

@@ -35,7 +35,8 @@ def test_the_hay_cell_is_a_fixed_point_one_probe_and_exactly_scale_1():
     )
     assert calls == [1.0]
     assert result.input_scale == 1.0 and result.converged
-    assert result.achieved == cal.reference_target()
+    assert result.probe_achieved == cal.CalibrationSettings().probe_target()
+    assert result.target == cal.reference_target()
 
 
 @pytest.mark.parametrize("best_scale", [0.04, 0.3, 0.9, 1.7, 6.0, 30.0])
@@ -68,7 +69,7 @@ def test_a_target_out_of_reach_keeps_the_closest_scale_and_says_so():
 
     result = cal.calibrate(saturating, cal.REFERENCE_DENDRITE_LENGTH_UM)
     assert not result.converged
-    assert result.achieved["spikes_per_simulation"] > 0
+    assert result.probe_achieved["spikes_per_simulation"] > 0
 
 
 def test_scales_are_rounded_to_three_significant_digits():

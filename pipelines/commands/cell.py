@@ -360,16 +360,17 @@ def cell_calibrate(
 
 
 def _format_calibration(morphology: str, result: Any) -> str:
-    target, achieved = result.target, result.achieved
+    probe, mine = result.probe_target, result.probe_achieved
     verdict = "within the tolerance" if result.converged else "NOT within the tolerance"
+    n = result.probe["simulations"]
     lines = [
         f"morphology        {morphology}",
         f"input scale       {result.input_scale:g} ({verdict}; geometric guess "
         f"{result.probe['start']:g})",
         "tried             "
         + " · ".join(f"{r.scale:g} → {r.spikes}" for r in result.rounds)
-        + f" output spikes (target {result.target_spikes:g})",
-        f"{'':18}{'this cell':>12}{'target':>12}",
+        + f" output spikes (target {result.target_spikes:g} ± {result.probe['tolerance']:.0%})",
+        f"on the probe ({n} × 6 s){'this cell':>15}{'target':>10}",
     ]
     rows = (
         ("rate (Hz)", "rate_hz", "{:.2f}"),
@@ -378,12 +379,20 @@ def _format_calibration(morphology: str, result: Any) -> str:
         ("silent sims", "silent_share", "{:.0%}"),
     )
     for label, key, fmt in rows:
-        mine = fmt.format(achieved[key]) if key in achieved else "-"
-        theirs = fmt.format(target[key]) if key in target else "-"
-        lines.append(f"{label:<18}{mine:>12}{theirs:>12}")
+        value = fmt.format(mine[key]) if key in mine else "-"
+        target = fmt.format(probe[key]) if key in probe else "-"
+        lines.append(f"  {label:<24}{value:>10}{target:>10}")
+    whole = result.target
+    if "spikes_per_simulation" in whole:
+        lines.append(
+            f"the Hay cell over all draws: {whole['rate_hz']:.2f} Hz, "
+            f"{whole['spikes_per_simulation']:.1f} spikes per 6 s, "
+            f"{whole['share_in_kept_range']:.0%} of simulations in 0-24 (the probe is the draws "
+            "that drive it most)"
+        )
     lines.append(
-        f"wall time         {result.seconds:.0f} s ({result.probe['simulations']} probe "
-        f"simulations × {len(result.rounds)} scales)"
+        f"wall time         {result.seconds:.0f} s ({n} probe simulations × "
+        f"{len(result.rounds)} scales)"
     )
     if not result.converged:
         lines.append(
