@@ -152,6 +152,8 @@ def run_pipeline(
     started = _stage(log, "describe")
     description = describe(str(store))
     (out / "describe.json").write_text(json.dumps(description, indent=2))
+    for line in description["warnings"]:  # the report repeats them
+        log(f"   warning: {line}")
     timings["describe"] = time.perf_counter() - started
 
     started = _stage(log, "fit")

@@ -3,17 +3,23 @@
 Only intact complete simulations count; damaged ones (elmpipe.dataset.integrity) are listed, not
 averaged in. Everything is a reduction over chunks, so describing a NeuronIO-scale dataset needs
 memory for one chunk per worker, not for the dataset.
+
+Each split's output is compared with the store's target output (the calibration's, or the Hay
+cell's under the protocol for stores without one): :func:`output_warnings` says when the rate is
+off by more than a factor of 2, when many simulations are silent, and when many fall outside the
+kept 0–24 spikes — the words `dataset describe`, `simulate` and `run` print (docs/own-cell.md).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
 import numpy as np
 
 from elmpipe.dataset.reader import Dataset, Split
-from elmpipe.dataset.schema import KEPT_SPIKE_RANGE, SKIP_MS, SOMA_CLIP_MV
+from elmpipe.dataset.schema import KEPT_SPIKE_RANGE, REFERENCE_OUTPUT, SKIP_MS, SOMA_CLIP_MV
 from elmpipe.errors import DatasetError
 
 V_BINS = np.arange(-100.0, 60.0001, 0.01)  # 0.01 mV histogram for exact-enough percentiles
@@ -38,6 +44,25 @@ def _unreadable(split: Split, sims: np.ndarray) -> dict[int, str]:
     return found
 
 
+def _output(n_spikes: np.ndarray, seconds: float) -> dict[str, Any]:
+    """Output statistics from the spike counts of the simulations described."""
+    lo, hi = KEPT_SPIKE_RANGE
+    edges = [0, 1, 2, 5, 10, 15, 20, 25, 30, 40, 60, 100, 1_000_000]
+    hist, _ = np.histogram(n_spikes, bins=edges)
+    kept = (n_spikes >= lo) & (n_spikes <= hi)
+    return {
+        "rate_hz": float(n_spikes.sum() / (n_spikes.size * seconds)),
+        "spikes_per_sim_mean": float(n_spikes.mean()),
+        "spikes_per_sim_histogram": {
+            f"{a}-{b - 1}" if b - a > 1 else f"{a}": int(c)
+            for a, b, c in zip(edges[:-1], edges[1:], hist, strict=True)
+        },
+        "fraction_sims_0_to_24_spikes": float(np.mean(kept)),
+        "silent_simulations": int(np.sum(n_spikes == 0)),
+        "simulations_outside_0_to_24": int(np.sum(~kept)),
+    }
+
+
 def _statistics(split: Split, keep: np.ndarray) -> dict[str, Any]:
     group = split.group
     n_time = split.n_time
@@ -51,19 +76,7 @@ def _statistics(split: Split, keep: np.ndarray) -> dict[str, Any]:
             "inhibitory": float(per_channel[sign < 0].mean()),
         }
     }
-    n_spikes = split.spike_counts()[keep]
-    lo, hi = KEPT_SPIKE_RANGE
-    edges = [0, 1, 2, 5, 10, 15, 20, 25, 30, 40, 60, 100, 1_000_000]
-    hist, _ = np.histogram(n_spikes, bins=edges)
-    out["output"] = {
-        "rate_hz": float(n_spikes.sum() / (keep.size * seconds)),
-        "spikes_per_sim_mean": float(n_spikes.mean()),
-        "spikes_per_sim_histogram": {
-            f"{a}-{b - 1}" if b - a > 1 else f"{a}": int(c)
-            for a, b, c in zip(edges[:-1], edges[1:], hist, strict=True)
-        },
-        "fraction_sims_0_to_24_spikes": float(np.mean((n_spikes >= lo) & (n_spikes <= hi))),
-    }
+    out["output"] = _output(split.spike_counts()[keep], seconds)
     start = SKIP_MS if n_time > 2 * SKIP_MS else 0
     soma = da.from_zarr(group["soma_v"])[keep, start:].astype(np.float64)
     clipped = da.minimum(soma, SOMA_CLIP_MV)
@@ -115,6 +128,10 @@ def describe(path: str, split: str | None = None) -> dict[str, Any]:
     dataset = Dataset(path)
     names = [split] if split else dataset.splits
     notes = [FLOAT16_SPIKES] if dataset.spike_times_are_float16 else []
+    target = output_target(dataset)
+    splits = {name: describe_split(dataset, name) for name in names}
+    for description in splits.values():
+        description["warnings"] = output_warnings(description, target)
     return {
         "store": str(dataset.path),
         "schema_version": dataset.schema_version,
@@ -124,8 +141,100 @@ def describe(path: str, split: str | None = None) -> dict[str, Any]:
             "dendritic_segments": dataset.n_segments,
         },
         "protocol": dataset.protocol.get("kind"),
-        "splits": {name: describe_split(dataset, name) for name in names},
+        "target_output": target,
+        "splits": splits,
+        "warnings": [f"[{name}] {line}" for name, s in splits.items() for line in s["warnings"]],
     }
+
+
+# -- how far the output is from its target ------------------------------------------------------
+
+#: a rate this many times above or below the target's is "far" from it
+RATE_FACTOR = 2.0
+#: silent simulations are worth a word beyond this share (without a target share to compare)
+SILENT_SHARE = 0.5
+
+
+def output_target(dataset: Dataset) -> dict[str, Any]:
+    """What the dataset's output should look like: the target its input calibration aimed at,
+    or the Hay cell's output under the protocol (REFERENCE_OUTPUT) for stores without one.
+    ``source`` says which."""
+    calibration = dataset.calibration or {}
+    target = calibration.get("target") or {}
+    if target.get("rate_hz"):
+        return {**target, "source": "calibration"}
+    return {**REFERENCE_OUTPUT, "source": "reference: the Hay cell under the protocol"}
+
+
+def output_warnings(description: dict[str, Any], target: dict[str, Any]) -> list[str]:
+    """What is worth a warning in a split's output, given its target (:func:`output_target`).
+
+    ``description`` is a split's description (:func:`describe_split`, or the cheap
+    :func:`split_output` without input and soma statistics). Warnings: no output spike at all; a
+    rate more than ``RATE_FACTOR`` times above or below the target's; more than
+    ``SILENT_SHARE`` of the simulations silent (for a target that records its silent share at
+    the same duration: more than twice that share, and at least 10 %); more than twice the
+    target's share of simulations outside the kept 0–24 spikes, which the NeuronIO evaluation
+    drops.
+    """
+    out = description.get("output")
+    n = description.get("intact", 0)
+    if not out or not n:
+        return []
+    rate, wanted = out["rate_hz"], float(target["rate_hz"])
+    source = target.get("source", "target")
+    warnings = []
+    silent = out["silent_simulations"]
+    if silent == n:
+        return [
+            f"no output spike in any of the {n} simulations: a surrogate cannot learn spikes "
+            f"from them and the spike AUC is undefined; the inputs under-drive the cell "
+            f"(target {wanted:.2f} Hz, {source}; `elmpipe cell calibrate`)"
+        ]
+    if rate < wanted / RATE_FACTOR or rate > wanted * RATE_FACTOR:
+        under = rate < wanted
+        warnings.append(
+            f"output rate {rate:.2f} Hz is {wanted / rate if under else rate / wanted:.1f}x "
+            f"{'below' if under else 'above'} the target {wanted:.2f} Hz ({source}): the "
+            f"inputs {'under' if under else 'over'}-drive the cell, so a surrogate learns a "
+            f"{'quieter' if under else 'busier'} regime than intended (`elmpipe cell calibrate`)"
+        )
+    same_duration = target.get("duration_ms") == description.get("duration_ms")
+    silent_limit = SILENT_SHARE
+    if same_duration and target.get("silent_share") is not None:
+        silent_limit = min(SILENT_SHARE, max(0.1, 2 * float(target["silent_share"])))
+    if silent / n > silent_limit:
+        warnings.append(
+            f"{silent} of {n} simulations ({silent / n:.0%}) have no output spike (more than "
+            f"{silent_limit:.0%}): they teach a surrogate little about spikes"
+        )
+    outside = out["simulations_outside_0_to_24"]
+    lo, hi = KEPT_SPIKE_RANGE
+    allowed = RATE_FACTOR * (1.0 - float(target.get("share_in_kept_range", 1.0)))
+    if outside > allowed * n + 1e-9:  # twice the target's share is still fine
+        warnings.append(
+            f"{outside} of {n} simulations ({outside / n:.0%}) have more than {hi} output "
+            f"spikes, outside the kept {lo}–{hi} (target: {allowed / RATE_FACTOR:.0%} outside, "
+            f"{source}): the NeuronIO evaluation drops them"
+        )
+    return warnings
+
+
+def split_output(dataset: Dataset, name: str) -> dict[str, Any]:
+    """A split's output statistics from its spike counts alone: cheap enough after every
+    ``simulate``, and enough for :func:`output_warnings`."""
+    split = dataset.split(name)
+    keep = split.intact
+    out: dict[str, Any] = {"split": name, "duration_ms": split.n_time, "intact": int(keep.size)}
+    if keep.size:
+        out["output"] = _output(split.spike_counts()[keep], split.n_time / 1000.0)
+    return out
+
+
+def split_warnings(path: str | Path, name: str) -> list[str]:
+    """:func:`output_warnings` for one split of a store, from spike counts alone."""
+    dataset = Dataset(path)
+    return output_warnings(split_output(dataset, name), output_target(dataset))
 
 
 def evaluated_output_spikes(split: Split) -> int:

@@ -136,6 +136,10 @@ def simulate(
         f"({summary.simulated} run now, {summary.already_done} already done{repaired}), "
         f"{summary.output_spikes} output spikes in those run, {summary.seconds:.1f} s"
     )
+    from elmpipe.dataset.statistics import split_warnings
+
+    for line in split_warnings(summary.store, summary.split):
+        click.echo(f"warning: [{summary.split}] {line}", err=True)
 
 
 # -- dataset ----------------------------------------------------------------------------------
@@ -173,7 +177,9 @@ def dataset_describe(store: Path, split: str | None, as_json: bool) -> None:
     Computed with dask.array over the intact complete simulations; soma statistics skip the
     first 500 ms (as the NeuronIO evaluation does). Simulations marked complete whose chunks are
     missing, torn or fail their checksum are listed as damaged (rerun the command that made the
-    dataset to recompute them).
+    dataset to recompute them). Warnings go to stderr (and to "warnings" with --json) when a
+    split's output is far from the target (the store's calibration target, or the Hay cell's
+    output): a rate off by more than 2x, many silent simulations, many outside 0–24 spikes.
     """
     from elmpipe.dataset.statistics import describe
 
@@ -212,6 +218,8 @@ def dataset_describe(store: Path, split: str | None, as_json: bool) -> None:
             f"5/50/95% {soma['p5']:.1f}/{soma['p50']:.1f}/{soma['p95']:.1f}; clipped at −55: "
             f"{clipped['mean']:.2f} ± {clipped['sd']:.2f}"
         )
+    for line in report["warnings"]:
+        click.echo(f"warning: {line}", err=True)
 
 
 @dataset.command("import-neuronio", epilog=EPILOG)
