@@ -6,6 +6,7 @@ option or config, a path that cannot be written — the user can fix it; exit 2)
 :class:`EnvironmentProblem` (a ``RuntimeError``: the machine cannot run the step — no compiler, no
 GPU; exit 3). Stage modules subclass these; the command line maps them with :func:`exit_code`
 and prints their message without a traceback. Anything else that escapes is a bug (exit 1).
+:class:`DataWarning` is not an error: the step goes on, and the command line shows it plainly.
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ class EnvironmentProblem(ElmpipeError, RuntimeError):
     """The machine cannot run the step (no C++ compiler, NEURON cannot build, no GPU)."""
 
     exit_code = EXIT_ENVIRONMENT
+
+
+class DataWarning(UserWarning):
+    """The step runs, but its result rests on data that deserve a look first (no validation
+    spike, an output far from its target). The command line prints these as "warning: …" on
+    stderr; runs record them where a user reads the result (result.json, the report)."""
 
 
 def exit_code(error: BaseException) -> int:

@@ -10,8 +10,11 @@ command again resumes.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
+import warnings
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import click
@@ -21,6 +24,7 @@ from elmpipe.errors import (
     EXIT_CODES_HELP,
     EXIT_ENVIRONMENT,
     EXIT_INTERRUPTED,
+    DataWarning,
     ElmpipeError,
 )
 from pipelines.commands.cell import cell
@@ -41,7 +45,8 @@ class ElmpipeGroup(click.Group):
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            with _data_warnings_plainly():
+                code = super().main(*args, standalone_mode=False, **kwargs)
         except (KeyboardInterrupt, click.exceptions.Abort):
             _exit_interrupted()
         except click.ClickException as exc:
@@ -57,6 +62,23 @@ class ElmpipeGroup(click.Group):
             # cause is the KeyboardInterrupt; it is still the user's interruption
             _exit_interrupted()
         sys.exit(code if isinstance(code, int) else 0)
+
+
+@contextlib.contextmanager
+def _data_warnings_plainly() -> Iterator[None]:
+    """Every DataWarning as "warning: …" on stderr (no file and line: it is about the data)."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, DataWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DataWarning)
+        warnings.showwarning = show
+        yield
 
 
 def _exit_interrupted() -> NoReturn:

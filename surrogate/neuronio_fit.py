@@ -12,10 +12,17 @@ validation windows; the best epoch is the one with the lowest validation soma RM
 released code chose), or the lowest validation loss or the highest spike AUC (``select_best``)
 — with little data the spike head overfits while the soma RMSE still improves, and the loss
 sees both.
+
+A fit refuses data it cannot learn spikes from: training simulations without an output spike
+after ``min_start_ms`` are an error, and so are validation windows without one when the best
+epoch is chosen by spike AUC (undefined on them). Chosen by soma RMSE or loss, the fit goes on
+with a DataWarning (and records it in result.json) — those criteria are still defined, but the
+spike output is never validated, and the loss's spike term then rewards predicting no spike.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +32,7 @@ from pydantic import BaseModel, Field, model_validator
 from sklearn.metrics import roc_auc_score
 
 from elmpipe.dataset import SKIP_MS, Dataset
+from elmpipe.errors import DataWarning
 from surrogate.data import Batch, WindowBatches, soma_mv
 from surrogate.models import ModelConfig, build_model
 from surrogate.train import LoopSettings, RunResult, TrainingError, train
@@ -179,6 +187,8 @@ class NeuronIOFit:
                 f"the dataset has {self.train.n_channels} input channels, the model expects "
                 f"{config.model.num_input}"
             )
+        self._require_training_spikes()
+        self.data_warnings: list[str] = []
         self.valid: list[Batch] = []
         if config.valid_split:
             available = len(Dataset(data).split(config.valid_split).require_intact())
@@ -193,6 +203,56 @@ class NeuronIOFit:
                 nexus=config.nexus_weight > 0,
             )
             self.valid = [source[i] for i in range(config.valid_batches)]
+            self._check_validation_spikes(source)
+
+    def _require_training_spikes(self) -> None:
+        """An error unless some training simulation has an output spike where windows go."""
+        split, sims, start = self.train.split, self.train.sims, self.config.min_start_ms
+        with_spikes = sims[split.spike_counts()[sims] > 0]
+        for sim in with_spikes:  # the first one nearly always answers
+            if split.spike_labels(np.array([sim]))[0, start:].any():
+                return
+        raise TrainingError(
+            f"{split}: none of the {len(sims)} training simulations has an output spike after "
+            f"{start} ms, where training windows start: the spike output cannot be learned (its "
+            "loss term would only teach 'never spike') and no spike AUC can be computed. "
+            "Simulate more or longer training simulations, and check the input calibration "
+            "(`elmpipe dataset describe`, `elmpipe cell calibrate`)."
+        )
+
+    def _check_validation_spikes(self, source: WindowBatches) -> None:
+        """Validation windows without a spike: an error when the best epoch is chosen by spike
+        AUC, a DataWarning (kept in result.json) otherwise."""
+        burn_in = self.config.valid_burn_in_ms
+        if sum(float(batch.spikes[:, burn_in:].sum()) for batch in self.valid) > 0:
+            return
+        config = self.config
+        where = (
+            f"{source.split}: the {config.valid_batches} fixed validation batches "
+            f"({len(source.sims)} simulations, {config.window_ms} ms windows after "
+            f"{config.min_start_ms} ms) hold no output spike after their {burn_in} ms burn-in"
+        )
+        remedy = (
+            "Add validation simulations (or longer ones), or more valid_batches, and check the "
+            "input calibration (`elmpipe dataset describe`, `elmpipe cell calibrate`)."
+        )
+        if config.select_best == "spike_auc":
+            raise TrainingError(
+                f"{where}: the validation spike AUC is undefined, so choosing the best epoch by "
+                f"it (select_best spike_auc) is meaningless. {remedy}"
+            )
+        consequence = (
+            "the validation spike AUC is undefined and the spike output goes unvalidated"
+            + (
+                "; the best epoch is chosen by a loss whose spike term then rewards predicting "
+                "no spike"
+                if config.select_best == "loss"
+                else "; the best epoch is chosen by soma RMSE alone"
+            )
+        )
+        message = f"{where}: {consequence}. {remedy}"
+        self.data_warnings.append(message)
+        warnings.warn(message, DataWarning, stacklevel=2)
 
     def build_model(self) -> torch.nn.Module:
         model = build_model(self.config.model)
@@ -208,6 +268,7 @@ class NeuronIOFit:
             "train_simulations": len(self.train.sims),
             "training_minutes": len(self.train.sims) * self.train.n_time / 60_000,
             "warm_start": self.warm_start,
+            "warnings": self.data_warnings,
         }
 
     def starts_trained(self) -> bool:

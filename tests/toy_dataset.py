@@ -8,6 +8,7 @@ probability is a monotone function of V, so a freshly initialised model learns i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +44,20 @@ def toy_simulation(rng: np.random.Generator, duration: int) -> SimulationRecord:
     )
 
 
+def silenced(record: SimulationRecord) -> SimulationRecord:
+    """The same simulation without any output spike (a cell the inputs under-drive)."""
+    return replace(record, spikes=np.zeros_like(record.spikes), spike_times=np.zeros(0))
+
+
 def make_toy_dataset(
-    path: Path, splits: dict[str, int], duration: int = 1200, seed: int = 0
+    path: Path,
+    splits: dict[str, int],
+    duration: int = 1200,
+    seed: int = 0,
+    silent: tuple[str, ...] = (),
 ) -> Path:
+    """A toy store with ``splits`` (name: simulations); the splits in ``silent`` have no output
+    spike."""
     half = N_INPUT // 2
     spec = DatasetSpec(
         cell={"fingerprint": "toy-neuron", "segment_table": {"region": ["basal"] * half}},
@@ -61,5 +73,6 @@ def make_toy_dataset(
         prepare_split(path, spec, split, n_sims)
         rng = np.random.default_rng([seed, split_index])
         for k in range(n_sims):
-            write_block(path, split, k, [toy_simulation(rng, duration)])
+            record = toy_simulation(rng, duration)
+            write_block(path, split, k, [silenced(record) if split in silent else record])
     return path
