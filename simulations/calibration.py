@@ -16,10 +16,10 @@ the scale, and the comparison with the Hay cell's count on the same probe needs 
 The search is a secant in log(count)–log(scale), kept inside a bracket once it has one, over
 scales rounded to 3 significant digits.
 
-It starts from the geometric guess — the Hay cell's dendritic length over this cell's, i.e. the
-Hay cell's input per synapse — rounded the same way. On the Hay cell that guess is exactly 1 and
-the probe's count is the target by construction, so the Hay cell is a fixed point of the search:
-it keeps NeuronIO's protocol exactly, and its datasets stay what they were.
+It starts from the geometric guess — this cell's dendritic length over the Hay cell's, i.e. the
+Hay cell's input per µm of dendrite — rounded the same way. On the Hay cell that guess is exactly
+1 and the probe's count is the target by construction, so the Hay cell is a fixed point of the
+search: it keeps NeuronIO's protocol exactly, and its datasets stay what they were.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ REFERENCE_DRAW_SPIKES: tuple[int, ...] = (
 )  # fmt: skip
 #: simulations in the default probe
 PROBE_SIMULATIONS = 8
-#: its dendritic length (µm, basal + apical): the geometric guess is this over the cell's
+#: its dendritic length (µm, basal + apical): the geometric guess is the cell's over this
 REFERENCE_DENDRITE_LENGTH_UM = 5133.5 + 7440.9
 
 #: the probe integrates fast (the fine step matters for spike timing, not for counts); only these
@@ -145,8 +145,9 @@ def probe_protocol(protocol: NeuronIOProtocol, scale: float) -> NeuronIOProtocol
 
 
 def geometric_guess(dendrite_length_um: float) -> float:
-    """The scale giving the Hay cell's input per synapse (input ∝ length + 10 µm per segment)."""
-    return round_scale(REFERENCE_DENDRITE_LENGTH_UM / dendrite_length_um)
+    """The scale giving the Hay cell's input per µm of dendrite: the protocol spreads fixed
+    subtree totals over the cell's length, so a cell twice as long needs twice the input."""
+    return round_scale(dendrite_length_um / REFERENCE_DENDRITE_LENGTH_UM)
 
 
 def round_scale(scale: float) -> float:
@@ -252,10 +253,25 @@ class _Search:
         if self.within(spikes):
             self.next_scale = None
             return True
-        if spikes < self.target:
+        past_peak = any(s < scale and n > spikes for s, n in self.tried.items())
+        if spikes < self.target and not past_peak:
             self.low = scale if self.low is None else max(self.low, scale)
         else:
             self.high = scale if self.high is None else min(self.high, scale)
+        if past_peak:
+            # less output than a smaller scale gave: past the peak of the cell's response
+            # (depolarisation block, saturated input bins). The answer lies on the rising side,
+            # below; a lower bound stands only where a still smaller scale fired less.
+            self.low = max(
+                (
+                    s
+                    for s, n in self.tried.items()
+                    if s < self.high
+                    and n < self.target
+                    and any(s2 < s and n2 < n for s2, n2 in self.tried.items())
+                ),
+                default=None,
+            )
         self.next_scale = self._propose(scale, spikes)
         return False
 
@@ -271,7 +287,9 @@ class _Search:
         return float(np.clip(math.log(n2 / n1) / math.log(s2 / s1), 0.5, 12.0))
 
     def _propose(self, scale: float, spikes: int) -> float | None:
-        if spikes == 0:
+        if self.high == scale and spikes < self.target and self.low is None:
+            proposal = min(self.tried) / 2.0  # past the peak: below everything tried
+        elif spikes == 0:
             proposal = scale * 3.0  # silent: far below; no slope to go by
         else:
             step = (self.target / spikes) ** (1.0 / self._gain())

@@ -77,7 +77,7 @@ def test_scales_are_rounded_to_three_significant_digits():
     assert cal.round_scale(0.0123456) == 0.0123
     assert cal.round_scale(12.3456) == 12.3
     assert cal.geometric_guess(cal.REFERENCE_DENDRITE_LENGTH_UM) == 1.0
-    assert cal.geometric_guess(cal.REFERENCE_DENDRITE_LENGTH_UM / 2) == 2.0
+    assert cal.geometric_guess(cal.REFERENCE_DENDRITE_LENGTH_UM / 2) == 0.5
 
 
 def test_probe_settings_keep_excitability_and_take_the_fast_engine():
@@ -177,3 +177,17 @@ def test_the_probe_is_the_hay_cells_most_driving_draws():
     assert own.draws() == tuple(range(30)) and own.target_spikes() == 2.0 * 30 * 6
     with pytest.raises(ValueError, match="give target_rate_hz"):
         cal.CalibrationSettings(probe_simulations=30)
+
+
+def test_a_response_past_its_peak_sends_the_search_back_down():
+    """Too much input can silence a cell (depolarisation block, saturated input bins): a larger
+    scale that fires less than a smaller one bounds the search from above."""
+
+    def peaked(scale: float) -> list[int]:
+        # rises as scale^3 up to a peak at 2, falls beyond; the target is reached near 1.2
+        factor = (scale / 1.2) ** 3 if scale <= 2.0 else (2.0 / 1.2) ** 3 * (2.0 / scale) ** 4
+        return [round(n * factor) for n in REFERENCE]
+
+    result = cal.calibrate(peaked, cal.REFERENCE_DENDRITE_LENGTH_UM * 4)  # starts at 4
+    assert result.converged, [(r.scale, r.spikes) for r in result.rounds]
+    assert 1.0 < result.input_scale < 1.5
