@@ -22,11 +22,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullLocator
 
+from surrogate.metrics import FEW_SPIKES, auc_caution
 from surrogate.train import finished_result
 from surrogate.warm_start import describe as describe_warm_start
 
 METRICS = [
     ("spike_auc", "AUC", "{:.4f}"),
+    ("spike_auc_ci95", "AUC 95% interval", "{0[0]:.3f}–{0[1]:.3f}"),
     ("tp_at_0.0025_fp", "TP @ 0.25% FP", "{:.3f}"),
     ("auc_at_0.0025_fp", "AUC @ 0.25% FP", "{:.4f}"),
     ("tp_at_0.01_fp", "TP @ 1% FP", "{:.3f}"),
@@ -50,6 +52,9 @@ th { background: #f4f4f4; } tr.best td { font-weight: 600; }
 figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9rem; } code { background: #f4f4f4; padding: 0 0.2rem; }
 .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; }
+.caution { border: 2px solid #c77700; background: #fff4dc; padding: 0.5rem 1rem;
+           margin: 0.8rem 0 1.2rem; border-radius: 4px; }
+.caution strong { color: #8a4b00; } .caution ul { margin: 0.3rem 0; padding-left: 1.2rem; }
 """
 
 
@@ -188,6 +193,14 @@ def _dataset_table(description: dict) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def caution_box(title: str, lines: list[str]) -> str:
+    """A visible box of cautions (nothing when there are none)."""
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f'<div class="caution"><strong>{html.escape(title)}</strong><ul>{items}</ul></div>'
+
+
 def _models_table(rows: list[dict], best: str | None) -> str:
     head = (
         "<tr><th>model</th><th>parameters</th>"
@@ -216,9 +229,11 @@ def build_report(
     report_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     warm_starts = []
+    fit_warnings = []
     for name, run_dir in runs.items():
         done = finished_result(run_dir)
         provenance = done.get("provenance", {})
+        fit_warnings += [f"{name}: {line}" for line in provenance.get("warnings") or []]
         rows.append(
             {
                 "name": name,
@@ -243,6 +258,9 @@ def build_report(
         if scored
         else (rows[0]["name"] if rows else None)
     )
+    # computed from the numbers, so that evaluations written before cautions existed get one
+    cautions = [f"{r['name']}: {c}" for r in rows if (c := auc_caution(r)) is not None]
+    bold = None if cautions else best  # no bold AUC when AUCs are uncertain
     figures: list[tuple[Path, str]] = []
     if best is not None:
         for picture, caption in (
@@ -297,6 +315,11 @@ def build_report(
     )
     warm_html = "".join(f'<p class="sub">{html.escape(line)}</p>' for line in warm_starts)
     title = html.escape(config.name)
+    ranking = (
+        "No model is in bold: its AUC is too uncertain to rank by."
+        if cautions
+        else "The best model by AUC is in bold."
+    )
     segments = cell.get("dendritic_segments") or 0
     subtitle = (
         f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC} · cell {html.escape(str(cell.get('morphology')))}"
@@ -311,11 +334,15 @@ def build_report(
 <h2>Surrogates on the {html.escape(config.evaluate.split)} split</h2>
 <p>NeuronIO protocol: 500 ms windows every 350 ms from a zero state (150 ms burn-in); soma
 prediction rescaled to the simulation's mean and SD per file; simulations with 0–24 output
-spikes; first 500 ms dropped. The best model by AUC is in bold.</p>
-{_models_table(rows, best)}
+spikes; first 500 ms dropped. The AUC's 95% interval is a bootstrap over test simulations.
+{ranking}</p>
+{caution_box(f"Caution: fewer than {FEW_SPIKES} test spikes", cautions)}
+{caution_box("Caution: the fit", fit_warnings)}
+{_models_table(rows, bold)}
 {warm_html}
 {figure_html}
 <h2>Dataset</h2>
+{caution_box("Caution: the dataset's output", description.get("warnings") or [])}
 {_dataset_table(description)}
 <h2>Configuration</h2>
 <pre>{html.escape(config.model_dump_json(indent=2))}</pre>

@@ -253,4 +253,6 @@ def _evaluate_run(config: RunConfig, store: Path, run_dir: Path, out: Path, log:
         f"   {run_dir.name}: AUC {auc if auc is None else round(auc, 4)}, soma RMSE "
         f"{result.metrics.get('soma_rmse_mv', float('nan')):.3f} mV"
     )
+    if "caution" in result.metrics:
+        log(f"   caution: {result.metrics['caution']}")
     return json.loads(metrics_path.read_text())

@@ -170,7 +170,7 @@ def model_name(model: ModelConfig) -> str:
     return model.family
 
 
-EVALUATED = ("spike_auc", "soma_rmse_mv", "tp_at_0.01_fp", "output_spikes")
+EVALUATED = ("spike_auc", "spike_auc_ci95", "soma_rmse_mv", "tp_at_0.01_fp", "output_spikes")
 
 
 def evaluate_point(run: Path, data: str, split: str) -> dict[str, Any]:

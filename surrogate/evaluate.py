@@ -7,6 +7,8 @@
    soma is z-scored over all its simulations and times and rescaled to the ground truth's mean/SD.
 3. Simulations with 0–24 output spikes (over the whole simulation) are kept, the first 500 ms
    dropped, and all remaining time points pooled for the metrics (surrogate/metrics.py).
+4. The spike AUC gets a 95 % bootstrap interval over the kept simulations (``spike_auc_ci95``),
+   and a ``caution`` when it rests on fewer than 50 output spikes (``output_spikes``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from surrogate.data import SOMA_BIAS_MV, soma_mv
 from surrogate.metrics import (
     ROC,
     MetricError,
+    auc_caution,
+    bootstrap_auc,
     rescale_to,
     soma_metrics,
     spike_metrics,
@@ -181,9 +185,12 @@ def evaluate(
     try:
         roc = ROC.of(label, score)
         metrics.update(spike_metrics(label, score))
+        metrics["spike_auc_ci95"] = bootstrap_auc(label, score)  # over the kept simulations
         spikes = spike_table(data, ids, label, score, skip)
     except MetricError as exc:
         metrics["spike_note"] = str(exc)
+    if (caution := auc_caution(metrics)) is not None:
+        metrics["caution"] = caution
     metrics.update(soma_metrics(truth, prediction))
     raw_error = np.concatenate(raw).ravel() - truth.ravel()
     metrics["soma_rmse_raw_mv (not rescaled)"] = float(math.sqrt(np.mean(raw_error**2)))

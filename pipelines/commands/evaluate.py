@@ -44,11 +44,13 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     \b
     500 ms windows every 350 ms from a zero state (150 ms burn-in), soma prediction rescaled to
     the ground truth's mean and SD per file, simulations with 0–24 output spikes, first 500 ms
-    dropped; spike AUC, TP and partial AUC at 0.25 % and 1 % false positives, soma RMSE, MAE and
-    explained variance (plus the raw RMSE before rescaling). spikes.csv lists every output spike
-    evaluated with the fraction of non-spike bins scored above it (its share of 1 − AUC), the
-    costliest first, and the highest nexus voltage around it: whether the surrogate misses a
-    few whole events, or the spikes that dendritic calcium spikes drive, or is weak everywhere.
+    dropped; spike AUC with its 95 % bootstrap interval over simulations, TP and partial AUC at
+    0.25 % and 1 % false positives, soma RMSE, MAE and explained variance (plus the raw RMSE
+    before rescaling); a caution when the AUC rests on fewer than 50 output spikes. spikes.csv
+    lists every output spike evaluated with the fraction of non-spike bins scored above it (its
+    share of 1 − AUC), the costliest first, and the highest nexus voltage around it: whether
+    the surrogate misses a few whole events, or the spikes that dendritic calcium spikes drive,
+    or is weak everywhere.
     """
     from elmpipe.outputs import check_output_folder
     from pipelines.evaluation_output import write_evaluation
@@ -67,6 +69,8 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
         f"{split}: {m['simulations_kept']}/{m['simulations']} simulations, "
         f"{m['output_spikes']} output spikes in {m['time_points']} ms"
     )
+    if "caution" in m:
+        click.echo(f"caution: {m['caution']}")
     for key in (
         "spike_auc",
         "tp_at_0.0025_fp",
@@ -80,6 +84,12 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     ):
         if key in m:
             click.echo(f"  {key:<34} {m[key]:.4f}")
+        if key == "spike_auc" and m.get("spike_auc_ci95"):
+            low, high = m["spike_auc_ci95"]
+            click.echo(
+                f"  {'spike_auc_ci95':<34} {low:.4f}–{high:.4f} (95 % bootstrap over the "
+                f"{m['simulations_kept']} simulations)"
+            )
     if result.spikes:
         click.echo("  " + worst_spikes_line(result.spikes))
         click.echo("  " + calcium_spikes_line(result.spikes))
