@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from elmpipe.dataset import Dataset, DatasetError, DatasetSpec, prepare_split
+from elmpipe.dataset.compare import segment_table_check
 from pipelines.calibration_stage import resolve_input_scale, with_scale
 from pipelines.cluster import Task, executor
 from pipelines.config import SimulateConfig
@@ -101,8 +103,11 @@ def calibrated(
 
 
 def _check_replay(protocol: ReplayProtocol, spec: DatasetSpec, n_sims: int) -> ReplayProtocol:
+    """The replay source is complete, long enough, and of this very cell: the same channel
+    count and, where it records one, the same segment table (input row i on the same segment)."""
     source_path = Path(protocol.source).expanduser().resolve()
-    source = Dataset(source_path).split(protocol.split)
+    dataset = Dataset(source_path)
+    source = dataset.split(protocol.split)
     complete = source.complete_mask
     if complete.size < n_sims or not complete[:n_sims].all():
         raise DatasetError(
@@ -113,6 +118,16 @@ def _check_replay(protocol: ReplayProtocol, spec: DatasetSpec, n_sims: int) -> R
         raise DatasetError(
             f"replay source has {source.n_channels} input channels; this cell has {spec.n_channels}"
         )
+    difference, compared = segment_table_check(
+        dataset.cell, spec.cell, (f"the replay source {source_path}", "this cell")
+    )
+    if difference is not None:
+        raise DatasetError(
+            "the replay source was not simulated on this cell (its input rows would land on other "
+            f"segments): {difference}"
+        )
+    if "only the numbers of input channels" in compared:
+        logging.getLogger(__name__).warning("replay: %s", compared)
     if source.n_time < spec.n_time:
         raise DatasetError(
             f"replay source simulations last {source.n_time} ms; asked for {spec.n_time} ms"

@@ -7,6 +7,12 @@ a candidate spike with no reference spike that close is *extra* — and the soma
 compared by RMSE, raw and clipped at −55 mV (the NeuronIO soma target, where spike shapes do not
 dominate). Only the time both datasets cover is compared.
 
+Both datasets must come from the same cell: their recorded segment tables (row i = input
+channels i and n + i) are compared row by row, and a difference is refused naming the first
+differing rows and fields — a replay onto another cell, or onto the same cell read with another
+channel order, is never compared silently. Stores that record no segment table are compared by
+their channel counts only, and the report says so.
+
 Spike times imported from NeuronIO files are float16 (1 ms steps in [1024, 2048) ms, 2 ms up to
 4096 ms, 4 ms beyond), so a comparison against them cannot be finer than that; the report says so.
 """
@@ -27,6 +33,86 @@ FLOAT16_NOTE = (
     "spike times of {which} are NeuronIO's float16 values (1 ms steps in [1024, 2048) ms, 2 ms "
     "up to 4096 ms, 4 ms beyond): matching cannot be finer than that"
 )
+
+
+#: segment-table columns compared exactly, and with a relative/absolute tolerance of 1e-6
+EXACT_COLUMNS = ("section", "region", "section_index")
+FLOAT_COLUMNS = ("x", "length", "area", "diam", "distance", "xyz")
+#: what a table that elmpipe's cell did not write (a NeuronIO import) is compared by: the
+#: columns whose meaning is certain in NeuronIO's files too
+IMPORTED_COLUMNS = ("region", "section_index")
+
+
+def _rows(table: dict[str, Any]) -> int:
+    return max((len(v) for v in table.values() if isinstance(v, list)), default=0)
+
+
+def _same(column: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if column in FLOAT_COLUMNS:
+        close = np.isclose(a.astype(float), b.astype(float), rtol=1e-6, atol=1e-6, equal_nan=True)
+        return close.reshape(len(a), -1).all(axis=1)
+    if column == "region":
+        return np.char.lower(a.astype(str)) == np.char.lower(b.astype(str))
+    return a.astype(str) == b.astype(str)
+
+
+def _value(column: str, value: Any) -> str:
+    if column in FLOAT_COLUMNS:
+        return (
+            "(" + ", ".join(f"{v:.6g}" for v in value) + ")" if np.ndim(value) else f"{value:.6g}"
+        )
+    return str(value)
+
+
+def segment_table_check(
+    reference: dict[str, Any], candidate: dict[str, Any], names: tuple[str, str]
+) -> tuple[str | None, str]:
+    """Compare two cells' recorded segment tables (``cell`` attributes of two datasets).
+
+    Returns (the difference, or None when the tables agree; what was compared, in words).
+    Tables written by elmpipe's cell are compared column by column (section, region, section
+    index exactly; x, length, area, diameter, distance, position to 1e-6); a table without
+    section names (a NeuronIO import) by region and section index; a missing table not at all.
+    """
+    tables = [(cell or {}).get("segment_table") or {} for cell in (reference, candidate)]
+    missing = [name for name, table in zip(names, tables, strict=True) if not table]
+    if missing:
+        return None, (
+            f"{' and '.join(missing)} record{'s' if len(missing) == 1 else ''} no segment "
+            "table: only the numbers of input channels were compared"
+        )
+    a, b = tables
+    full = "section" in a and "section" in b
+    candidates = EXACT_COLUMNS + FLOAT_COLUMNS if full else IMPORTED_COLUMNS
+    columns = [c for c in candidates if a.get(c) and b.get(c)]
+    n_a, n_b = _rows(a), _rows(b)
+    if n_a != n_b:
+        return f"{names[0]} has {n_a} dendritic segments, {names[1]} {n_b}", ""
+    if not columns:
+        return None, "the segment tables share no column: only channel counts were compared"
+    same = np.ones(n_a, bool)
+    fields: dict[str, np.ndarray] = {}
+    for column in columns:
+        agree = _same(column, np.asarray(a[column]), np.asarray(b[column]))
+        fields[column] = ~agree
+        same &= agree
+    compared = f"segment tables compared row by row ({n_a} rows: {', '.join(columns)})"
+    if same.all():
+        return None, compared
+    rows = np.flatnonzero(~same)
+    differing = [c for c in columns if fields[c].any()]
+    shown = []
+    for row in rows[:3]:
+        parts = [
+            f"{c} {_value(c, a[c][row])} vs {_value(c, b[c][row])}"
+            for c in columns
+            if fields[c][row]
+        ]
+        shown.append(f"row {row}: " + ", ".join(parts[:3]))
+    return (
+        f"{len(rows)} of {n_a} segment rows differ ({', '.join(differing)}) between "
+        f"{names[0]} and {names[1]}; first " + "; ".join(shown)
+    ), compared
 
 
 def match_spikes(
@@ -149,6 +235,12 @@ def compare(
             f"{ref.path} has {ref.n_channels} input channels, {cand.path} {cand.n_channels}: "
             "these are not simulations of the same inputs"
         )
+    difference, cells = segment_table_check(ref.cell, cand.cell, ("the reference", "the candidate"))
+    if difference is not None:
+        raise DatasetError(
+            f"{ref.path} and {cand.path} do not come from the same cell (the same input channel "
+            f"on the same segment): {difference}"
+        )
     notes = [
         FLOAT16_NOTE.format(which=which)
         for which, data in (("the reference", ref), ("the candidate", cand))
@@ -158,6 +250,7 @@ def compare(
         "reference": str(ref.path),
         "candidate": str(cand.path),
         "tolerance_ms": tolerance_ms,
+        "cells": cells,
         "notes": notes,
         "splits": {name: compare_split(ref, cand, name, tolerance_ms) for name in splits},
     }

@@ -334,5 +334,6 @@ def dataset_compare(reference, candidate, split, tolerance_ms, as_json) -> None:
         for key in ("reference_only", "candidate_only"):
             if result[key]:
                 click.echo(f"  not compared ({key.replace('_', ' ')}): {result[key]}")
+    click.echo(f"cells: {report['cells']}")
     for note in report["notes"]:
         click.echo(f"note: {note}")
