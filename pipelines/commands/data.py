@@ -119,11 +119,15 @@ def simulate(
         "simulation.engine": engine,
         "simulation.adaptive": {} if adaptive_step else None,
         "simulation.record_dendrites": record_dendrites,
-        "protocol.input_scale": input_scale,
         "cluster.kind": cluster,
         "cluster.workers": workers,
         "cluster.address": address,
     }
+    if input_scale is not None:
+        if config.protocol.kind != "neuronio":
+            raise InputError(f"{config_path}: --input-scale applies to generated (neuronio) inputs")
+        overrides["protocol.kind"] = "neuronio"
+        overrides["protocol.input_scale"] = input_scale
     if replay is not None:
         overrides["protocol"] = {"kind": "replay", "source": str(replay)}
         if replay_split:
