@@ -191,3 +191,23 @@ def test_a_response_past_its_peak_sends_the_search_back_down():
     result = cal.calibrate(peaked, cal.REFERENCE_DENDRITE_LENGTH_UM * 4)  # starts at 4
     assert result.converged, [(r.scale, r.spikes) for r in result.rounds]
     assert 1.0 < result.input_scale < 1.5
+
+
+def test_the_shipped_calibration_of_the_built_in_cell_is_still_valid(default_cell):
+    """The built-in cell's calibration ships with elmpipe so that the default commands start at
+    once. A change to the cell, the mechanisms, the protocol's or the probe's defaults changes
+    the key: then `python benchmarks/calibration.py --write-known` must measure it again."""
+    from simulations.mechanisms import mechanisms_sha256
+    from simulations.simulator import SimulationSettings
+
+    key = cal.calibration_key(
+        default_cell.fingerprint(),
+        mechanisms_sha256(),
+        NeuronIOProtocol(),
+        SimulationSettings().resolved(),
+        cal.CalibrationSettings(),
+    )
+    known = cal.known_calibration(key)
+    assert known is not None and known.method == "known"
+    assert known.converged and 0.5 < known.input_scale < 1.0
+    assert abs(known.rounds[-1].spikes - known.target_spikes) <= 0.1 * known.target_spikes
