@@ -21,7 +21,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "pipelines.cli", *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
 
 
@@ -93,3 +93,41 @@ def test_replays_take_no_scale(tmp_path):
         "--input-scale", "2", *ARGS,
     )  # fmt: skip
     assert result.returncode == 2 and "--input-scale" in result.stderr
+
+
+def small_cell(directory) -> str:
+    """A small procedurally generated pyramidal cell (≈ 2.6 mm of dendrite, a fifth of the Hay
+    cell's): at NeuronIO's counts its synapses get 5× the Hay cell's input."""
+    from simulations.default_morphology import Design, generate_swc
+
+    design = Design(
+        seed=11,
+        basal_trees=3,
+        basal_lengths=(20.0, 40.0, 70.0),
+        trunk_length=350.0,
+        oblique_at=(40.0, 150.0, 260.0),
+        oblique_lengths=(40.0, 70.0),
+        tuft_lengths=(90.0, 70.0, 110.0),
+    )
+    path = directory / "small.swc"
+    path.write_text(generate_swc(design))
+    return str(path)
+
+
+def test_a_small_synthetic_cell_calibrates_into_range(tmp_path):
+    """The command a user types, on a cell far from the Hay cell's size: the chosen scale's probe
+    fires within the tolerance of the Hay cell's count, and the cache makes `simulate` reuse it."""
+    morphology = small_cell(tmp_path)
+    done = cli("cell", "calibrate", "-m", morphology, "--json", "--quiet")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["converged"]
+    assert abs(result["rounds"][-1]["spikes"] - result["target_spikes"]) <= (
+        0.1 * result["target_spikes"]
+    )
+    assert result["input_scale"] < 0.5  # far less than NeuronIO's counts
+    store = tmp_path / "small.zarr"
+    made = cli("simulate", "-o", str(store), "-m", morphology, "-n", "1", *ARGS)
+    assert made.returncode == 0, made.stderr
+    assert Dataset(store).calibration["method"] == "cached"
+    assert Dataset(store).protocol["input_scale"] == result["input_scale"]
