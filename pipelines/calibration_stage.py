@@ -38,6 +38,10 @@ from simulations.simulator import SimulationSettings, prepare_engine
 Log = Callable[[str], None]
 
 
+class _FarOff(Exception):
+    """Raised to end a probe round early (never leaves this module)."""
+
+
 def _stored_scale(out: Path | None) -> tuple[float, dict | None] | None:
     """The scale (and calibration record) of an existing store at ``out``, if there is one."""
     if out is None or not out.exists():
@@ -76,14 +80,17 @@ def run_calibration(
     )
 
     def on_round(result: Round) -> None:
-        log(
-            f"   input scale {result.scale:g}: {result.spikes} output spikes "
-            f"({result.seconds:.0f} s)"
+        spikes = (
+            f"{result.spikes} output spikes"
+            if result.complete
+            else f"≈ {result.spikes} output spikes (from {len(result.counts)} draws: far off, "
+            "stopped early)"
         )
+        log(f"   input scale {result.scale:g}: {spikes} ({result.seconds:.0f} s)")
 
     with executor(cluster) as pool:
 
-        def run_probe(scale: float) -> list[int]:
+        def run_probe(scale: float, enough: Callable[[dict[int, int]], bool]) -> dict[int, int]:
             job = DatasetJob(
                 store="",
                 split=PROBE_SPLIT,
@@ -96,10 +103,24 @@ def run_calibration(
                 Task(probe_spike_counts, (job, k, k + 1), key=f"probe-{scale:g}-{k}")
                 for k in options.draws()
             ]
-            counts = pool.run(
-                tasks, label=f"probe at input scale {scale:g}", unit="sim", progress=progress
-            )
-            return [n for chunk in counts for n in chunk]
+            found: dict[int, int] = {}
+
+            def collect(task: Task, counts: list[int]) -> None:
+                found[task.args[1]] = counts[0]
+                if enough(found):
+                    raise _FarOff
+
+            try:
+                pool.run(
+                    tasks,
+                    label=f"probe at input scale {scale:g}",
+                    unit="sim",
+                    progress=progress,
+                    on_result=collect,
+                )
+            except _FarOff:
+                pass  # the rest of the round is cancelled: the direction is clear
+            return found
 
         try:
             return calibrate(run_probe, dendrite_length_um, options, on_round=on_round)

@@ -170,10 +170,13 @@ def output_statistics(counts: Sequence[int]) -> dict[str, float]:
 
 @dataclass
 class Round:
+    """One tried scale: the probe's output spikes (extrapolated when it stopped early)."""
+
     scale: float
     spikes: int
-    counts: list[int]
+    counts: list[int]  # per probe draw that ran, in draw order
     seconds: float
+    complete: bool = True  # False: stopped early, far from the target
 
 
 @dataclass
@@ -229,8 +232,13 @@ def calibration_key(
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-#: runs the probe at one scale: scale → output spikes of each probe simulation
-ProbeRunner = Callable[[float], list[int]]
+#: runs the probe at one scale: (scale, enough) → output spikes per probe draw, in the order
+#: they finished; it may stop early once ``enough(finished so far)`` says so
+ProbeRunner = Callable[[float, Callable[[dict[int, int]], bool]], dict[int, int]]
+
+#: a round may stop once half its draws are in and their output, extrapolated by the Hay cell's
+#: on the same draws, is this far (×) from the target: the search only needs the direction
+EARLY_STOP_FACTOR = 2.0
 
 
 class _Search:
@@ -302,8 +310,30 @@ class _Search:
             return None  # the grid cannot get closer than what was tried
         return proposal
 
-    def best(self) -> float:
-        return min(self.tried, key=lambda s: abs(self.tried[s] - self.target))
+    def best(self, among: list[float]) -> float:
+        return min(among, key=lambda s: abs(self.tried[s] - self.target))
+
+
+class _Extrapolation:
+    """A partial probe's total, by the Hay cell's output on the same draws (common random
+    numbers make the ratio of the two a good estimate with few draws)."""
+
+    def __init__(self, options: CalibrationSettings) -> None:
+        self.draws = options.draws()
+        self.target = options.target_spikes()
+        self.usable = options.target_rate_hz is None
+
+    def total(self, partial: dict[int, int]) -> int:
+        if len(partial) == len(self.draws) or not self.usable:
+            return int(sum(partial.values()))
+        reference = sum(REFERENCE_DRAW_SPIKES[k] for k in partial)
+        return round(sum(partial.values()) * self.target / max(reference, 1))
+
+    def enough(self, partial: dict[int, int]) -> bool:
+        if not self.usable or len(partial) < len(self.draws) / 2 or len(partial) == len(self.draws):
+            return False
+        ratio = self.total(partial) / self.target
+        return not 1 / EARLY_STOP_FACTOR <= ratio <= EARLY_STOP_FACTOR
 
 
 def calibrate(
@@ -318,26 +348,38 @@ def calibrate(
     started = time.perf_counter()
     target = options.target_spikes()
     search = _Search(target, options.tolerance, geometric_guess(dendrite_length_um))
+    extrapolation = _Extrapolation(options)
     rounds: list[Round] = []
     converged = False
     while search.next_scale is not None and len(rounds) < options.max_rounds:
         scale = search.next_scale
         began = time.perf_counter()
-        counts = [int(n) for n in run_probe(scale)]
-        rounds.append(Round(scale, int(sum(counts)), counts, time.perf_counter() - began))
+        found = run_probe(scale, extrapolation.enough)
+        counts = [int(found[k]) for k in options.draws() if k in found]
+        complete = len(counts) == len(options.draws())
+        spikes = extrapolation.total({k: int(n) for k, n in found.items()})
+        rounds.append(Round(scale, spikes, counts, time.perf_counter() - began, complete))
         if on_round is not None:
             on_round(rounds[-1])
-        converged = search.record(scale, rounds[-1].spikes)
+        converged = search.record(scale, spikes) and complete
         if converged:
             break
-    chosen = scale if converged else search.best()
-    chosen_counts = next(r.counts for r in rounds if r.scale == chosen)
-    if sum(chosen_counts) == 0:
+    if all(r.spikes == 0 for r in rounds):
         raise CalibrationError(
             f"the cell fires no output spike on the calibration probe even at input scale "
             f"{max(search.tried):g} (tried {', '.join(f'{s:g}' for s in search.tried)}): it "
             "cannot be driven like the Hay cell; see `elmpipe cell check` for what is wrong"
         )
+    chosen = scale if converged else search.best(list(search.tried))
+    if not any(r.scale == chosen and r.complete for r in rounds):
+        # the closest scale was cut short: measure it whole, for the record and the statistics
+        began = time.perf_counter()
+        found = run_probe(chosen, lambda partial: False)
+        counts = [int(found[k]) for k in options.draws()]
+        rounds.append(Round(chosen, sum(counts), counts, time.perf_counter() - began))
+        if on_round is not None:
+            on_round(rounds[-1])
+    chosen_counts = next(r.counts for r in rounds if r.scale == chosen and r.complete)
     return Calibration(
         input_scale=chosen,
         method="calibrated",

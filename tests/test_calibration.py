@@ -19,11 +19,27 @@ TARGET = sum(REFERENCE)
 def synthetic_cell(best_scale: float, gain: float, calls: list[float] | None = None):
     """A cell whose probe fires the reference pattern × (scale / best_scale)^gain."""
 
-    def run_probe(scale: float) -> list[int]:
+    def counts(scale: float) -> list[int]:
         if calls is not None:
             calls.append(scale)
         factor = (scale / best_scale) ** gain
         return [round(n * factor) for n in REFERENCE]
+
+    return as_probe(counts)
+
+
+def as_probe(counts_at, record_stops: list | None = None):
+    """A probe runner over ``counts_at(scale)``, honouring the early stop as an executor does."""
+
+    def run_probe(scale, enough):
+        found = {}
+        for draw, n in zip(cal.CalibrationSettings().draws(), counts_at(scale), strict=True):
+            found[draw] = n
+            if enough(found):
+                if record_stops is not None:
+                    record_stops.append(scale)
+                break
+        return found
 
     return run_probe
 
@@ -58,7 +74,7 @@ def test_the_search_reaches_the_target_within_tolerance(best_scale, gain, length
 
 def test_a_cell_that_never_fires_is_an_error_naming_the_scales_tried():
     with pytest.raises(cal.CalibrationError, match="fires no output spike") as err:
-        cal.calibrate(lambda scale: [0] * len(REFERENCE), 1000.0)
+        cal.calibrate(as_probe(lambda scale: [0] * len(REFERENCE)), 1000.0)
     assert "tried" in str(err.value)
 
 
@@ -67,7 +83,7 @@ def test_a_target_out_of_reach_keeps_the_closest_scale_and_says_so():
     def saturating(scale: float) -> list[int]:
         return [min(round(n * scale), int(0.4 * n)) for n in REFERENCE]
 
-    result = cal.calibrate(saturating, cal.REFERENCE_DENDRITE_LENGTH_UM)
+    result = cal.calibrate(as_probe(saturating), cal.REFERENCE_DENDRITE_LENGTH_UM)
     assert not result.converged
     assert result.probe_achieved["spikes_per_simulation"] > 0
 
@@ -188,7 +204,7 @@ def test_a_response_past_its_peak_sends_the_search_back_down():
         factor = (scale / 1.2) ** 3 if scale <= 2.0 else (2.0 / 1.2) ** 3 * (2.0 / scale) ** 4
         return [round(n * factor) for n in REFERENCE]
 
-    result = cal.calibrate(peaked, cal.REFERENCE_DENDRITE_LENGTH_UM * 4)  # starts at 4
+    result = cal.calibrate(as_probe(peaked), cal.REFERENCE_DENDRITE_LENGTH_UM * 4)  # starts at 4
     assert result.converged, [(r.scale, r.spikes) for r in result.rounds]
     assert 1.0 < result.input_scale < 1.5
 
@@ -211,3 +227,16 @@ def test_the_shipped_calibration_of_the_built_in_cell_is_still_valid(default_cel
     assert known is not None and known.method == "known"
     assert known.converged and 0.5 < known.input_scale < 1.0
     assert abs(known.rounds[-1].spikes - known.target_spikes) <= 0.1 * known.target_spikes
+
+
+def test_a_round_far_from_the_target_stops_at_half_its_draws_and_only_full_rounds_are_chosen():
+    stops: list[float] = []
+    result = cal.calibrate(
+        as_probe(lambda scale: [round(n * (scale / 3.0) ** 3) for n in REFERENCE], stops),
+        cal.REFERENCE_DENDRITE_LENGTH_UM,  # starts at 1: 27x too little
+    )
+    assert stops and stops[0] == 1.0
+    first = result.rounds[0]
+    assert not first.complete and len(first.counts) == len(REFERENCE) // 2
+    assert result.converged and result.rounds[-1].complete
+    assert 2.7 < result.input_scale < 3.3
