@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import subprocess
 import sys
 
@@ -346,7 +347,7 @@ def test_compare_and_replay_refuse_another_cell(tmp_path):
     assert report["cells"].startswith(f"segment tables compared row by row ({n} rows: section")
 
 
-def test_without_a_recorded_table_only_channel_counts_are_compared_and_said(tmp_path):
+def test_without_a_recorded_table_only_channel_counts_are_compared_and_said(tmp_path, caplog):
     n = 5
     ref, _ = store_of(tmp_path / "a.zarr", {"fingerprint": "neuronio-x"}, n)
     cand, _ = store_of(tmp_path / "b.zarr", {"fingerprint": "y", "segment_table": {
@@ -354,18 +355,40 @@ def test_without_a_recorded_table_only_channel_counts_are_compared_and_said(tmp_
     report = compare(ref, cand)
     assert "the reference records no segment table" in report["cells"]
     assert "only the numbers of input channels were compared" in report["cells"]
+    from pipelines.simulation_stage import _check_replay
+    from simulations.inputs import ReplayProtocol
+    from tests.test_store import make_spec
+
+    spec = make_spec(cell={"fingerprint": "z", "segment_table": {"region": ["basal"] * n}})
+    with caplog.at_level(logging.WARNING):
+        _check_replay(ReplayProtocol(source=str(ref), split="test"), spec, 0)
+    assert "records no segment table: only the numbers of input channels" in caplog.text
 
 
-def test_an_imported_table_is_compared_by_region_and_section_index():
-    imported = {"segment_table": {"region": ["basal", "apical"], "section_index": [0, 0],
-                                  "length": [1.0, 2.0], "distance": [5.0, 9.0]}}  # fmt: skip
-    ours = {"segment_table": {"section": ["dend[0]", "apic[0]"], "region": ["basal", "apical"],
-                              "section_index": [0, 0], "length": [1.5, 2.5]}}  # fmt: skip
+def test_an_imported_table_is_compared_by_region_and_section_starts():
+    """NeuronIO numbers sections across both regions (apical after basal), elmpipe within each
+    region: an import is compared by region and where sections start, not by the numbers."""
+    imported = {
+        "segment_table": {
+            "region": ["basal", "basal", "apical"],
+            "section_index": [0, 0, 1],
+            "length": [1.0, 1.0, 2.0],
+        }
+    }
+    ours = {
+        "segment_table": {
+            "section": ["dend[0]", "dend[0]", "apic[0]"],
+            "region": ["basal", "basal", "apical"],
+            "section_index": [0, 0, 0],
+            "length": [1.5, 1.5, 2.5],
+        }
+    }
     difference, compared = segment_table_check(imported, ours, ("imported", "ours"))
-    assert difference is None and "region, section_index" in compared
-    moved = {"segment_table": dict(ours["segment_table"], region=["apical", "basal"])}
+    assert difference is None and "region, section_start" in compared
+    moved = {"segment_table": dict(ours["segment_table"], region=["apical", "basal", "basal"])}
     difference, _ = segment_table_check(imported, moved, ("imported", "ours"))
-    assert difference == (
-        "2 of 2 segment rows differ (region) between imported and ours; first row 0: region "
-        "basal vs apical; row 1: region apical vs basal"
-    )
+    assert difference.startswith("3 of 3 segment rows differ (region, section_start) between")
+    assert "first row 0: region basal vs apical; row 1: section_start False vs True" in difference
+    split = {"segment_table": dict(ours["segment_table"], section_index=[0, 1, 0])}
+    difference, _ = segment_table_check(imported, split, ("imported", "ours"))
+    assert difference is not None and "row 1: section_start False vs True" in difference

@@ -39,8 +39,21 @@ FLOAT16_NOTE = (
 EXACT_COLUMNS = ("section", "region", "section_index")
 FLOAT_COLUMNS = ("x", "length", "area", "diam", "distance", "xyz")
 #: what a table that elmpipe's cell did not write (a NeuronIO import) is compared by: the
-#: columns whose meaning is certain in NeuronIO's files too
-IMPORTED_COLUMNS = ("region", "section_index")
+#: region of each row, and where a new section starts (NeuronIO numbers sections across both
+#: regions, elmpipe within each; lengths and distances have NeuronIO's own definitions)
+IMPORTED_COLUMNS = ("region", "section_start")
+
+
+def _with_section_starts(table: dict[str, Any]) -> dict[str, Any]:
+    """Rows that begin a section: the section index or the region changes."""
+    index = list(table.get("section_index") or [])
+    region = list(table.get("region") or [None] * len(index))
+    if len(region) != len(index):
+        return table
+    starts = [
+        i == 0 or index[i] != index[i - 1] or region[i] != region[i - 1] for i in range(len(index))
+    ]
+    return {**table, "section_start": starts}
 
 
 def _rows(table: dict[str, Any]) -> int:
@@ -72,7 +85,8 @@ def segment_table_check(
     Returns (the difference, or None when the tables agree; what was compared, in words).
     Tables written by elmpipe's cell are compared column by column (section, region, section
     index exactly; x, length, area, diameter, distance, position to 1e-6); a table without
-    section names (a NeuronIO import) by region and section index; a missing table not at all.
+    section names (a NeuronIO import) by region and where sections start; a missing table not
+    at all.
     """
     tables = [(cell or {}).get("segment_table") or {} for cell in (reference, candidate)]
     missing = [name for name, table in zip(names, tables, strict=True) if not table]
@@ -83,6 +97,8 @@ def segment_table_check(
         )
     a, b = tables
     full = "section" in a and "section" in b
+    if not full:
+        a, b = _with_section_starts(a), _with_section_starts(b)
     candidates = EXACT_COLUMNS + FLOAT_COLUMNS if full else IMPORTED_COLUMNS
     columns = [c for c in candidates if a.get(c) and b.get(c)]
     n_a, n_b = _rows(a), _rows(b)
