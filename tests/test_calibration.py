@@ -240,3 +240,60 @@ def test_a_round_far_from_the_target_stops_at_half_its_draws_and_only_full_round
     assert not first.complete and len(first.counts) == len(REFERENCE) // 2
     assert result.converged and result.rounds[-1].complete
     assert 2.7 < result.input_scale < 3.3
+
+
+@pytest.mark.hay
+def test_the_hay_cell_keeps_neuronio_s_protocol_exactly(hay_cell):
+    """The shipped calibration of the Hay cell (as `benchmarks/calibration.py --write-known`
+    measured it): one tried scale, exactly 1, the probe's counts the reference draws' counts."""
+    from simulations.mechanisms import mechanisms_sha256
+    from simulations.simulator import SimulationSettings
+
+    key = cal.calibration_key(
+        hay_cell.fingerprint(),
+        mechanisms_sha256(),
+        NeuronIOProtocol(),
+        SimulationSettings().resolved(),
+        cal.CalibrationSettings(),
+    )
+    known = cal.known_calibration(key)
+    assert known is not None
+    assert known.input_scale == 1.0 and known.converged and len(known.rounds) == 1
+    assert known.rounds[0].counts == REFERENCE
+
+
+def _calibrate_cli(morphology) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    command = ["cell", "calibrate", "-m", str(morphology), "--json", "--quiet"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=3000,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow
+@pytest.mark.hay
+def test_calibrating_the_hay_cell_runs_one_probe_and_returns_1(hay_path):
+    result = _calibrate_cli(hay_path)
+    assert result["input_scale"] == 1.0 and len(result["rounds"]) == 1
+    assert result["rounds"][0]["counts"] == REFERENCE
+
+
+@pytest.mark.slow
+@pytest.mark.hay
+@pytest.mark.parametrize("name", ["cell2.asc", "cell3.asc"])
+def test_the_other_hay_reconstructions_calibrate_into_range(hay_path, name):
+    result = _calibrate_cli(hay_path.parent / name)
+    assert result["converged"]
+    final = result["rounds"][-1]
+    assert final["complete"]
+    assert abs(final["spikes"] - result["target_spikes"]) <= 0.1 * result["target_spikes"]
+    if name == "cell3.asc":  # silent at NeuronIO's counts (issue 27)
+        assert result["input_scale"] > 2.0
