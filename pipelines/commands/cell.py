@@ -12,6 +12,7 @@ import click
 from elmpipe.errors import InputError
 from pipelines.commands.common import (
     EPILOG,
+    apical_trees,
     build_cell,
     cluster_options,
     config_option,
@@ -318,6 +319,7 @@ def cell_calibrate(
             config,
             {
                 "cell.morphology": str(morphology) if morphology else None,
+                "cell.apical_trees": apical_trees(),
                 "cell.parameters": parameters,
                 "calibration.target_rate_hz": target_rate,
                 "calibration.probe_simulations": probe_simulations,
