@@ -101,7 +101,7 @@ def run_calibration(
             )
             tasks = [
                 Task(probe_spike_counts, (job, k, k + 1), key=f"probe-{scale:g}-{k}")
-                for k in options.draws()
+                for k in options.run_order()
             ]
             found: dict[int, int] = {}
 

@@ -107,6 +107,13 @@ class CalibrationSettings(BaseModel):
         order = np.argsort(-np.asarray(REFERENCE_DRAW_SPIKES), kind="stable")
         return tuple(sorted(int(k) for k in order[: self.probe_simulations]))
 
+    def run_order(self) -> list[int]:
+        """The draws in the order to run them: where the Hay cell fires most first (they tell
+        most, which lets a round far from the target stop early)."""
+        if self.target_rate_hz is not None:
+            return list(self.draws())
+        return sorted(self.draws(), key=lambda k: (-REFERENCE_DRAW_SPIKES[k], k))
+
     def target_spikes(self) -> float:
         """Output spikes the cell should fire over the whole probe."""
         if self.target_rate_hz is None:
@@ -236,9 +243,9 @@ def calibration_key(
 #: they finished; it may stop early once ``enough(finished so far)`` says so
 ProbeRunner = Callable[[float, Callable[[dict[int, int]], bool]], dict[int, int]]
 
-#: a round may stop once half its draws are in and their output, extrapolated by the Hay cell's
-#: on the same draws, is this far (×) from the target: the search only needs the direction
-EARLY_STOP_FACTOR = 2.0
+#: a round may stop once a share of its draws are in and their output, extrapolated by the Hay
+#: cell's on the same draws, is this far (×) from the target: the search only needs the direction
+EARLY_STOPS = ((0.25, 4.0), (0.5, 2.0))  # (share of the draws in, factor off)
 
 
 class _Search:
@@ -330,10 +337,13 @@ class _Extrapolation:
         return round(sum(partial.values()) * self.target / max(reference, 1))
 
     def enough(self, partial: dict[int, int]) -> bool:
-        if not self.usable or len(partial) < len(self.draws) / 2 or len(partial) == len(self.draws):
+        if not self.usable or len(partial) == len(self.draws):
             return False
         ratio = self.total(partial) / self.target
-        return not 1 / EARLY_STOP_FACTOR <= ratio <= EARLY_STOP_FACTOR
+        return any(
+            len(partial) >= share * len(self.draws) and not 1 / factor <= ratio <= factor
+            for share, factor in EARLY_STOPS
+        )
 
 
 def calibrate(
