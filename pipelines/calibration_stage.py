@@ -11,6 +11,7 @@ given. Whatever decided it is recorded in the dataset (root attribute ``calibrat
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,6 +89,7 @@ def run_calibration(
         )
         log(f"   input scale {result.scale:g}: {spikes} ({result.seconds:.0f} s)")
 
+    rounds = itertools.count()
     with executor(cluster) as pool:
 
         def run_probe(scale: float, enough: Callable[[dict[int, int]], bool]) -> dict[int, int]:
@@ -99,8 +101,9 @@ def run_calibration(
                 settings=probe,
                 seed=PROBE_SEED,
             )
+            attempt = next(rounds)  # keys unique per round: a cancelled round's are not reused
             tasks = [
-                Task(probe_spike_counts, (job, k, k + 1), key=f"probe-{scale:g}-{k}")
+                Task(probe_spike_counts, (job, k, k + 1), key=f"probe-{attempt}-{scale:g}-{k}")
                 for k in options.run_order()
             ]
             found: dict[int, int] = {}
