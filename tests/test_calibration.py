@@ -231,7 +231,7 @@ def test_the_shipped_calibration_of_the_built_in_cell_is_still_valid(default_cel
     assert abs(known.rounds[-1].spikes - known.target_spikes) <= 0.1 * known.target_spikes
 
 
-def test_a_round_far_from_the_target_stops_at_half_its_draws_and_only_full_rounds_are_chosen():
+def test_a_round_far_from_the_target_stops_early_and_only_full_rounds_are_chosen():
     stops: list[float] = []
     result = cal.calibrate(
         as_probe(lambda scale: [round(n * (scale / 3.0) ** 3) for n in REFERENCE], stops),
