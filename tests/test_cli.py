@@ -107,3 +107,28 @@ def test_cell_check_runs_every_anchor(runner):
     assert report["step_spikes"]["0.2"] == 0 < report["step_spikes"]["1.0"]
     ca = report["calcium_spike"]
     assert ca["intact"]["plateau_ms"] > ca["ca_blocked"]["plateau_ms"]
+
+
+def test_run_with_another_cell_gets_its_own_folder_and_title(runner, tmp_path, monkeypatch):
+    """`elmpipe run configs/demo.yaml -m my_cell.swc` must not reuse the built-in cell's run
+    folder (a dataset holds one cell), and its report must say which cell it is about."""
+    from pathlib import Path
+
+    import pipelines.run
+
+    seen = {}
+
+    def capture(config, **kwargs):
+        seen["config"] = config
+        return {"report": "none"}
+
+    monkeypatch.setattr(pipelines.run, "run_pipeline", capture)
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    cell = good_swc(tmp_path)
+    result = runner.invoke(cli, ["run", str(demo), "-m", str(cell)])
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert config.out == "runs/demo-cell" and config.name == "demo — cell.swc"
+    assert config.cell.morphology == str(cell)
+    runner.invoke(cli, ["run", str(demo), "-m", str(cell), "-o", str(tmp_path / "mine")])
+    assert seen["config"].out == str(tmp_path / "mine")

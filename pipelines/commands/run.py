@@ -38,10 +38,14 @@ def run(config_path: Path, morphology: Path | None, out: str | None, quiet: bool
     from pipelines.run import run_pipeline
 
     config = load_config(config_path, RunConfig)
-    if morphology is not None and out is None:
-        # a dataset holds one cell: another cell gets its own run folder, named after it
-        out = f"{config.out.rstrip('/')}-{morphology.stem}"
+    name = None
+    if morphology is not None:
+        name = f"{config.name} — {morphology.name}"  # the report says which cell it is about
+        if out is None:
+            # a dataset holds one cell: another cell gets its own run folder, named after it
+            out = f"{config.out.rstrip('/')}-{morphology.stem}"
     overrides = {
+        "name": name,
         "cell.morphology": str(morphology) if morphology else None,
         "cell.apical_trees": apical_trees(),
         "out": out,
