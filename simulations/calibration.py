@@ -9,12 +9,13 @@ excitatory and inhibitory count (the E/I balance and the protocol's shape stay N
 
 How: a *probe* — :data:`PROBE_SIMULATIONS` simulations of 6 s with random streams that depend on
 their index alone, those that drive the Hay cell most — is run at a scale and its output spikes
-counted. Every draw that sets the
-drive's time course (Δ, σ, subtree counts) comes first from the stream, so every cell and scale
-sees the same drive (common random numbers): the count is a smooth, nearly monotone function of
-the scale, and the comparison with the Hay cell's count on the same probe needs no large sample.
-The search is a secant in log(count)–log(scale), kept inside a bracket once it has one, over
-scales rounded to 3 significant digits.
+counted. Every draw that sets the drive's time course (Δ, σ, subtree counts) comes first from
+the stream, so every cell and scale sees the same drive (common random numbers): the count is a
+smooth, nearly monotone function of the scale, and the comparison with the Hay cell's count on
+the same probe needs no large sample — nor, far from the target, the whole probe (a round stops
+early once the part that ran, extrapolated by the Hay cell's output on it, is 2–4× off). The
+search is a secant in log(count)–log(scale), kept inside a bracket once it has one, over scales
+rounded to 3 significant digits.
 
 It starts from the geometric guess — this cell's dendritic length over the Hay cell's, i.e. the
 Hay cell's input per µm of dendrite — rounded the same way. On the Hay cell that guess is exactly
