@@ -206,6 +206,8 @@ def _grow_test_split(
     assert wanted is not None
     cap = data.max_test_simulations or 4 * data.splits[name]
     n_sims = Dataset(store).split(name).n_sims
+    if n_sims > data.splits[name]:  # grown by an earlier run, perhaps interrupted: complete it
+        simulate(plan.simulate, store, name, n_sims, progress=progress, spec=plan.spec, log=log)
     spikes = evaluated_output_spikes(Dataset(store).split(name))
     while spikes < wanted and n_sims < cap:
         per_sim = spikes / n_sims
