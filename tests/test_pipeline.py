@@ -24,6 +24,8 @@ MINI = {
         "simulation": {"duration_ms": 1000},
         "seed": 5,
         "splits": {"train": 2, "valid": 1, "test": 1},
+        "min_test_spikes": 4,  # as the demo: the test split grows (here to at most 3)
+        "max_test_simulations": 3,
     },
     "fit": {
         "model": {"family": "elm", "num_memory": 4, "num_branch": 10},
@@ -64,6 +66,11 @@ def test_every_stage_leaves_its_artifacts(finished_run):
     assert (run_dir / "result.json").exists() and (run_dir / "best.pt").exists()
     metrics = json.loads((out / "eval" / "elm-m4-b10" / "metrics.json").read_text())
     assert metrics["split"] == "test" and "soma_rmse_mv" in metrics
+    # the test split grew toward min_test_spikes, and the evaluation scored what it counted
+    grown = metrics["simulations"]
+    assert f"scored output spikes in {grown} simulations" in stdout
+    assert grown == 3 or metrics["output_spikes"] >= 4
+    assert grown == 1 or "growing it to" in stdout
     page = (out / "report" / "index.html").read_text()
     assert "elm-m4-b10" in page and "soma RMSE" in page and "data:image/png;base64," in page
     assert (out / "report" / "training.png").exists()
