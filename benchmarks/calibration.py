@@ -6,10 +6,9 @@
 
 Each cell is calibrated by the command a user types (`elmpipe cell calibrate --json`), one after
 another so that their wall times are comparable; the table shows the chosen scale, the probe's
-output against the Hay cell's, and the wall time. ``--write-known`` stores the built-in cell's
-results (with the default options and with the demo's) and the Hay cell's in
-simulations/data/calibrations.json, so that the default commands (and the tests) need no
-calibration run; tests check those entries still match today's keys.
+output against the Hay cell's, and the wall time. ``--write-known`` stores the built-in cell's and
+the Hay cell's results in simulations/data/calibrations.json, so that the default commands (and the
+tests) need no calibration run; tests check those entries still match today's keys.
 ``--reference`` simulates the Hay cell on the probe's first 24 draws at scale 1 and prints the
 counts that simulations/calibration.py writes down as REFERENCE_DRAW_SPIKES.
 """
@@ -108,11 +107,9 @@ def main() -> None:
     if args.write_known:
         from simulations.calibration import KNOWN_CALIBRATIONS
 
-        # the demo calibrates with its own options (configs/demo.yaml): its built-in cell too
-        results["built-in, demo"], _ = calibrate(None, args.workers, ROOT / "configs" / "demo.yaml")
         known = {
             results[name]["key"]: {k: v for k, v in results[name].items() if k != "morphology"}
-            for name in ("built-in", "cell1 (Hay)", "built-in, demo")
+            for name in ("built-in", "cell1 (Hay)")
             if name in results
         }
         KNOWN_CALIBRATIONS.write_text(json.dumps(known, indent=1) + "\n")

@@ -8,14 +8,14 @@ under-driven (Hay's own cell3 never fires). One number, ``protocol.input_scale``
 excitatory and inhibitory count (the E/I balance and the protocol's shape stay NeuronIO's).
 
 How: a *probe* — :data:`PROBE_SIMULATIONS` simulations of 6 s with random streams that depend on
-their index alone, those that drive the Hay cell most — is run at a scale and its output spikes
-counted. Every draw that sets the drive's time course (Δ, σ, subtree counts) comes first from
-the stream, so every cell and scale sees the same drive (common random numbers): the count is a
-smooth, nearly monotone function of the scale, and the comparison with the Hay cell's count on
-the same probe needs no large sample — nor, far from the target, the whole probe (a round stops
-early once the part that ran, extrapolated by the Hay cell's output on it, is 2–4× off). The
-search is a secant in log(count)–log(scale), kept inside a bracket once it has one, over scales
-rounded to 3 significant digits.
+their index alone, a sample of the protocol's draws stratified by the Hay cell's output — is run at
+a scale and its output spikes counted. Every draw that sets the drive's time course (Δ, σ, subtree
+counts) comes first from the stream, so every cell and scale sees the same drive (common random
+numbers): the count is a smooth, nearly monotone function of the scale, and the comparison with the
+Hay cell's count on the same probe needs no large sample — nor, far from the target, the whole
+probe (a round stops early once the part that ran, extrapolated by the Hay cell's output on it, is
+2–4× off). The search is a secant in log(count)–log(scale), kept inside a bracket once it has one,
+over scales rounded to 3 significant digits.
 
 It starts from the geometric guess — this cell's dendritic length over the Hay cell's, i.e. the
 Hay cell's input per µm of dendrite — rounded the same way. On the Hay cell that guess is exactly
@@ -100,13 +100,17 @@ class CalibrationSettings(BaseModel):
         return self
 
     def draws(self) -> tuple[int, ...]:
-        """The probe's simulations: of the draws the Hay cell was measured on, those that drive
-        it most (the most output spikes per simulated second: the cheapest measurement of a
-        rate); with a target rate of one's own, the first ones."""
+        """The probe's simulations: a sample of the draws the Hay cell was measured on,
+        stratified by its output there (every k-th of them in order of its spike count), so
+        that the probe weighs weak and strong drive as the protocol does — a probe of only the
+        most driving draws under-drives cells whose output rises more steeply with the input.
+        With a target rate of one's own: the first draws."""
+        n = self.probe_simulations
         if self.target_rate_hz is not None:
-            return tuple(range(self.probe_simulations))
-        order = np.argsort(-np.asarray(REFERENCE_DRAW_SPIKES), kind="stable")
-        return tuple(sorted(int(k) for k in order[: self.probe_simulations]))
+            return tuple(range(n))
+        total = len(REFERENCE_DRAW_SPIKES)
+        order = np.argsort(np.asarray(REFERENCE_DRAW_SPIKES), kind="stable")
+        return tuple(sorted(int(order[int((i + 0.5) * total / n)]) for i in range(n)))
 
     def run_order(self) -> list[int]:
         """The draws in the order to run them: where the Hay cell fires most first (they tell
@@ -235,6 +239,7 @@ def calibration_key(
         "probe": probe_settings(settings).model_dump(mode="json"),
         "options": options.model_dump(mode="json"),
         "reference": list(REFERENCE_DRAW_SPIKES),
+        "draws": list(options.draws()),
         "seed": [PROBE_SEED, PROBE_SPLIT],
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()

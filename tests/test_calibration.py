@@ -182,15 +182,18 @@ def test_the_documented_reference_is_the_measured_one():
         assert REFERENCE_OUTPUT[key] == pytest.approx(measured[key], abs=0.006)
 
 
-def test_the_probe_is_the_hay_cells_most_driving_draws():
+def test_the_probe_is_a_stratified_sample_of_the_measured_draws():
+    """Every k-th draw by the Hay cell's output: the probe's total, scaled up, is the Hay cell's
+    over all measured draws within a few per cent (a probe of the most driving draws alone
+    under-drove cell3 threefold on the population)."""
     options = cal.CalibrationSettings()
     draws = options.draws()
-    assert len(draws) == cal.PROBE_SIMULATIONS
-    left_out = set(range(len(cal.REFERENCE_DRAW_SPIKES))) - set(draws)
-    assert min(cal.REFERENCE_DRAW_SPIKES[k] for k in draws) >= max(
-        cal.REFERENCE_DRAW_SPIKES[k] for k in left_out
-    )
-    assert options.target_spikes() == sum(cal.REFERENCE_DRAW_SPIKES[k] for k in draws)
+    assert len(draws) == cal.PROBE_SIMULATIONS == len(set(draws))
+    spikes = cal.REFERENCE_DRAW_SPIKES
+    scaled = options.target_spikes() * len(spikes) / len(draws)
+    assert scaled == pytest.approx(sum(spikes), rel=0.05)
+    assert min(spikes[k] for k in draws) == 0 and max(spikes[k] for k in draws) >= 20
+    assert options.target_spikes() == sum(spikes[k] for k in draws)
     own = cal.CalibrationSettings(target_rate_hz=2.0, probe_simulations=30)
     assert own.draws() == tuple(range(30)) and own.target_spikes() == 2.0 * 30 * 6
     with pytest.raises(ValueError, match="give target_rate_hz"):

@@ -290,11 +290,12 @@ def cell_calibrate(
 
     \b
     The NeuronIO protocol's input counts were made for the Hay cell; spread over another
-    cell's dendrites they over- or under-drive it. This runs a fixed probe (12 simulations of
-    6 s, the same inputs for every cell) at a few scales of the input counts and stops when the
-    probe's output spike count is within 10 % of the Hay cell's. It always runs the search
-    (`simulate` and `run` reuse a result cached on this machine); the Hay cell comes out at
-    exactly 1. Cost: 2-4 tried scales, each 12 × 6 s of simulation, spread over the workers.
+    cell's dendrites they over- or under-drive it. This runs a fixed probe (8 simulations of
+    6 s, the same inputs for every cell, weak and strong drive alike) at a few scales of the
+    input counts and stops when the probe's output spike count is within 10 % of the Hay
+    cell's. It always runs the search (`simulate` and `run` reuse a result cached on this
+    machine); the Hay cell comes out at exactly 1. Cost: 2-4 tried scales, each up to 8 × 6 s
+    of simulation spread over the workers (a try far off stops early).
     \b
     Examples:
       elmpipe cell calibrate -m my_cell.asc
@@ -389,8 +390,7 @@ def _format_calibration(morphology: str, result: Any) -> str:
         lines.append(
             f"the Hay cell over all draws: {whole['rate_hz']:.2f} Hz, "
             f"{whole['spikes_per_simulation']:.1f} spikes per 6 s, "
-            f"{whole['share_in_kept_range']:.0%} of simulations in 0-24 (the probe is the draws "
-            "that drive it most)"
+            f"{whole['share_in_kept_range']:.0%} of simulations in 0-24"
         )
     lines.append(
         f"wall time         {result.seconds:.0f} s ({n} probe simulations × "
