@@ -151,6 +151,10 @@ def describe(path: str, split: str | None = None) -> dict[str, Any]:
 
 #: a rate this many times above or below the target's is "far" from it
 RATE_FACTOR = 2.0
+#: splits with fewer simulations are not compared with the target (all silent still is): the
+#: protocol's output per simulation varies as much as its mean (the Hay cell: 7.2 ± 8.7 spikes
+#: per 6 s), so the rate of a few simulations is off by 2x by chance alone
+MIN_SIMULATIONS_COMPARED = 8
 #: silent simulations are worth a word beyond this share (without a target share to compare)
 SILENT_SHARE = 0.5
 
@@ -191,6 +195,8 @@ def output_warnings(description: dict[str, Any], target: dict[str, Any]) -> list
             f"from them and the spike AUC is undefined; the inputs under-drive the cell "
             f"(target {wanted:.2f} Hz, {source}; `elmpipe cell calibrate`)"
         ]
+    if n < MIN_SIMULATIONS_COMPARED:
+        return []  # too few: one strong draw more or less moves the rate several-fold
     if rate < wanted / RATE_FACTOR or rate > wanted * RATE_FACTOR:
         under = rate < wanted
         warnings.append(
