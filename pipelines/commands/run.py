@@ -30,7 +30,7 @@ def run(config_path: Path, morphology: Path | None, out: str | None, quiet: bool
     cell's input scale is calibrated in the plan stage (docs/own-cell.md).
     \b
     Examples:
-      elmpipe run configs/demo.yaml                 built-in cell, ≈5 min on 2 cores
+      elmpipe run configs/demo.yaml                 built-in cell, ≈3 min on 2 cores
       elmpipe run configs/demo.yaml -m my_cell.asc   into runs/demo-my_cell
       elmpipe run configs/neuronio.yaml             the Hay cell at NeuronIO scale
     """
