@@ -214,21 +214,27 @@ def test_a_response_past_its_peak_sends_the_search_back_down():
     assert 1.0 < result.input_scale < 1.5
 
 
-def test_the_shipped_calibration_of_the_built_in_cell_is_still_valid(default_cell):
-    """The built-in cell's calibration ships with elmpipe so that the default commands start at
-    once. A change to the cell, the mechanisms, the protocol's or the probe's defaults changes
-    the key: then `python benchmarks/calibration.py --write-known` must measure it again."""
+def shipped_calibration(cell) -> cal.Calibration | None:
+    """The calibration elmpipe ships for ``cell`` with the default settings, as `simulate` looks
+    it up (None: none, or one made for another cell, protocol or probe)."""
     from simulations.mechanisms import mechanisms_sha256
     from simulations.simulator import SimulationSettings
 
     key = cal.calibration_key(
-        default_cell.fingerprint(),
+        cell.fingerprint(),
         mechanisms_sha256(),
         NeuronIOProtocol(),
         SimulationSettings().resolved(),
         cal.CalibrationSettings(),
     )
-    known = cal.known_calibration(key)
+    return cal.known_calibration(key)
+
+
+def test_the_shipped_calibration_of_the_built_in_cell_is_still_valid(default_cell):
+    """The built-in cell's calibration ships with elmpipe so that the default commands start at
+    once. A change to the cell, the mechanisms, the protocol's or the probe's defaults changes
+    the key: then `python benchmarks/calibration.py --write-known` must measure it again."""
+    known = shipped_calibration(default_cell)
     assert known is not None and known.method == "known"
     assert known.converged and 0.5 < known.input_scale < 1.0
     assert abs(known.rounds[-1].spikes - known.target_spikes) <= 0.1 * known.target_spikes
@@ -251,17 +257,7 @@ def test_a_round_far_from_the_target_stops_early_and_only_full_rounds_are_chosen
 def test_the_hay_cell_keeps_neuronio_s_protocol_exactly(hay_cell):
     """The shipped calibration of the Hay cell (as `benchmarks/calibration.py --write-known`
     measured it): one tried scale, exactly 1, the probe's counts the reference draws' counts."""
-    from simulations.mechanisms import mechanisms_sha256
-    from simulations.simulator import SimulationSettings
-
-    key = cal.calibration_key(
-        hay_cell.fingerprint(),
-        mechanisms_sha256(),
-        NeuronIOProtocol(),
-        SimulationSettings().resolved(),
-        cal.CalibrationSettings(),
-    )
-    known = cal.known_calibration(key)
+    known = shipped_calibration(hay_cell)
     assert known is not None
     assert known.input_scale == 1.0 and known.converged and len(known.rounds) == 1
     assert known.rounds[0].counts == REFERENCE
