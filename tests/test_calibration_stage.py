@@ -131,3 +131,25 @@ def test_a_small_synthetic_cell_calibrates_into_range(tmp_path):
     assert made.returncode == 0, made.stderr
     assert Dataset(store).calibration["method"] == "cached"
     assert Dataset(store).protocol["input_scale"] == result["input_scale"]
+
+
+def test_cell_calibrate_prints_the_scale_the_tries_and_the_cell_against_the_target():
+    """What `elmpipe cell calibrate` prints, from a calibration made on a synthetic cell."""
+    from pipelines.commands.cell import _format_calibration
+    from simulations import calibration as cal
+
+    options = cal.CalibrationSettings()
+
+    def probe(scale, enough):
+        return {
+            k: round(cal.REFERENCE_DRAW_SPIKES[k] * (scale / 2.0) ** 3) for k in options.draws()
+        }
+
+    result = cal.calibrate(probe, cal.REFERENCE_DENDRITE_LENGTH_UM)
+    text = _format_calibration("my_cell.swc", result)
+    assert f"input scale       {result.input_scale:g} (within the tolerance" in text
+    assert "tried             1 → " in text
+    assert f"(target {options.target_spikes():g} ± 10%)" in text
+    assert "rate (Hz)" in text and "share in 0-24" in text
+    assert "the Hay cell over all draws: 1.19 Hz" in text
+    assert "warning" not in text
