@@ -183,7 +183,8 @@ def resolve_input_scale(
         f"   input scale {calibration.input_scale:g}{state} — "
         f"{calibration.probe_achieved['rate_hz']:.2f} Hz on the probe (target "
         f"{calibration.probe_target.get('rate_hz', float('nan')):.2f} Hz), "
-        f"{len(calibration.rounds)} scales tried in {calibration.seconds:.0f} s"
+        f"{len(calibration.rounds)} scale{'s' if len(calibration.rounds) != 1 else ''} tried in "
+        f"{calibration.seconds:.0f} s"
     )
     return calibration
 

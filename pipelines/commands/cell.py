@@ -394,7 +394,7 @@ def _format_calibration(morphology: str, result: Any) -> str:
         )
     lines.append(
         f"wall time         {result.seconds:.0f} s ({n} probe simulations × "
-        f"{len(result.rounds)} scales)"
+        f"{len(result.rounds)} scale{'s' if len(result.rounds) != 1 else ''})"
     )
     if not result.converged:
         lines.append(
