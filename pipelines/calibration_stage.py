@@ -60,18 +60,30 @@ def _dendrite_length(spec: DatasetSpec) -> float:
     return float(lengths["basal"] + lengths["apical"])
 
 
+def _key(
+    spec: DatasetSpec,
+    protocol: NeuronIOProtocol,
+    settings: SimulationSettings,
+    options: CalibrationSettings,
+) -> str:
+    """The calibration key of the cell that ``spec`` describes."""
+    mechanisms = spec.cell.get("mechanisms_sha256") or ""
+    return calibration_key(spec.cell["fingerprint"], mechanisms, protocol, settings, options)
+
+
 def run_calibration(
     cell: CellSpec,
     protocol: NeuronIOProtocol,
     settings: SimulationSettings,
     options: CalibrationSettings,
     cluster: ClusterConfig,
-    dendrite_length_um: float,
+    spec: DatasetSpec,
     *,
     progress: bool = True,
     log: Log = print,
 ) -> Calibration:
-    """The search, each tried scale's probe run as one task per simulation on ``cluster``."""
+    """The search, each tried scale's probe run as one task per simulation on ``cluster``, for
+    the cell ``spec`` describes; the result is keyed and cached for later runs."""
     probe = probe_settings(settings)
     prepare_engine(probe)
     target = options.target_spikes()
@@ -126,10 +138,13 @@ def run_calibration(
             return found
 
         try:
-            return calibrate(run_probe, dendrite_length_um, options, on_round=on_round)
+            result = calibrate(run_probe, _dendrite_length(spec), options, on_round=on_round)
         finally:
             if cluster.kind == "in-process":
                 release_worker_cell()
+    result.key = _key(spec, protocol, settings, options)
+    remember_calibration(result)
+    return result
 
 
 def resolve_input_scale(
@@ -155,29 +170,13 @@ def resolve_input_scale(
         if record is not None:
             return Calibration.from_dict(record).with_method("store")
         return Calibration(input_scale=scale, method="store", target=reference_target())
-    key = calibration_key(
-        spec.cell["fingerprint"],
-        spec.cell.get("mechanisms_sha256") or "",
-        protocol,
-        settings,
-        options,
-    )
-    known = known_calibration(key)
+    known = known_calibration(_key(spec, protocol, settings, options))
     if known is not None:
         log(f"   input scale {known.input_scale:g} ({known.method}: calibrated before)")
         return known
     calibration = run_calibration(
-        cell,
-        protocol,
-        settings,
-        options,
-        cluster,
-        _dendrite_length(spec),
-        progress=progress,
-        log=log,
+        cell, protocol, settings, options, cluster, spec, progress=progress, log=log
     )
-    calibration.key = key
-    remember_calibration(calibration)
     state = "" if calibration.converged else ", NOT within the tolerance: the closest tried"
     log(
         f"   input scale {calibration.input_scale:g}{state} — "

@@ -311,7 +311,6 @@ def cell_calibrate(
         with_overrides,
     )
     from pipelines.simulation_stage import describe_dataset, prepared
-    from simulations.calibration import calibration_key, remember_calibration
     from simulations.inputs import NeuronIOProtocol
 
     config = load_simulate_config(config_path) if config_path else SimulateConfig()
@@ -334,7 +333,6 @@ def cell_calibrate(
         raise InputError(f"{config_path}: protocol: calibration needs generated (neuronio) inputs")
     config = prepared(config)
     spec = describe_dataset(config)
-    lengths = spec.cell["length_um"]
     log = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     result = run_calibration(
         config.cell,
@@ -342,18 +340,10 @@ def cell_calibrate(
         config.simulation,
         config.calibration,
         config.cluster,
-        lengths["basal"] + lengths["apical"],
+        spec,
         progress=not quiet,
         log=log,
     )
-    result.key = calibration_key(
-        spec.cell["fingerprint"],
-        spec.cell.get("mechanisms_sha256") or "",
-        config.protocol,
-        config.simulation,
-        config.calibration,
-    )
-    remember_calibration(result)
     if as_json:
         click.echo(
             json.dumps({"morphology": spec.cell["morphology"], **result.to_dict()}, indent=2)
