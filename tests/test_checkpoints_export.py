@@ -20,6 +20,7 @@ from surrogate.export import export_torchscript
 from surrogate.models import ELMConfig, LSTMConfig, TCNConfig, build_model, count_parameters
 from surrogate.models.elm import initial_memory_logits
 from surrogate.models.routing import neuronio_routing
+from tests.precision import assert_float32_close
 
 
 def released_state_dict(d_m: int, seed: int = 0, silu: bool = False) -> OrderedDict:
@@ -101,7 +102,8 @@ def test_released_checkpoint_loads_with_the_same_outputs(tmp_path, d_m, silu):
         single = model(x).double().numpy()
         double = model.double()(x.double()).numpy()
     np.testing.assert_allclose(double, expected, rtol=1e-9, atol=1e-9)  # same equations
-    np.testing.assert_allclose(single, expected, atol=2e-4)  # float32 rounding only
+    # float32 rounding only: 80 recurrent steps over sums of 4500 synapses and 45 branches
+    assert_float32_close(single, expected, eps_units=2000)
 
 
 def test_crafted_checkpoint_is_refused(tmp_path):
@@ -169,7 +171,7 @@ def test_torchscript_export_gives_the_same_outputs(tmp_path, name):
     scripted = torch.jit.load(str(path))
     x = torch.randint(-1, 2, (3, 70, 40)).float()
     with torch.no_grad():
-        assert torch.allclose(scripted(x), model(x), atol=1e-5)
+        assert_float32_close(scripted(x), model(x), eps_units=256)  # a reordered graph
 
 
 def test_exported_elm_steps_like_a_neuron(tmp_path):
@@ -183,4 +185,4 @@ def test_exported_elm_steps_like_a_neuron(tmp_path):
         y, branch, memory = scripted.step(x[:, t], branch, memory)
         outputs.append(y)
     with torch.no_grad():
-        assert torch.allclose(torch.stack(outputs, 1), model(x), atol=1e-5)
+        assert_float32_close(torch.stack(outputs, 1), model(x), eps_units=256)
