@@ -36,9 +36,21 @@ def _probe_writable(folder: Path, target: Path, what: str) -> None:
         ) from None
 
 
+def _refuse_dangling_link(path: Path, what: str) -> None:
+    """A symbolic link that leads nowhere (a loop, a missing target) cannot be written through;
+    Path.resolve() would raise a bare RuntimeError on a loop later."""
+    for candidate in (path, *path.parents):
+        if candidate.is_symlink() and not candidate.exists():
+            raise OutputPathError(
+                f"cannot write {what} {path}: {candidate} is a symbolic link that leads nowhere "
+                "(a loop or a missing target)"
+            )
+
+
 def check_output_folder(path: str | Path, what: str = "output folder") -> Path:
     """``path`` is, or can be created as, a writable folder; returns it absolute."""
     path = Path(path).expanduser().absolute()
+    _refuse_dangling_link(path, what)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{what} {path} exists and is a file, not a folder")
     existing = _nearest_existing(path)
@@ -51,7 +63,13 @@ def check_output_folder(path: str | Path, what: str = "output folder") -> Path:
 def check_output_file(path: str | Path, what: str = "output file") -> Path:
     """``path`` can be written as a file (it is not a folder, its folder is writable)."""
     path = Path(path).expanduser().absolute()
+    _refuse_dangling_link(path, what)
     if path.is_dir():
         raise OutputPathError(f"{what} {path} is a folder; give a file name")
+    if path.exists() and not path.is_file():
+        raise OutputPathError(
+            f"{what} {path} exists and is not a regular file (a device, pipe or socket); "
+            "give a file name"
+        )
     check_output_folder(path.parent, f"folder of the {what}")
     return path

@@ -11,6 +11,7 @@ command again resumes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import signal
 import sys
 import warnings
@@ -56,6 +57,14 @@ class ElmpipeGroup(click.Group):
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except Exception as exc:
+            if full := _disk_full(exc):
+                click.echo(
+                    f"Error: no space left on the disk ({full}). What finished before is "
+                    "written and intact; free space (or choose another output) and run the same "
+                    "command to resume.",
+                    err=True,
+                )
+                sys.exit(EXIT_ENVIRONMENT)
             if not _caused_by_interrupt(exc):
                 raise
             # Ctrl-C inside compiled code (a numba kernel) surfaces as a SystemError whose
@@ -84,6 +93,26 @@ def _data_warnings_plainly() -> Iterator[None]:
 def _exit_interrupted() -> NoReturn:
     click.echo("Interrupted: what finished is written; run the same command to resume.", err=True)
     sys.exit(EXIT_INTERRUPTED)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        yield current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+
+
+def _disk_full(exc: BaseException) -> str:
+    """What ran out of space, if ``exc`` (or what caused it) is a full disk or quota ('' if not):
+    writers deep in zarr, torch or HDF5 raise it as OSError, RuntimeError or their own type."""
+    for error in _chain(exc):
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return str(error.filename or error.strerror)
+        if "No space left on device" in str(error) or "Disk quota exceeded" in str(error):
+            return str(error).splitlines()[0][:200]
+    return ""
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:

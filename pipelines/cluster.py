@@ -19,24 +19,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from tqdm import tqdm
 
-from elmpipe.errors import InputError
+from elmpipe.errors import EnvironmentProblem, InputError
+from elmpipe.settings import StrictModel
 
 Kind = Literal["in-process", "local", "address", "slurm", "pbs"]
 
 
-class ClusterConfig(BaseModel):
+class ClusterConfig(StrictModel):
     """How to get workers. ``workers``: processes (local) or jobs (slurm/pbs)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Kind = "local"
     workers: int | None = Field(None, ge=1, description="default: one per core (local)")
@@ -213,6 +214,36 @@ def jobqueue_cluster(config: ClusterConfig) -> Any:
     return cls(**options)
 
 
+#: the batch systems' submit command, and a query that fails when the system is unreachable
+BATCH_COMMANDS = {"slurm": ("sbatch", ["squeue", "-h", "-o", "%i"]), "pbs": ("qsub", ["qstat"])}
+
+
+def require_batch_system(kind: str) -> None:
+    """A batch cluster needs its commands here and its controller reachable. Otherwise
+    dask-jobqueue fails in a background thread, prints the error once per job and waits for
+    workers forever."""
+    submit, query = BATCH_COMMANDS[kind]
+    for command in (submit, query[0]):
+        if shutil.which(command) is None:
+            raise EnvironmentProblem(
+                f"--cluster {kind} needs `{command}`, which is not on this machine's PATH: run "
+                "from the cluster's login node (or another node that can submit jobs), or "
+                "choose --cluster local"
+            )
+    try:
+        done = subprocess.run(query, capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        raise EnvironmentProblem(
+            f"--cluster {kind}: `{' '.join(query)}` did not answer within 60 s; is the batch "
+            "system up?"
+        ) from None
+    if done.returncode != 0:
+        raise EnvironmentProblem(
+            f"--cluster {kind}: the batch system does not answer (`{' '.join(query)}`: "
+            f"{(done.stderr or done.stdout).strip()[-300:]}); jobs could not be submitted"
+        )
+
+
 NO_WORKER_TTL = {"distributed.scheduler.worker-ttl": None}
 
 
@@ -240,6 +271,7 @@ def executor(config: ClusterConfig) -> Iterator[Executor]:
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
             )
         else:
+            require_batch_system(config.kind)
             cluster = jobqueue_cluster(config)
     if config.kind != "local":
         if config.adaptive_minimum is not None:

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from elmpipe.dataset import SIMS_PER_FILE
 from elmpipe.errors import ConfigError
+from elmpipe.settings import StrictModel
 from pipelines.cluster import ClusterConfig
 from pipelines.sweep import SweepConfig
 from simulations.calibration import CalibrationSettings
@@ -33,10 +34,6 @@ from surrogate.neuronio_fit import TrainSettings
 
 Model = TypeVar("Model", bound=BaseModel)
 OPTIONS = "command-line options"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def describe_errors(exc: ValidationError, source: str, prefix: str = "") -> str:
@@ -64,21 +61,50 @@ def checked(source: str, prefix: str = "") -> Iterator[None]:
         raise ConfigError(f"{source}: {prefix or '(top level)'}: {exc}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (the standard loader keeps
+    the last silently, so the first setting a user reads is not the one that counts)."""
+
+
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"key {key!r} is given twice (lines {seen[key] + 1} and "
+                f"{key_node.start_mark.line + 1})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML file's top-level mapping (empty file: no settings)."""
+    """A YAML file's top-level mapping; an empty file is an error (a run of every default,
+    into a default folder, is never what an empty file meant)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
             f"config file not found: {path}" if not path.exists() else f"{path} is not a file"
         )
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a text (YAML) file") from None
-    if data is None:
-        return {}
+    if data is None or data == {}:
+        raise ConfigError(
+            f"{path} is empty: a config sets at least one section (configs/demo.yaml shows them)"
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: expected a mapping of settings (key: value) at the top level, "
@@ -125,7 +151,7 @@ def with_overrides(config: Model, overrides: dict[str, Any], source: str = OPTIO
 # -- the sections ---------------------------------------------------------------------------------
 
 
-class SimulateConfig(_Strict):
+class SimulateConfig(StrictModel):
     """The data stage: which cell, which inputs, how to simulate, where to run."""
 
     cell: CellSpec = CellSpec()
@@ -158,7 +184,7 @@ class FitFileConfig(TrainSettings):
         return TrainSettings(**self.model_dump(exclude={"model"}))
 
 
-class DataStage(_Strict):
+class DataStage(StrictModel):
     protocol: NeuronIOProtocol = NeuronIOProtocol()
     simulation: SimulationSettings = SimulationSettings()
     seed: int = Field(0, ge=0)
@@ -188,7 +214,7 @@ class DataStage(_Strict):
         return self
 
 
-class FitStage(_Strict):
+class FitStage(StrictModel):
     """One model (``model``) or a grid (``sweep``); ``train`` holds the training settings."""
 
     model: dict[str, Any] | None = Field(
@@ -215,17 +241,17 @@ class FitStage(_Strict):
         return self
 
 
-class EvaluateStage(_Strict):
+class EvaluateStage(StrictModel):
     split: str = "test"
     sims_per_file: int = Field(SIMS_PER_FILE, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-class ReportStage(_Strict):
+class ReportStage(StrictModel):
     examples: int = Field(3, ge=1, description="test simulations shown as traces")
 
 
-class RunConfig(_Strict):
+class RunConfig(StrictModel):
     """``elmpipe run``: every stage's section; docs/pipeline.md explains each."""
 
     name: str = "run"

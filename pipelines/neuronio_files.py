@@ -6,6 +6,7 @@ file); an interrupted import resumes, and a killed export never leaves a file th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -67,7 +68,8 @@ def neuronio_spec(
         channels=ChannelTable.for_segments(layout.n_segments).to_dict(),
         protocol={
             "kind": "neuronio-import",
-            "spike_time_precision": "float16",  # as NeuronIO stored them
+            # as the files store them: NeuronIO's own files float16, others perhaps exact
+            "spike_time_precision": "float16" if layout.float16_spikes else "exact",
             "files": [[name, n] for name, n in files],
             "params": json.loads(json.dumps(import_params(first), default=str)),
         },
@@ -102,8 +104,8 @@ def import_neuronio(
     interrupted import reuses the counts recorded in the store); the second converts each file
     into its own range of simulations.
     """
-    folder, out = Path(folder).expanduser().resolve(), Path(out).expanduser().resolve()
-    check_output_folder(out, "dataset")
+    out = check_output_folder(out, "dataset").resolve()  # before resolve(): links that loop
+    folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
         raise MissingFileError(f"NeuronIO folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
@@ -138,12 +140,7 @@ def import_neuronio(
         tasks = []
         for i, path in enumerate(files):
             if todo & set(range(starts[i], starts[i + 1])):
-                layout = NeuronIOLayout(
-                    first_layout.n_segments,
-                    first_layout.duration_ms,
-                    counts[i],
-                    first_layout.has_dendrites,
-                )
+                layout = dataclasses.replace(first_layout, n_sims=counts[i])
                 args = (str(path), str(out), split, int(starts[i]), layout, with_dendrites)
                 tasks.append(Task(import_file, args))
         pool.run(tasks, label=f"importing {split}", unit="file", progress=progress)

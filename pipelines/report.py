@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.ticker import NullLocator
-
 from surrogate.metrics import FEW_SPIKES, auc_caution
+from surrogate.plots import learning_curve_figure, sweep_figure, training_figure
 from surrogate.train import finished_result
 from surrogate.warm_start import describe as describe_warm_start
 
@@ -70,101 +64,6 @@ def _fmt(value: Any, pattern: str) -> str:
 def _image(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
-
-
-def sweep_figure(rows: list[dict], path: Path) -> Path:
-    """Test AUC and soma RMSE against trainable parameters (log axis), one line per family."""
-    fig, (ax_auc, ax_rmse) = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
-    families = sorted({r["family"] for r in rows})
-    for i, family in enumerate(families):
-        points = sorted((r for r in rows if r["family"] == family), key=lambda r: r["parameters"])
-        params = [p["parameters"] for p in points]
-        style = {"marker": "o", "color": f"C{i}", "label": family.upper()}
-        ax_auc.plot(params, [p.get("spike_auc") or float("nan") for p in points], **style)
-        ax_rmse.plot(params, [p.get("soma_rmse_mv") or float("nan") for p in points], **style)
-    for ax, label in ((ax_auc, "spike AUC (test)"), (ax_rmse, "soma RMSE (mV, test)")):
-        ax.set_xscale("log")
-        ax.set_xlabel("trainable parameters")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    fig.suptitle("Accuracy against model size")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def learning_curve_figure(
-    rows: list[dict], split: str, path: Path, reference: dict | None = None
-) -> Path:
-    """Evaluated spike AUC and soma RMSE against simulated training minutes (log axis): one
-    line per model and start (scratch / warm start), with an optional reference model's score
-    on the same split as a horizontal line."""
-    fig, (ax_auc, ax_rmse) = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
-    curves: dict[tuple[str, str], list[dict]] = {}
-    for row in rows:
-        model = row["name"].split("-n")[0]
-        start = (
-            "from scratch"
-            if row["start"] == "scratch"
-            else f"warm start ({Path(row['start']).stem})"
-        )
-        curves.setdefault((model, start), []).append(row)
-    for i, ((model, start), points) in enumerate(sorted(curves.items())):
-        points = sorted(points, key=lambda r: r["training_minutes"])
-        minutes = [p["training_minutes"] for p in points]
-        style = {"marker": "o", "color": f"C{i}", "label": f"{model}, {start}"}
-        ax_auc.plot(minutes, [p.get(f"{split}_spike_auc") or float("nan") for p in points], **style)
-        ax_rmse.plot(
-            minutes, [p.get(f"{split}_soma_rmse_mv") or float("nan") for p in points], **style
-        )
-    if reference:
-        for ax, key in ((ax_auc, "spike_auc"), (ax_rmse, "soma_rmse_mv")):
-            if reference.get(key) is not None:
-                ax.axhline(reference[key], color="k", ls="--", lw=1, label=reference["name"])
-    sizes = sorted({row["training_minutes"] for row in rows})
-    for ax, label in ((ax_auc, f"spike AUC ({split})"), (ax_rmse, f"soma RMSE (mV, {split})")):
-        ax.set_xscale("log")
-        # the measured sizes as plain numbers, not powers of ten
-        ax.set_xticks(sizes, [f"{m:.3g}" for m in sizes])
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xlabel("simulated training data (minutes)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-    fig.suptitle("Learning curves: accuracy against the amount of training data")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def training_figure(runs: dict[str, Path], path: Path) -> Path | None:
-    histories = {}
-    for name, run_dir in runs.items():
-        log = run_dir / "metrics.jsonl"
-        if log.exists():
-            histories[name] = [json.loads(line) for line in log.read_text().splitlines()]
-    if not histories:
-        return None
-    fig, (ax_loss, ax_rmse) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120)
-    for name, rows in histories.items():
-        epochs = [r["epoch"] for r in rows]
-        trained = [r for r in rows if "train_loss" in r]  # a warm start's epoch 0 has none
-        trained_epochs = [r["epoch"] for r in trained]
-        ax_loss.plot(trained_epochs, [r["train_loss"] for r in trained], marker=".", label=name)
-        if "valid_soma_rmse_mv" in rows[0]:
-            ax_rmse.plot(epochs, [r["valid_soma_rmse_mv"] for r in rows], marker=".", label=name)
-    ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log")
-    ax_rmse.set(xlabel="epoch", ylabel="validation soma RMSE (mV)")
-    for ax in (ax_loss, ax_rmse):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def _dataset_table(description: dict) -> str:
@@ -266,13 +165,13 @@ def build_report(
         for picture, caption in (
             (
                 "roc.png",
-                f"Spike prediction ROC of {best} on the test split; the inset magnifies "
-                "false-positive rates up to 1 % (dotted: 0.25 % and 1 %).",
+                f"Spike prediction ROC of {best} on the {config.evaluate.split} split; the inset "
+                "magnifies false-positive rates up to 1 % (dotted: 0.25 % and 1 %).",
             ),
             (
                 "traces.png",
-                f"Soma voltage of test simulations (clipped at −55 mV as the metrics "
-                f"use it) and the prediction of {best} after rescaling; below, "
+                f"Soma voltage of {config.evaluate.split} simulations (clipped at −55 mV as the "
+                f"metrics use it) and the prediction of {best} after rescaling; below, "
                 "simulated spikes (black) and the surrogate's spike probability.",
             ),
         ):
@@ -301,7 +200,7 @@ def build_report(
     elif len(rows) > 1:
         figures.append(
             (
-                sweep_figure(rows, report_dir / "sweep.png"),
+                sweep_figure(rows, report_dir / "sweep.png", split),
                 "Test spike AUC and soma RMSE against parameter count per model family.",
             )
         )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from elmpipe.dataset import Dataset, DatasetError, DatasetSpec, prepare_split
 from elmpipe.dataset.compare import segment_table_check
+from elmpipe.outputs import check_output_folder
 from pipelines.calibration_stage import resolve_input_scale, with_scale
 from pipelines.cluster import Task, executor
 from pipelines.config import SimulateConfig
@@ -151,7 +152,7 @@ def simulate(
     scale of 'auto' is decided first (the store's, a known one, or calibrated now; ``log`` tells).
     """
     started = time.perf_counter()
-    out = Path(out).expanduser().resolve()
+    out = check_output_folder(out, "dataset").resolve()  # a link that leads nowhere: named
     if n_sims <= 0:
         raise DatasetError(f"the number of simulations must be positive, got {n_sims}")
     config = prepared(config)

@@ -23,11 +23,12 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from elmpipe.dataset import Dataset
 from elmpipe.errors import ConfigError
 from elmpipe.outputs import check_output_folder
+from elmpipe.settings import StrictModel
 from pipelines.cluster import ClusterConfig, Task, executor
 from surrogate.models import ELMConfig, LSTMConfig, ModelConfig, TCNConfig, model_config
 from surrogate.neuronio_fit import TrainConfig, TrainSettings, fit
@@ -74,10 +75,8 @@ def surrogate_model(family: str, num_input: int, options: dict[str, Any]) -> Mod
     return model_config({"family": family, "num_input": num_input, **given})
 
 
-class SweepConfig(BaseModel):
+class SweepConfig(StrictModel):
     """A grid of models, each trained with the ``train`` settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     models: tuple[Family, ...] = ("elm",)
     num_memory: tuple[int, ...] = (1, 2, 5, 10, 20, 50)

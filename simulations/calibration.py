@@ -14,8 +14,9 @@ counts) comes first from the stream, so every cell and scale sees the same drive
 numbers): the count is a smooth, nearly monotone function of the scale, and the comparison with the
 Hay cell's count on the same probe needs no large sample — nor, far from the target, the whole
 probe (a round stops early once the part that ran, extrapolated by the Hay cell's output on it, is
-2–4× off). The search is a secant in log(count)–log(scale), kept inside a bracket once it has one,
-over scales rounded to 3 significant digits.
+2–4× off, or as soon as its own count is past the tolerance). The search is a secant in
+log(count)–log(scale), kept inside a bracket once it has one, over scales rounded to 3
+significant digits.
 
 It starts from the geometric guess — this cell's dendritic length over the Hay cell's, i.e. the
 Hay cell's input per µm of dendrite — rounded the same way. On the Hay cell that guess is exactly
@@ -35,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from elmpipe.dataset.schema import KEPT_SPIKE_RANGE, REFERENCE_OUTPUT
 from elmpipe.errors import InputError
+from elmpipe.settings import StrictModel
 from simulations.inputs import MAX_INPUT_SCALE, NeuronIOProtocol, RejectionOptions
 from simulations.simulator import AdaptiveStep, SimulationSettings
 
@@ -62,6 +64,9 @@ REFERENCE_DENDRITE_LENGTH_UM = 5133.5 + 7440.9
 #: of the user's settings, which change the cell's excitability, are kept
 PROBE_KEPT_SETTINGS = ("v_init_mv", "celsius", "spike_threshold_mv", "synapses")
 
+#: the probe's step: the demo's fast setting (spike counts, not times, are what it measures)
+PROBE_ADAPTIVE_STEP = AdaptiveStep(coarse_dt_ms=0.1, scout_dt_ms=0.2, max_fine_share=0.25)
+
 #: assumed d log(count) / d log(scale) before two points measure it
 DEFAULT_GAIN = 3.0
 SIGNIFICANT_DIGITS = 3
@@ -71,10 +76,8 @@ class CalibrationError(InputError):
     """The cell cannot be brought to the target by the input scale."""
 
 
-class CalibrationSettings(BaseModel):
+class CalibrationSettings(StrictModel):
     """How the input scale is found (``calibration:`` in a data-stage or run config)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     probe_simulations: int = Field(
         PROBE_SIMULATIONS, ge=1, description="6 s probe simulations per tried scale"
@@ -147,7 +150,7 @@ def probe_settings(settings: SimulationSettings) -> SimulationSettings:
         duration_ms=PROBE_DURATION_MS,
         engine="coreneuron",
         dt_ms=0.025,
-        adaptive=AdaptiveStep(),
+        adaptive=PROBE_ADAPTIVE_STEP,
     )
 
 
@@ -335,6 +338,7 @@ class _Extrapolation:
         self.draws = options.draws()
         self.target = options.target_spikes()
         self.usable = options.target_rate_hz is None
+        self.ceiling = self.target * (1 + options.tolerance)  # above it: too much, whatever follows
 
     def total(self, partial: dict[int, int]) -> int:
         if len(partial) == len(self.draws) or not self.usable:
@@ -343,7 +347,11 @@ class _Extrapolation:
         return round(sum(partial.values()) * self.target / max(reference, 1))
 
     def enough(self, partial: dict[int, int]) -> bool:
-        if not self.usable or len(partial) == len(self.draws):
+        if len(partial) == len(self.draws):
+            return False
+        if sum(partial.values()) > max(self.ceiling, self.target + 1):
+            return True  # counts only add up: the round is already too high
+        if not self.usable:
             return False
         ratio = self.total(partial) / self.target
         return any(

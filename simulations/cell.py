@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from elmpipe.settings import StrictModel
 from simulations._neuron import hoc
 from simulations.biophysics import ParameterSet, apply_parameter_set, load_parameter_set
 from simulations.mechanisms import load_mechanisms
@@ -100,10 +101,8 @@ def _point_along(sec: Any, x: float) -> tuple[float, float, float]:
     )
 
 
-class CellSpec(BaseModel):
+class CellSpec(StrictModel):
     """What to build a cell from: enough to rebuild the identical cell in another process."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     morphology: str | None = Field(None, description="ASC/SWC/H5 path; None: the built-in cell")
     parameters: str = Field("hay-5b", description="bundled parameter-set name or YAML path")

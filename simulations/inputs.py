@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from scipy.signal import fftconvolve
+
+from elmpipe.settings import StrictModel
 
 SUBTREES = ("basal", "apical")
 
@@ -48,11 +50,7 @@ REPOSITORY_INTERVALS_MS = (
 REPOSITORY_SMOOTHING_MS = (25, 30, 35, 40, 50, 60, 80, 100, 150, 200, 300, 400, 500, 600)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Range(_Strict):
+class Range(StrictModel):
     low: float
     high: float
 
@@ -63,12 +61,12 @@ class Range(_Strict):
         return self
 
 
-class SubtreeRanges(_Strict):
+class SubtreeRanges(StrictModel):
     basal: Range
     apical: Range
 
 
-class RegimeOptions(_Strict):
+class RegimeOptions(StrictModel):
     """Overwrite ``count`` stretches of the base rate field with independently drawn ones."""
 
     count: int = Field(0, ge=0, description="inserted regimes per simulation (revision: 5)")
@@ -78,7 +76,7 @@ class RegimeOptions(_Strict):
     edge_threshold: float = Field(0.2, gt=0, lt=1, description="unnormalised Gaussian level")
 
 
-class SynchronizationOptions(_Strict):
+class SynchronizationOptions(StrictModel):
     """With ``probability``, all rates × (1 + depth·sin(2πt/P)), P an integer in [low, high)."""
 
     probability: float = Field(0.0, ge=0, le=1)
@@ -86,14 +84,14 @@ class SynchronizationOptions(_Strict):
     period_ms: Range = Range(low=30, high=200)
 
 
-class InhibitionRemovalOptions(_Strict):
+class InhibitionRemovalOptions(StrictModel):
     """With ``probability``, inhibition off and excitation × U(low, high)."""
 
     probability: float = Field(0.0, ge=0, le=1)
     excitation_scale: Range = Range(low=0.1, high=0.5)
 
 
-class ClusteringOptions(_Strict):
+class ClusteringOptions(StrictModel):
     """With ``probability``, only segments in a few spatial clusters receive input."""
 
     probability: float = Field(0.0, ge=0, le=1)
@@ -102,7 +100,7 @@ class ClusteringOptions(_Strict):
     max_active: int = Field(5, ge=1)
 
 
-class RejectionOptions(_Strict):
+class RejectionOptions(StrictModel):
     """Keep or regenerate a simulation by its output spike count (revision generator)."""
 
     keep_probability_zero_spikes: float = Field(1.0, ge=0, le=1)
@@ -125,7 +123,7 @@ class RejectionOptions(_Strict):
 MAX_INPUT_SCALE = 64.0
 
 
-class NeuronIOProtocol(_Strict):
+class NeuronIOProtocol(StrictModel):
     """The NeuronIO input protocol; defaults reproduce the repository generator."""
 
     kind: Literal["neuronio"] = "neuronio"
@@ -170,7 +168,7 @@ class NeuronIOProtocol(_Strict):
         return self
 
 
-class ReplayProtocol(_Strict):
+class ReplayProtocol(StrictModel):
     """Simulate exactly the inputs of an existing dataset (ours or imported NeuronIO files)."""
 
     kind: Literal["replay"] = "replay"

@@ -73,9 +73,19 @@ class MechanismBuildError(EnvironmentProblem):
 def cache_root() -> Path:
     """Where compiled artefacts live: ``$ELMPIPE_CACHE_DIR``, else the XDG cache directory."""
     if env := os.environ.get("ELMPIPE_CACHE_DIR"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "elmpipe"
+        root = Path(env).expanduser()
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        root = Path(base).expanduser() / "elmpipe"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "it is a file" if root.is_file() else exc.strerror or str(exc)
+        raise MechanismBuildError(
+            f"the elmpipe cache folder {root} cannot be used ({reason}); set ELMPIPE_CACHE_DIR "
+            "to a writable folder"
+        ) from None
+    return root
 
 
 def neuron_version() -> str:

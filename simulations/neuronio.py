@@ -67,51 +67,127 @@ class NeuronIOLayout:
     duration_ms: int
     n_sims: int
     has_dendrites: bool
+    #: output spike times stored as float16 (NeuronIO's own files), not as exact times
+    float16_spikes: bool = True
 
     @classmethod
     def of(cls, experiment: dict[str, Any], path: Path | str = "") -> NeuronIOLayout:
         params = experiment["Params"]
         sims = experiment["Results"]["listOfSingleSimulationDicts"]
+        if not isinstance(params, dict):
+            raise NeuronIOFormatError(f"{path}: Params is a {type(params).__name__}, not a dict")
         try:
             n_segments = len(params["allSegmentsType"])
-            duration = round(float(params["totalSimDurationInSec"]) * 1000)
-        except (KeyError, TypeError) as exc:
+            duration = float(params["totalSimDurationInSec"]) * 1000
+        except KeyError as exc:
             raise NeuronIOFormatError(f"{path}: Params lacks {exc}") from exc
-        if not sims:
-            raise NeuronIOFormatError(f"{path}: the file holds no simulations")
-        return cls(n_segments, duration, len(sims), "dendriticVoltagesLowRes" in sims[0])
+        except (TypeError, ValueError) as exc:
+            raise NeuronIOFormatError(
+                f"{path}: Params.totalSimDurationInSec or allSegmentsType is malformed ({exc})"
+            ) from exc
+        if not 1 <= duration <= 3_600_000:
+            raise NeuronIOFormatError(
+                f"{path}: Params.totalSimDurationInSec is {duration / 1000:g} s, not a duration"
+            )
+        if n_segments < 1:
+            raise NeuronIOFormatError(f"{path}: Params.allSegmentsType lists no segment")
+        if not isinstance(sims, list | tuple) or not sims:
+            raise NeuronIOFormatError(f"{path}: the file holds no list of simulations")
+        if not all(isinstance(sim, dict) for sim in sims):
+            raise NeuronIOFormatError(f"{path}: a simulation is not a dict")
+        times = sims[0].get("outputSpikeTimes")
+        float16 = not isinstance(times, np.ndarray) or times.dtype == np.float16
+        return cls(
+            n_segments,
+            round(duration),
+            len(sims),
+            "dendriticVoltagesLowRes" in sims[0],
+            float16,
+        )
 
 
-def _binary_inputs(sim: dict, n_segments: int, n_time: int) -> np.ndarray:
+def _segment(key: Any, n_segments: int, where: str) -> int:
+    try:
+        segment = int(key)
+    except (TypeError, ValueError):
+        raise NeuronIOFormatError(f"{where}: input segment {key!r} is not a number") from None
+    if segment != key or not 0 <= segment < n_segments:
+        shown = key.item() if isinstance(key, np.generic) else key
+        raise NeuronIOFormatError(
+            f"{where}: input segment {shown!r} is not one of the file's {n_segments} segments "
+            "(0 … n − 1, Params.allSegmentsType)"
+        )
+    return segment
+
+
+def _binary_inputs(sim: dict, n_segments: int, n_time: int, where: str) -> np.ndarray:
     inputs = np.zeros((n_time, 2 * n_segments), dtype=bool)
     for key, offset in (("exInputSpikeTimes", 0), ("inhInputSpikeTimes", n_segments)):
-        for segment, times in sim[key].items():
-            t = np.asarray(times, dtype=np.int64)
+        by_segment = sim[key]
+        if not isinstance(by_segment, dict):
+            raise NeuronIOFormatError(
+                f"{where}: {key} is a {type(by_segment).__name__}, not a dict of segment → times"
+            )
+        for segment, times in by_segment.items():
+            column = offset + _segment(segment, n_segments, where)
+            try:
+                t = np.asarray(times, dtype=np.float64).ravel()
+            except (TypeError, ValueError):
+                raise NeuronIOFormatError(f"{where}: {key}[{segment!r}] is not numbers") from None
+            if not np.isfinite(t).all():
+                raise NeuronIOFormatError(f"{where}: {key}[{segment!r}] holds nan or inf")
+            t = t.astype(np.int64)
             t = t[(t >= 0) & (t < n_time)]
-            inputs[t, offset + int(segment)] = True  # repeated spikes in a bin collapse to one
+            inputs[t, column] = True  # repeated spikes in a bin collapse to one
     return inputs
+
+
+def _trace(sim: dict, key: str, n_time: int, where: str) -> np.ndarray:
+    try:
+        trace = np.asarray(sim[key], dtype=np.float32)
+    except (TypeError, ValueError):
+        raise NeuronIOFormatError(f"{where}: {key} is not an array of numbers") from None
+    if trace.shape != (n_time,):
+        raise NeuronIOFormatError(f"{where}: {key} has shape {trace.shape}, expected ({n_time},)")
+    if not np.isfinite(trace).all():
+        raise NeuronIOFormatError(f"{where}: {key} holds nan or inf")
+    return trace
 
 
 def simulation_to_record(
     sim: dict[str, Any], layout: NeuronIOLayout, with_dendrites: bool, where: str = ""
 ) -> SimulationRecord:
     """One NeuronIO simulation dict as a record of our schema."""
+    n_time = layout.duration_ms
     try:
-        soma = np.asarray(sim["somaVoltageLowRes"], dtype=np.float32)
-        nexus = np.asarray(sim["nexusVoltageLowRes"], dtype=np.float32)
-        times16 = np.asarray(sim["outputSpikeTimes"], dtype=np.float16)
-        inputs = _binary_inputs(sim, layout.n_segments, layout.duration_ms)
+        soma = _trace(sim, "somaVoltageLowRes", n_time, where)
+        nexus = _trace(sim, "nexusVoltageLowRes", n_time, where)
+        inputs = _binary_inputs(sim, layout.n_segments, n_time, where)
+        output = sim["outputSpikeTimes"]
     except KeyError as exc:
         raise NeuronIOFormatError(f"{where}: simulation lacks {exc}") from exc
-    if soma.shape != (layout.duration_ms,):
+    try:
+        stored = np.asarray(output, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise NeuronIOFormatError(f"{where}: outputSpikeTimes is not numbers") from None
+    if not (np.isfinite(stored).all() and (stored >= 0).all() and (stored <= n_time).all()):
         raise NeuronIOFormatError(
-            f"{where}: somaVoltageLowRes has shape {soma.shape}, expected ({layout.duration_ms},)"
+            f"{where}: outputSpikeTimes holds values outside 0 … {n_time} ms (or nan/inf)"
         )
-    spike_times = np.sort(times16.astype(np.float64))
-    labels = spike_labels(spike_times, layout.duration_ms)  # the rule, on the float16 times
+    # the file's own precision: NeuronIO's float16 values stay float16 (the labels follow them);
+    # exact times from other files stay exact
+    if layout.float16_spikes:
+        stored = stored.astype(np.float16).astype(np.float64)
+    spike_times = np.sort(stored)
+    labels = spike_labels(spike_times, n_time)
     dend = None
     if with_dendrites:
         dend = np.asarray(sim["dendriticVoltagesLowRes"], dtype=np.float32).T.copy()
+        if dend.shape != (n_time, layout.n_segments) or not np.isfinite(dend).all():
+            raise NeuronIOFormatError(
+                f"{where}: dendriticVoltagesLowRes is not ({layout.n_segments}, {n_time}) "
+                "finite numbers"
+            )
     return SimulationRecord(
         inputs=inputs,
         soma_v=soma,
@@ -294,6 +370,12 @@ def check_same_shape(path: str, layout: NeuronIOLayout, first: NeuronIOLayout) -
         raise NeuronIOFormatError(
             f"{path}: simulations of {layout.duration_ms} ms with {layout.n_segments} segments; "
             f"the first file has {first.duration_ms} ms and {first.n_segments} segments"
+        )
+    if layout.float16_spikes != first.float16_spikes:
+        precision = {True: "float16", False: "exact"}
+        raise NeuronIOFormatError(
+            f"{path}: output spike times are {precision[layout.float16_spikes]}, the first "
+            f"file's {precision[first.float16_spikes]}: one store holds one precision"
         )
 
 

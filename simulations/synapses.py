@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from elmpipe.settings import StrictModel
 from simulations._neuron import hoc
 from simulations.cell import Cell
 
@@ -25,10 +26,8 @@ EXCITATORY = "excitatory"
 INHIBITORY = "inhibitory"
 
 
-class SynapseSettings(BaseModel):
+class SynapseSettings(StrictModel):
     """Synapse strengths and release; the defaults are NeuronIO's (docs/mechanisms.md)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     excitatory_gmax_us: float = Field(0.0004, gt=0, description="AMPA (and NMDA) peak, µS")
     nmda_ratio: float = Field(1.0, ge=0, description="NMDA peak / AMPA peak")

@@ -7,9 +7,11 @@ Files are written to a temporary name and renamed, so a killed run never leaves 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
+import shutil
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -49,11 +51,38 @@ def _load(path: str | Path) -> Any:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
 
 
+def require_finite(state_dict: dict[str, Any], path: str | Path) -> None:
+    """Refuse weights that are not finite numbers: they come from a diverged training or a
+    damaged file, and would surface later as an unrelated error or as NaN metrics."""
+    bad = [
+        name
+        for name, value in state_dict.items()
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{path} holds weights that are not finite numbers (nan or inf) in "
+            f"{', '.join(bad[:4])}{' …' if len(bad) > 4 else ''}: it comes from a diverged "
+            "training or was damaged; use another checkpoint"
+        )
+
+
+def is_elmpipe_checkpoint(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("format") == FORMAT
+
+
 def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    torch.save(payload, partial)
+    try:
+        torch.save(payload, partial)
+    except (RuntimeError, OSError) as exc:
+        partial.unlink(missing_ok=True)
+        # torch's writer reports a full disk as "unexpected pos …": say what it is
+        if shutil.disk_usage(path.parent).free < 64 * 2**20:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from exc
+        raise
     os.replace(partial, path)
 
 
@@ -71,10 +100,11 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> None:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     payload = _load(path)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not is_elmpipe_checkpoint(payload):
         raise CheckpointError(
-            f"{path} is not an elmpipe checkpoint (for the released ELM weights use "
-            "load_published_elm or `elmpipe evaluate --published`)"
+            f"{path} is not an elmpipe checkpoint (a released ELM state dict is read by "
+            "`elmpipe evaluate -k FILE`, with --published-config or its model_config.json beside "
+            "it, and by load_published_elm)"
         )
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} unsupported")
@@ -84,6 +114,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path) -> nn.Module:
     """Rebuild the model of one of our checkpoints, weights loaded, in eval mode."""
     payload = read_checkpoint(path)
+    if isinstance(payload.get("state_dict"), dict):
+        require_finite(payload["state_dict"], path)
     try:
         model = build_model(model_config(payload["model"]))
         model.load_state_dict(payload["state_dict"])
@@ -154,6 +186,7 @@ def load_published_elm(path: str | Path, config_json: str | Path | None = None) 
     state_dict = _load(path)
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"{path} does not hold a state dict")
+    require_finite(state_dict, path)
     if config_json is None and (sibling := Path(path).with_name("model_config.json")).exists():
         config_json = sibling
     extra = _read_model_config(Path(config_json)) if config_json else None
@@ -177,11 +210,7 @@ def load_published_elm(path: str | Path, config_json: str | Path | None = None) 
 
 
 def load_any(path: str | Path, published_config: str | Path | None = None) -> nn.Module:
-    """Our checkpoint, or a released ELM state dict (recognised by its keys), in eval mode."""
-    try:
-        read_checkpoint(path)
-    except CheckpointError as exc:
-        if "not an elmpipe checkpoint" not in str(exc):
-            raise
+    """Our checkpoint, or a released ELM state dict, in eval mode."""
+    if not is_elmpipe_checkpoint(_load(path)):
         return load_published_elm(path, published_config)
     return load_model(path)

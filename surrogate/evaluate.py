@@ -32,6 +32,7 @@ from elmpipe.dataset import (
     DatasetError,
     Split,
 )
+from elmpipe.errors import InputError
 from surrogate.data import SOMA_BIAS_MV, soma_mv
 from surrogate.metrics import (
     ROC,
@@ -137,13 +138,20 @@ def evaluate(
     expected = _model_inputs(model)
     if expected is not None and expected != data.n_channels:
         raise DatasetError(f"the model takes {expected} inputs; {data} has {data.n_channels}")
-    n_spikes_all = data.spike_counts()
+    n_spikes_all = np.full(data.n_sims, -1, dtype=np.int64)
+    n_spikes_all[complete] = data.spike_counts(complete)
     truths, predictions, raw, labels, scores, kept_ids = [], [], [], [], [], []
     for members in file_partition(dataset.protocol, complete, config.sims_per_file):
         prob_file, soma_file, truth_file, label_file = [], [], [], []
         for i in range(0, len(members), config.sims_per_batch):
             chunk = members[i : i + config.sims_per_batch]
             prob, soma = predict(model, data.signed_inputs(chunk), config, device)
+            if not (np.isfinite(prob).all() and np.isfinite(soma).all()):
+                raise InputError(
+                    f"the model's predictions on {data} (simulations "
+                    f"{', '.join(map(str, chunk[:6]))}) are not finite numbers: its weights "
+                    "overflow float32 on these inputs; this checkpoint cannot be evaluated"
+                )
             voltage = data.soma_v(chunk)
             prob_file.append(prob)
             soma_file.append(soma)

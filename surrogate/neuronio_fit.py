@@ -80,6 +80,16 @@ class TrainSettings(LoopSettings):
         "output (0: off, as released)",
     )
 
+    @model_validator(mode="after")
+    def _burn_in_inside_the_window(self) -> TrainSettings:
+        for name in ("burn_in_ms", "valid_burn_in_ms"):
+            if getattr(self, name) >= self.window_ms:
+                raise ValueError(
+                    f"{name} ({getattr(self, name)}) must be shorter than window_ms "
+                    f"({self.window_ms}): the loss and metrics would see no step"
+                )
+        return self
+
 
 class TrainConfig(TrainSettings):
     """One NeuronIO fit: the training settings and the model."""
@@ -208,7 +218,7 @@ class NeuronIOFit:
     def _require_training_spikes(self) -> None:
         """An error unless some training simulation has an output spike where windows go."""
         split, sims, start = self.train.split, self.train.sims, self.config.min_start_ms
-        with_spikes = sims[split.spike_counts()[sims] > 0]
+        with_spikes = sims[split.spike_counts(sims) > 0]
         for sim in with_spikes:  # the first one nearly always answers
             if split.spike_labels(np.array([sim]))[0, start:].any():
                 return

@@ -1,15 +1,16 @@
-"""Evaluation figures (matplotlib, written as PNG)."""
+"""Every figure elmpipe draws (matplotlib, written as PNG): evaluation, training, sweeps.
+
+Figures are made as ``matplotlib.figure.Figure`` objects, not through pyplot, so importing this
+module leaves the caller's matplotlib backend alone (a notebook keeps its inline one)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 from mpl_toolkits.axes_grid1.inset_locator import mark_inset
 
 from surrogate.metrics import ROC
@@ -17,7 +18,8 @@ from surrogate.metrics import ROC
 
 def roc_figure(roc: ROC, path: str | Path, label: str = "", fp_zoom: float = 0.01) -> Path:
     """ROC curve with the low false-positive region magnified in an inset."""
-    fig, ax = plt.subplots(figsize=(5.2, 4.6), dpi=120)
+    fig = Figure(figsize=(5.2, 4.6), dpi=120)
+    ax = fig.subplots()
     ax.plot(roc.fpr, roc.tpr, color="C0", lw=1.6, label=f"{label} AUC {roc.auc:.4f}".strip())
     ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--", label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
@@ -37,21 +39,14 @@ def roc_figure(roc: ROC, path: str | Path, label: str = "", fp_zoom: float = 0.0
     mark_inset(ax, inset, loc1=2, loc2=4, fc="none", ec="0.6", lw=0.6)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return Path(path)
 
 
 def traces_figure(examples: list[dict], path: str | Path, threshold: float | None = None) -> Path:
     """True vs predicted soma voltage and spike rasters for a few test simulations."""
     n = max(1, len(examples))
-    fig, axes = plt.subplots(
-        2 * n,
-        1,
-        figsize=(9, 2.6 * n),
-        dpi=110,
-        sharex=True,
-        gridspec_kw={"height_ratios": [4, 1] * n},
-    )
+    fig = Figure(figsize=(9, 2.6 * n), dpi=110)
+    axes = fig.subplots(2 * n, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1] * n})
     axes = np.atleast_1d(axes)
     for i, ex in enumerate(examples):
         t = ex["offset_ms"] + np.arange(ex["truth_mv"].size)
@@ -77,5 +72,100 @@ def traces_figure(examples: list[dict], path: str | Path, threshold: float | Non
     axes[-1].set_xlabel("time (ms)")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return Path(path)
+
+
+def sweep_figure(rows: list[dict], path: Path, split: str = "test") -> Path:
+    """Evaluated AUC and soma RMSE against trainable parameters (log axis), one line per
+    family."""
+    fig = Figure(figsize=(10, 4), dpi=120)
+    ax_auc, ax_rmse = fig.subplots(1, 2)
+    families = sorted({r["family"] for r in rows})
+    for i, family in enumerate(families):
+        points = sorted((r for r in rows if r["family"] == family), key=lambda r: r["parameters"])
+        params = [p["parameters"] for p in points]
+        style = {"marker": "o", "color": f"C{i}", "label": family.upper()}
+        ax_auc.plot(params, [p.get("spike_auc") or float("nan") for p in points], **style)
+        ax_rmse.plot(params, [p.get("soma_rmse_mv") or float("nan") for p in points], **style)
+    for ax, label in ((ax_auc, f"spike AUC ({split})"), (ax_rmse, f"soma RMSE (mV, {split})")):
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle("Accuracy against model size")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def learning_curve_figure(
+    rows: list[dict], split: str, path: Path, reference: dict | None = None
+) -> Path:
+    """Evaluated spike AUC and soma RMSE against simulated training minutes (log axis): one
+    line per model and start (scratch / warm start), with an optional reference model's score
+    on the same split as a horizontal line."""
+    fig = Figure(figsize=(10, 4), dpi=120)
+    ax_auc, ax_rmse = fig.subplots(1, 2)
+    curves: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        model = row["name"].split("-n")[0]
+        start = (
+            "from scratch"
+            if row["start"] == "scratch"
+            else f"warm start ({Path(row['start']).stem})"
+        )
+        curves.setdefault((model, start), []).append(row)
+    for i, ((model, start), points) in enumerate(sorted(curves.items())):
+        points = sorted(points, key=lambda r: r["training_minutes"])
+        minutes = [p["training_minutes"] for p in points]
+        style = {"marker": "o", "color": f"C{i}", "label": f"{model}, {start}"}
+        ax_auc.plot(minutes, [p.get(f"{split}_spike_auc") or float("nan") for p in points], **style)
+        ax_rmse.plot(
+            minutes, [p.get(f"{split}_soma_rmse_mv") or float("nan") for p in points], **style
+        )
+    if reference:
+        for ax, key in ((ax_auc, "spike_auc"), (ax_rmse, "soma_rmse_mv")):
+            if reference.get(key) is not None:
+                ax.axhline(reference[key], color="k", ls="--", lw=1, label=reference["name"])
+    sizes = sorted({row["training_minutes"] for row in rows})
+    for ax, label in ((ax_auc, f"spike AUC ({split})"), (ax_rmse, f"soma RMSE (mV, {split})")):
+        ax.set_xscale("log")
+        # the measured sizes as plain numbers, not powers of ten
+        ax.set_xticks(sizes, [f"{m:.3g}" for m in sizes])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("simulated training data (minutes)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("Learning curves: accuracy against the amount of training data")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def training_figure(runs: dict[str, Path], path: Path) -> Path | None:
+    histories = {}
+    for name, run_dir in runs.items():
+        log = run_dir / "metrics.jsonl"
+        if log.exists():
+            histories[name] = [json.loads(line) for line in log.read_text().splitlines()]
+    if not histories:
+        return None
+    fig = Figure(figsize=(10, 3.6), dpi=120)
+    ax_loss, ax_rmse = fig.subplots(1, 2)
+    for name, rows in histories.items():
+        epochs = [r["epoch"] for r in rows]
+        trained = [r for r in rows if "train_loss" in r]  # a warm start's epoch 0 has none
+        trained_epochs = [r["epoch"] for r in trained]
+        ax_loss.plot(trained_epochs, [r["train_loss"] for r in trained], marker=".", label=name)
+        if "valid_soma_rmse_mv" in rows[0]:
+            ax_rmse.plot(epochs, [r["valid_soma_rmse_mv"] for r in rows], marker=".", label=name)
+    ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log")
+    ax_rmse.set(xlabel="epoch", ylabel="validation soma RMSE (mV)")
+    for ax in (ax_loss, ax_rmse):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

@@ -31,16 +31,18 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from elmpipe.errors import EnvironmentProblem, InputError
 from elmpipe.outputs import check_output_folder
+from elmpipe.settings import StrictModel
 from surrogate.allocator import keep_freed_memory
 from surrogate.checkpoints import read_checkpoint, save_checkpoint
 from surrogate.data import prefetch
 from surrogate.models import count_parameters
+from surrogate.tracking import Backend, open_trackers
 
 RESULT_FILE = "result.json"
 
@@ -49,10 +51,8 @@ class TrainingError(InputError):
     """A run cannot start or continue as asked (another run in the folder, a changed config)."""
 
 
-class LoopSettings(BaseModel):
+class LoopSettings(StrictModel):
     """The settings the loop itself reads; every task's config extends these."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     epochs: int = Field(10, ge=1)
     learning_rate: float = Field(5e-4, gt=0)
@@ -72,7 +72,17 @@ class LoopSettings(BaseModel):
         "updated every step with this decay (e.g. 0.999: an average over the last ~1 000 "
         "steps), instead of the weights of the last step (None: off, as released)",
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63, description="seeds the initialisation and batches")
+    track: tuple[Backend, ...] = Field(
+        (),
+        description="log epochs, results and evaluations to these trackers (surrogate.tracking)",
+    )
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking store (None: MLflow's default, sqlite:///mlflow.db)"
+    )
+    experiment: str | None = Field(
+        None, description="MLflow experiment (None: the name of the run folder's parent)"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     loader_workers: int = Field(2, ge=0, description="threads preparing batches ahead")
     patience: int | None = Field(
@@ -174,18 +184,24 @@ def _config_json(config: BaseModel) -> dict[str, Any]:
     return json.loads(config.model_dump_json())
 
 
+#: settings a resumed run may change: when to stop, and where it is logged, do not change what
+#: is learned
+NOT_IDENTITY = ("patience", "track", "tracking_uri", "experiment")
+
+
 def check_same_config(
     stored: Any,
     config: BaseModel,
     path: Path,
     advice: str = "use another --out, or the original settings to resume it",
 ) -> None:
-    """The stored run config, read with today's defaults, must equal ``config``; ``patience``
-    may change (when to stop does not change what is learned before). The error names the
-    settings that differ."""
+    """The stored run config, read with today's defaults, must equal ``config``, but for
+    :data:`NOT_IDENTITY`. The error names the settings that differ."""
     try:
         restored = type(config).model_validate(stored)
-        restored = restored.model_copy(update={"patience": config.patience})
+        restored = restored.model_copy(
+            update={name: getattr(config, name) for name in NOT_IDENTITY}
+        )
     except ValidationError:
         restored = None
     if restored == config:
@@ -238,6 +254,42 @@ def _validate_start(
     if progress:
         tqdm.write(f"epoch 0 (the warm start, before training): {_shown(row)}")
     return [row], dict(row)
+
+
+def _train_epoch(
+    task: TrainingTask,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    averaged: AveragedModel | None,
+    epoch: int,
+    device: torch.device,
+    progress: bool,
+) -> list[float]:
+    """One epoch of optimisation steps; returns each batch's loss."""
+    settings = task.config
+    make, indices = task.epoch_batches(epoch)
+    losses: list[float] = []
+    bar = tqdm(
+        total=task.batches_per_epoch(),
+        disable=not progress,
+        desc=f"epoch {epoch + 1}/{settings.epochs}",
+        unit="batch",
+        leave=False,
+    )
+    for batch in prefetch(make, indices, settings.loader_workers):
+        optimizer.zero_grad(set_to_none=True)
+        loss = task.loss(model, batch, device)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    bar.close()
+    return losses
 
 
 def _optimizer(settings: LoopSettings, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -305,29 +357,18 @@ def train(
         history, best = _validate_start(task, scored, device, out, provenance, progress)
     model.train()
     stopped_early = _out_of_patience(settings, history, best)  # a resumed run that had stopped
+    tracked = open_trackers(
+        settings.track,
+        out,
+        _config_json(settings),
+        uri=settings.tracking_uri,
+        experiment=settings.experiment,
+    )
+    for row in history if state is None else []:  # the warm start's epoch 0
+        tracked.epoch(row)
     for epoch in range(first_epoch, first_epoch if stopped_early else settings.epochs):
         epoch_started = time.perf_counter()
-        make, indices = task.epoch_batches(epoch)
-        losses = []
-        bar = tqdm(
-            total=per_epoch,
-            disable=not progress,
-            desc=f"epoch {epoch + 1}/{settings.epochs}",
-            unit="batch",
-            leave=False,
-        )
-        for batch in prefetch(make, indices, settings.loader_workers):
-            optimizer.zero_grad(set_to_none=True)
-            loss = task.loss(model, batch, device)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if averaged is not None:
-                averaged.update_parameters(model)
-            losses.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        bar.close()
+        losses = _train_epoch(task, model, optimizer, scheduler, averaged, epoch, device, progress)
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": float(np.mean(losses)),
@@ -336,6 +377,7 @@ def train(
         }
         row.update(_validated(task, scored, device))
         history.append(row)
+        tracked.epoch(row)
         if not best or task.improved(row, best):
             best = dict(row)
             # a copy of the weights at this epoch, not an alias of the live ones
@@ -377,6 +419,8 @@ def train(
         **extra,
     }
     save_atomic_json(out / RESULT_FILE, summary)  # last: its presence means "finished"
+    with tracked:
+        tracked.finish(summary)
     return RunResult(
         out=out,
         epochs_run=sum(1 for row in trained if row["epoch"] > first_epoch),

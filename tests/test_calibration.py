@@ -298,3 +298,15 @@ def test_the_other_hay_reconstructions_calibrate_into_range(hay_path, name):
     assert abs(final["spikes"] - result["target_spikes"]) <= 0.1 * result["target_spikes"]
     if name == "cell3.asc":  # silent at NeuronIO's counts (issue 27)
         assert result["input_scale"] > 2.0
+
+
+def test_a_round_stops_as_soon_as_its_count_is_past_the_tolerance():
+    """Counts only add up: a round 30 % over the target is known too high before its end (a
+    ratio the 2–4× extrapolation rules would run to the last draw)."""
+    stops: list[float] = []
+    options = cal.CalibrationSettings()
+    probe = as_probe(lambda scale: [round(n * 1.3) for n in REFERENCE], stops)
+    found = probe(1.0, cal._Extrapolation(options).enough)
+    assert stops == [1.0]
+    assert len(found) < len(options.draws())
+    assert sum(found.values()) > (1 + options.tolerance) * TARGET

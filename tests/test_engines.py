@@ -49,6 +49,9 @@ def default_runs(tmp_path_factory):
         "coreneuron": run_in_fresh_process("coreneuron", tmp / "core.npz"),
         "again": run_in_fresh_process("coreneuron", tmp / "again.npz"),
         "adaptive": run_in_fresh_process("coreneuron", tmp / "adaptive.npz", adaptive={}),
+        "adaptive-capped": run_in_fresh_process(
+            "coreneuron", tmp / "adaptive-capped.npz", adaptive={"max_fine_share": 0.05}
+        ),
         "adaptive-dendrites": run_in_fresh_process(
             "coreneuron", tmp / "adaptive-dend.npz", adaptive={}, record_dendrites=True
         ),
@@ -75,6 +78,15 @@ def test_adaptive_steps_match_the_reference_on_the_default_cell(default_runs):
     assert not np.array_equal(
         default_runs["adaptive"]["soma_v"], default_runs["coreneuron"]["soma_v"]
     )
+
+
+def test_a_bounded_fine_share_moves_the_windows_and_keeps_the_spikes(default_runs):
+    """``max_fine_share`` (the demo's) raises the window threshold when the soma sits above
+    −65 mV too long; the spikes stay (within a coarse step: the demo's bar, not the fidelity's)."""
+    reference, capped = default_runs["reference"], default_runs["adaptive-capped"]
+    assert not np.array_equal(capped["soma_v"], default_runs["adaptive"]["soma_v"])
+    assert len(capped["spike_times"]) == len(reference["spike_times"]) >= 1
+    assert np.abs(capped["spike_times"] - reference["spike_times"]).max() <= 0.5
 
 
 def test_adaptive_steps_record_dendrites_without_changing_the_run(default_runs):
@@ -107,6 +119,9 @@ def test_adaptive_settings_are_checked():
         SimulationSettings(adaptive=AdaptiveStep(coarse_dt_ms=0.03))
     with pytest.raises(ValueError, match="multiple of dt_ms"):
         SimulationSettings(dt_ms=0.025, adaptive=AdaptiveStep(coarse_dt_ms=0.025))
+    for share in (0.0, 1.5):
+        with pytest.raises(ValueError, match="max_fine_share"):
+            AdaptiveStep(max_fine_share=share)
 
 
 def test_coreneuron_is_deterministic_and_recording_dendrites_changes_nothing(default_runs):
@@ -161,6 +176,14 @@ def test_settings_name_the_engine_and_accept_old_stores():
     # an unset step is the engine's default, made explicit for a dataset's record
     assert SimulationSettings().step_ms == 0.0125
     assert SimulationSettings(engine="neuron-fixed").step_ms == 0.025
+    # an adaptive store from before the fine share's bound continues unbounded
+    from elmpipe.dataset.schema import upgrade_stored_settings
+
+    stored = SimulationSettings(adaptive=AdaptiveStep()).model_dump(mode="json")
+    del stored["adaptive"]["max_fine_share"]
+    assert upgrade_stored_settings(stored) == SimulationSettings(
+        adaptive=AdaptiveStep()
+    ).model_dump(mode="json")
     resolved = SimulationSettings().resolved(t0_lockout=True)
     assert resolved.dt_ms == 0.0125 and resolved.synapses.t0_lockout is True
     assert SimulationSettings(dt_ms=0.025).resolved().dt_ms == 0.025

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from pipelines.config import ConfigError, load_config
-from pipelines.run import RunConfig
+from pipelines.run import RunConfig, next_test_size
 from surrogate.checkpoints import read_checkpoint
 
 MINI = {
@@ -248,3 +248,11 @@ def test_report_renders_in_a_headless_browser(finished_run, tmp_path):
     orange = np.all(np.abs(pixels - np.array([255, 127, 14]) / 255) < 0.08, axis=-1)  # C1
     assert pixels.std() > 0.05  # not a blank page
     assert blue.sum() > 500 and orange.sum() > 500  # the ROC curve and the predicted traces
+
+
+def test_the_test_split_grows_toward_its_spikes_at_most_doubling():
+    assert next_test_size(spikes=35, n_sims=10, wanted=60, cap=40) == 18  # the rate so far says 18
+    assert next_test_size(spikes=18, n_sims=10, wanted=60, cap=40) == 20  # not 34: at most twice
+    assert next_test_size(spikes=0, n_sims=10, wanted=60, cap=40) == 20  # silent so far
+    assert next_test_size(spikes=59, n_sims=10, wanted=60, cap=40) == 11  # one more at least
+    assert next_test_size(spikes=1, n_sims=30, wanted=60, cap=40) == 40  # never past the cap

@@ -275,3 +275,16 @@ def test_unknown_split(tmp_path):
     prepare_split(path, make_spec(), "train", 1)
     with pytest.raises(DatasetError, match=r"no split 'valid'.*train"):
         Dataset(path).split("valid")
+
+
+def test_two_writers_creating_one_store_at_once_both_succeed(tmp_path):
+    """Two `simulate` runs started together on a new store (a row of bad-input-cases.md: one
+    died with `Directory not empty`, or removed the split the other was still creating)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "d.zarr"
+    with ThreadPoolExecutor(4) as pool:
+        plans = list(pool.map(lambda _: prepare_split(path, make_spec(), "train", 3), range(4)))
+    assert all(plan.todo.tolist() == [0, 1, 2] for plan in plans)
+    assert Dataset(path).split("train").n_sims == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no copy left behind

@@ -201,6 +201,15 @@ def compare_split(
     ref, cand = reference.split(split), candidate.split(split)
     both = np.intersect1d(ref.require_intact(), cand.require_intact())
     n_time = min(ref.n_time, cand.n_time)
+    other_inputs = [int(k) for k in both if not _same_inputs(ref, cand, int(k), n_time)]
+    if both.size and len(other_inputs) == both.size:
+        raise DatasetError(
+            f"[{split}] no simulation of {reference.path} has the same inputs as in "
+            f"{candidate.path} (simulations {_indices(other_inputs)}): these are not replays of "
+            "each other, and comparing their outputs would mean nothing (a replay: "
+            "`elmpipe simulate --replay REFERENCE`)"
+        )
+    both = np.setdiff1d(both, other_inputs)
     rows = [compare_simulation(ref, cand, int(k), n_time, tolerance_ms) for k in both]
     shifts = [r.largest_shift_ms for r in rows if r.largest_shift_ms is not None]
     summary = {
@@ -219,8 +228,21 @@ def compare_split(
     only = {
         "reference_only": np.setdiff1d(ref.complete, cand.complete).tolist(),
         "candidate_only": np.setdiff1d(cand.complete, ref.complete).tolist(),
+        "different_inputs": other_inputs,
     }
     return {"summary": summary, **only, "simulations": [asdict(r) for r in rows]}
+
+
+def _same_inputs(reference: Split, candidate: Split, index: int, n_time: int) -> bool:
+    """Did both simulations get the same inputs (what makes one a replay of the other)?"""
+    a = reference.read("inputs", np.array([index]))[0, :n_time]
+    b = candidate.read("inputs", np.array([index]))[0, :n_time]
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def _indices(values: list[int], most: int = 6) -> str:
+    shown = ", ".join(map(str, values[:most]))
+    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
 
 
 def _pooled(per_simulation: list[float]) -> float | None:
@@ -237,8 +259,8 @@ def compare(
     tolerance_ms: float = 0.25,
 ) -> dict[str, Any]:
     """Compare every split both stores hold (or ``split``); returns a JSON-ready report."""
-    if tolerance_ms < 0:
-        raise DatasetError(f"the spike tolerance must not be negative, got {tolerance_ms}")
+    if not 0 <= tolerance_ms < float("inf"):  # nan fails both comparisons
+        raise DatasetError(f"the spike tolerance must be a number ≥ 0 ms, got {tolerance_ms}")
     ref, cand = Dataset(reference), Dataset(candidate)
     if split is not None:
         splits = [split]

@@ -20,6 +20,11 @@ from typing import Any
 import numpy as np
 import zarr
 
+from elmpipe.dataset.consistency import (
+    content_problems,
+    layout_problems,
+    read_completion_flags,
+)
 from elmpipe.dataset.integrity import damaged_simulations
 from elmpipe.dataset.schema import (
     CALIBRATION_ATTR,
@@ -65,10 +70,64 @@ def schema_version(root: zarr.Group, path: str | Path) -> int:
     return int(version)
 
 
+def root_attribute_problems(attrs: dict[str, Any]) -> list[str]:
+    """What is missing or malformed among the root attributes every reader relies on."""
+    problems = []
+    for name in ("cell", "channels", "protocol", "simulation"):
+        if not isinstance(attrs.get(name), dict):
+            problems.append(f"'{name}' is {'missing' if name not in attrs else 'not a mapping'}")
+    seed = attrs.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        problems.append(f"'seed' is {seed!r}, not a non-negative integer")
+    channels = attrs.get("channels")
+    if isinstance(channels, dict):
+        segment, kind = channels.get("segment"), channels.get("kind")
+        if not (isinstance(segment, list) and isinstance(kind, list) and len(segment) == len(kind)):
+            problems.append("'channels' lacks equally long 'segment' and 'kind' lists")
+    simulation = attrs.get("simulation")
+    if isinstance(simulation, dict):
+        duration = simulation.get("duration_ms")
+        if not isinstance(duration, int | float) or not 1 <= duration < 1e9:
+            problems.append(f"'simulation.duration_ms' is {duration!r}, not a duration in ms")
+    return problems
+
+
+def list_splits(root: zarr.Group, path: Path) -> list[str]:
+    """The split names of a store; a split folder whose group metadata is lost or unreadable is
+    an error naming it (zarr would leave it out of the listing, and its data with it)."""
+    names = []
+    for folder in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        meta = folder / "zarr.json"
+        try:
+            node = root[folder.name] if meta.is_file() else None
+        except Exception as exc:  # undecodable or invalid JSON
+            raise DatasetError(
+                f"{path}: the metadata of split {folder.name!r} ({meta}) cannot be read ({exc}); "
+                "the store is damaged: move it aside and make the dataset again"
+            ) from exc
+        if node is None:
+            raise DatasetError(
+                f"{path}: split folder {folder.name!r} has lost its metadata ({meta} is missing); "
+                "the store is damaged: move it aside and make the dataset again"
+            )
+        if isinstance(node, zarr.Group):
+            names.append(folder.name)
+    return names
+
+
 def missing_arrays(group: zarr.Group) -> list[str]:
     """Arrays every split holds that ``group`` lacks."""
     present = {name for name, _ in group.arrays()}
     return [name for name in REQUIRED_ARRAYS if name not in present]
+
+
+def layout_error(where: object, problems: list[str]) -> str:
+    return (
+        f"{where}: the arrays' metadata (zarr.json) disagrees with the dataset schema: "
+        + "; ".join(problems[:4])
+        + ". It was edited or damaged; simulating again cannot repair it: move the store aside "
+        "and make the dataset again"
+    )
 
 
 def _describe_indices(indices: list[int] | np.ndarray, most: int = 6) -> str:
@@ -85,10 +144,15 @@ class Dataset:
         self.root = open_root(self.path)
         self.attrs = dict(self.root.attrs)
         self.schema_version = schema_version(self.root, self.path)
+        if problems := root_attribute_problems(self.attrs):
+            raise DatasetError(
+                f"{self.path} has damaged dataset attributes ({self.path / 'zarr.json'}): "
+                + "; ".join(problems)
+            )
 
-    @property
+    @cached_property
     def splits(self) -> list[str]:
-        return sorted(name for name, _ in self.root.groups())
+        return list_splits(self.root, self.path)
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
@@ -137,7 +201,7 @@ class Split:
 
     def __getstate__(self) -> dict:
         state = {**self.__dict__, "_group": None}  # zarr handles are reopened per process
-        state.pop("damaged", None)
+        state.pop("_completion", None)  # the checks' results travel: a worker need not redo them
         return state
 
     def __repr__(self) -> str:
@@ -157,6 +221,8 @@ class Split:
                     f"{self} was not fully created (no {', '.join(missing)}); run the command "
                     "that makes it again (it recreates a split that holds no finished simulation)"
                 )
+            if problems := layout_problems(group):
+                raise DatasetError(layout_error(self, problems))
             self._group = group
         return self._group
 
@@ -185,9 +251,17 @@ class Split:
 
     # -- completeness and integrity ---------------------------------------------------------------
 
+    @cached_property
+    def _completion(self) -> tuple[np.ndarray, set[int]]:
+        return read_completion_flags(self.group)
+
     @property
     def complete_mask(self) -> np.ndarray:
-        return np.asarray(self.group[COMPLETE][:], dtype=bool)
+        """Simulations marked complete (and those whose mark cannot be read: damaged)."""
+        flags, unreadable = self._completion
+        flags = flags.copy()
+        flags[list(unreadable)] = True
+        return flags
 
     @property
     def complete(self) -> np.ndarray:
@@ -196,8 +270,14 @@ class Split:
 
     @cached_property
     def damaged(self) -> dict[int, str]:
-        """Complete simulations whose chunk files are missing or torn → the problem found."""
-        return damaged_simulations(self.store, self.group, self.complete, self.schema_version)
+        """Complete simulations that are not whole → the problem found: a completion mark that
+        cannot be read, missing or torn chunk files (elmpipe.dataset.integrity), outputs that
+        cannot be read or disagree with each other (elmpipe.dataset.consistency)."""
+        damaged = {sim: "its completion mark cannot be read" for sim in self._completion[1]}
+        candidates = np.setdiff1d(self.complete, list(damaged))
+        damaged.update(damaged_simulations(self.store, self.group, candidates, self.schema_version))
+        damaged.update(content_problems(self.group, np.setdiff1d(candidates, list(damaged))))
+        return dict(sorted(damaged.items()))
 
     @property
     def intact(self) -> np.ndarray:
@@ -282,9 +362,12 @@ class Split:
         """A per-simulation scalar (``n_spikes``, ``interval_ms``, …) of every simulation."""
         return np.asarray(self._read(name, np.arange(self.n_sims)))
 
-    def spike_counts(self) -> np.ndarray:
-        """Output spikes of every simulation (−1 where not yet simulated)."""
-        return self.scalar("n_spikes")
+    def spike_counts(self, sims: np.ndarray | None = None) -> np.ndarray:
+        """Output spikes of ``sims`` (default: every simulation; −1 where not yet simulated).
+        Give the simulations you use: a damaged one elsewhere then does not stop the read."""
+        if sims is None:
+            return self.scalar("n_spikes")
+        return np.asarray(self._read("n_spikes", np.asarray(sims, dtype=np.int64)))
 
     def simulation(self, index: int) -> dict[str, np.ndarray]:
         """Every stored array of one simulation (spike times without padding)."""

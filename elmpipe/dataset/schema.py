@@ -215,10 +215,13 @@ def upgrade_stored_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """A store's simulation settings as today's code records them, so stores written by earlier
     versions can still be completed with the same runs: the integrator's new name, and synapses
     without the t = 0 lock-out setting (it did not exist: no lock-out), and no adaptive step
-    (the engines had none)."""
+    (the engines had none) or one without a bound on its fine share."""
     upgraded = upgrade_integrator(settings)
     if "engine" in upgraded and "adaptive" not in upgraded:
         upgraded = {**upgraded, "adaptive": None}
+    adaptive = upgraded.get("adaptive")
+    if isinstance(adaptive, dict) and "max_fine_share" not in adaptive:
+        upgraded = {**upgraded, "adaptive": {**adaptive, "max_fine_share": None}}
     synapses = upgraded.get("synapses")
     if isinstance(synapses, dict) and "t0_lockout" not in synapses:
         upgraded = {**upgraded, "synapses": {**synapses, "t0_lockout": False}}

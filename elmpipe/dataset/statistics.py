@@ -76,7 +76,7 @@ def _statistics(split: Split, keep: np.ndarray) -> dict[str, Any]:
             "inhibitory": float(per_channel[sign < 0].mean()),
         }
     }
-    out["output"] = _output(split.spike_counts()[keep], seconds)
+    out["output"] = _output(split.spike_counts(keep), seconds)
     start = SKIP_MS if n_time > 2 * SKIP_MS else 0
     soma = da.from_zarr(group["soma_v"])[keep, start:].astype(np.float64)
     clipped = da.minimum(soma, SOMA_CLIP_MV)
@@ -233,7 +233,7 @@ def split_output(dataset: Dataset, name: str) -> dict[str, Any]:
     keep = split.intact
     out: dict[str, Any] = {"split": name, "duration_ms": split.n_time, "intact": int(keep.size)}
     if keep.size:
-        out["output"] = _output(split.spike_counts()[keep], split.n_time / 1000.0)
+        out["output"] = _output(split.spike_counts(keep), split.n_time / 1000.0)
     return out
 
 
@@ -250,7 +250,7 @@ def evaluated_output_spikes(split: Split) -> int:
     if complete.size == 0:
         return 0
     lo, hi = KEPT_SPIKE_RANGE
-    counts = split.spike_counts()[complete]
+    counts = split.spike_counts(complete)
     kept = complete[(counts >= lo) & (counts <= hi)]
     if kept.size == 0:
         return 0

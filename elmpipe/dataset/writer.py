@@ -10,9 +10,12 @@ that looks whole; damaged simulations (elmpipe.dataset.integrity) are planned ag
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,16 @@ from typing import Any
 import numpy as np
 import zarr
 
+from elmpipe.dataset.consistency import content_problems, layout_problems, read_completion_flags
 from elmpipe.dataset.integrity import damaged_simulations
-from elmpipe.dataset.reader import missing_arrays, open_root, schema_version
+from elmpipe.dataset.reader import (
+    layout_error,
+    list_splits,
+    missing_arrays,
+    open_root,
+    root_attribute_problems,
+    schema_version,
+)
 from elmpipe.dataset.schema import (
     CALIBRATION_ATTR,
     COMPLETE,
@@ -222,9 +233,9 @@ class SplitPlan:
     """What remains to be done in a split: simulate ``todo``, in blocks of whole chunks."""
 
     todo: np.ndarray
-    sims_per_chunk: int
-    n_sims: int
     damaged: dict[int, str]
+    n_sims: int
+    sims_per_chunk: int
 
     def blocks(self) -> list[tuple[int, int]]:
         """(start, stop) of each chunk that still has unfinished simulations."""
@@ -250,6 +261,29 @@ def prepare_split(
         raise DatasetError("sims_per_chunk must be positive")
     if spec.n_time <= 0:
         raise DatasetError("simulations must last at least 1 ms")
+    with _exclusive(path):
+        return _prepare_locked(path, spec, split, n_sims, sims_per_chunk)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """One process at a time creates, checks or grows the stores of a folder. Two `simulate`
+    runs started together on one store otherwise raced: both built it and one failed to rename
+    its copy into place, or one removed the split the other was still creating as unfinished.
+    (Simulating itself needs no lock: runs write disjoint chunks of their own simulations.)"""
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
+def _prepare_locked(
+    path: Path, spec: DatasetSpec, split: str, n_sims: int, sims_per_chunk: int
+) -> SplitPlan:
     exists = (path / "zarr.json").exists()
     if path.exists() and not exists:
         if not path.is_dir():
@@ -261,15 +295,25 @@ def prepare_split(
     have = 0
     if exists:
         root = open_root(path, mode="r+")
+        if problems := root_attribute_problems(dict(root.attrs)):
+            raise DatasetError(
+                f"{path} has damaged dataset attributes ({path / 'zarr.json'}): "
+                + "; ".join(problems)
+                + "; refusing to add to it: move it aside and make the dataset again"
+            )
         _check_compatible(path, root, spec)
-        if split in root and missing_arrays(root[split]):
+        present = list_splits(root, path)
+        if split in present and missing_arrays(root[split]):
             _remove_unfinished_split(path, root, split)
-        have = root[split][COMPLETE].shape[0] if split in root else 0
+            present.remove(split)
+        if split in present and (problems := layout_problems(root[split])):
+            raise DatasetError(layout_error(f"{path} [{split}]", problems))
+        have = root[split][COMPLETE].shape[0] if split in present else 0
     _check_room(path, max(0, n_sims - have) * estimated_bytes_per_simulation(spec))
     if not exists:
         _create_store(path, spec, split, n_sims, sims_per_chunk)
         root = open_root(path, mode="r+")
-    elif split not in root:
+    elif split not in present:
         try:
             with zarr.config.set(_WRITE_ALL_CHUNKS):
                 _create_split(root, spec, split, n_sims, sims_per_chunk)
@@ -279,12 +323,34 @@ def prepare_split(
     else:
         _grow_split(root[split], n_sims)
     group = root[split]
-    complete = group[COMPLETE][:n_sims]
-    damaged = damaged_simulations(path, group, np.flatnonzero(complete), schema_version(root, path))
+    per_chunk = group.attrs.get("sims_per_chunk")
+    if not isinstance(per_chunk, int) or isinstance(per_chunk, bool) or per_chunk <= 0:
+        raise DatasetError(
+            f"{path} [{split}]: its attribute sims_per_chunk is {per_chunk!r}, not a positive "
+            f"integer ({path / split / 'zarr.json'} was edited or damaged): move the store aside "
+            "and make the dataset again"
+        )
+    todo, damaged = _unfinished(path, group, n_sims, schema_version(root, path))
+    return SplitPlan(todo, damaged, n_sims, per_chunk)
+
+
+def _unfinished(
+    path: Path, group: zarr.Group, n_sims: int, version: int
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Simulations to (re)compute: not marked complete, or marked but not whole — a mark that
+    cannot be read, a chunk file missing or torn, a chunk that fails its checksum, outputs that
+    disagree with each other. Every chunk of every complete simulation is read: reading is far
+    cheaper than simulating, and a resumed run is what users run to repair a store."""
+    complete, unreadable = read_completion_flags(group, n_sims)
+    damaged = {sim: "its completion mark cannot be read" for sim in unreadable}
+    candidates = np.flatnonzero(complete)
+    damaged.update(damaged_simulations(path, group, candidates, version))
+    candidates = np.setdiff1d(candidates, list(damaged))
+    damaged.update(content_problems(group, candidates, with_inputs=True))
     todo = np.flatnonzero(~complete)
     if damaged:
         todo = np.union1d(todo, np.fromiter(damaged, dtype=np.int64))
-    return SplitPlan(todo, int(group.attrs["sims_per_chunk"]), n_sims, damaged)
+    return todo, dict(sorted(damaged.items()))
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -316,7 +382,11 @@ def _remove_old_chunks(path: Path, group: zarr.Group, start: int) -> None:
             continue
         per_file = array.metadata.chunk_grid.chunk_shape
         key = array.metadata.encode_chunk_key((start // per_file[0], *(0,) * (len(per_file) - 1)))
-        (path / array.path / key).unlink(missing_ok=True)
+        target = path / array.path / key
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)  # a folder where the chunk file belongs
+        else:
+            target.unlink(missing_ok=True)
 
 
 def write_block(path: str | Path, split: str, start: int, records: list[SimulationRecord]) -> None:
@@ -325,8 +395,8 @@ def write_block(path: str | Path, split: str, start: int, records: list[Simulati
         group = zarr.open_group(str(path), mode="r+", zarr_format=3)[split]
         stop = start + len(records)
         # a chunk is rewritten whole: its simulations stop counting as done until it is written
-        if group[COMPLETE][start:stop].any():
-            group[COMPLETE][start:stop] = False
+        # (unread: a damaged mark must not stop its own repair)
+        group[COMPLETE][start:stop] = False
         _remove_old_chunks(Path(path), group, start)
         cap = group["spike_times"].shape[1]
         times = np.full((len(records), cap), np.nan)

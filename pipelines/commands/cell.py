@@ -12,6 +12,7 @@ import click
 from elmpipe.errors import InputError
 from pipelines.commands.common import (
     EPILOG,
+    FiniteRange,
     apical_trees,
     build_cell,
     cluster_options,
@@ -88,10 +89,22 @@ def _format_info(info: dict[str, Any]) -> str:
 @cell.command("step", epilog=EPILOG)
 @morphology_option
 @parameters_option
-@click.option("--amplitude", "-a", default=0.8, show_default=True, help="Current (nA).")
-@click.option("--duration", default=1000.0, show_default=True, help="Step duration (ms).")
-@click.option("--delay", default=500.0, show_default=True, help="Step onset (ms).")
-@click.option("--celsius", default=6.3, show_default=True, help="Temperature (°C).")
+@click.option(
+    "--amplitude", "-a", default=0.8, show_default=True, type=FiniteRange(-100, 100),
+    help="Current (nA).",
+)  # fmt: skip
+@click.option(
+    "--duration", default=1000.0, show_default=True,
+    type=FiniteRange(0, 3_600_000, min_open=True), help="Step duration (ms).",
+)  # fmt: skip
+@click.option(
+    "--delay", default=500.0, show_default=True, type=FiniteRange(0, 3_600_000),
+    help="Step onset (ms).",
+)  # fmt: skip
+@click.option(
+    "--celsius", default=6.3, show_default=True, type=FiniteRange(0, 45),
+    help="Temperature (°C).",
+)  # fmt: skip
 def cell_step(
     morphology: Path | None,
     parameters: str | None,

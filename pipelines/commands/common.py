@@ -15,6 +15,17 @@ from elmpipe.errors import EXIT_CODES_HELP, InputError
 EPILOG = EXIT_CODES_HELP
 
 
+class FiniteRange(click.FloatRange):
+    """A float range that also refuses nan (click's range lets it through: every comparison
+    with nan is false), which NEURON then met as an integrator error with a traceback."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number != number:
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
 def build_cell(morphology: Path | None, parameters: str | None, nexus: str | None = None) -> Any:
     """The cell of a command's options (``--apical-trees`` included, see :func:`apical_trees`)."""
     from simulations.cell import Cell

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import click
 
+from elmpipe.dataset.schema import SIMS_PER_FILE
 from elmpipe.errors import InputError
 from pipelines.commands.common import (
     EPILOG,
+    FiniteRange,
     apical_trees,
     cluster_options,
     config_option,
@@ -198,8 +200,14 @@ def dataset_describe(store: Path, split: str | None, as_json: bool) -> None:
     for note in report["notes"]:
         click.echo(f"note: {note}")
     for name, s in report["splits"].items():
+        damaged = (
+            f" ({len(s['damaged'])} of them damaged, described without them)"
+            if s["damaged"]
+            else ""
+        )
         click.echo(
-            f"[{name}] {s['complete']}/{s['simulations']} complete, {s['duration_ms']} ms each"
+            f"[{name}] {s['complete']}/{s['simulations']} complete{damaged}, "
+            f"{s['duration_ms']} ms each"
         )
         for sim, why in s["damaged"].items():
             click.echo(f"  DAMAGED simulation {sim}: {why}")
@@ -258,7 +266,7 @@ def dataset_import(folder, out, split, with_dendrites, cluster, workers, quiet) 
 @click.argument("store", type=click.Path(path_type=Path))
 @click.option("--split", default="test", show_default=True)
 @out_option("Folder for the pickle files.")
-@click.option("--sims-per-file", default=128, show_default=True)
+@click.option("--sims-per-file", default=SIMS_PER_FILE, show_default=True, type=click.IntRange(1))
 @cluster_option
 @workers_option
 @quiet_option
@@ -290,7 +298,7 @@ def dataset_export(store, split, out, sims_per_file, cluster, workers, quiet) ->
     "--tolerance-ms",
     default=0.25,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     help="A spike matches when the other dataset has one this close.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
@@ -335,7 +343,7 @@ def dataset_compare(reference, candidate, split, tolerance_ms, as_json) -> None:
             f"{report['tolerance_ms']:g} ms (largest shift {shift}), {s['missing']} missing, "
             f"{s['extra']} extra; soma RMSE {rmse} mV raw, {clipped} mV clipped at −55 mV"
         )
-        for key in ("reference_only", "candidate_only"):
+        for key in ("reference_only", "candidate_only", "different_inputs"):
             if result[key]:
                 click.echo(f"  not compared ({key.replace('_', ' ')}): {result[key]}")
     click.echo(f"cells: {report['cells']}")

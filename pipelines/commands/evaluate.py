@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from elmpipe.dataset.schema import SIMS_PER_FILE
 from pipelines.commands.common import EPILOG, data_option, out_option
 
 # -- evaluate ---------------------------------------------------------------------------------
@@ -29,7 +30,7 @@ from pipelines.commands.common import EPILOG, data_option, out_option
 )
 @click.option(
     "--sims-per-file",
-    default=128,
+    default=SIMS_PER_FILE,
     type=click.IntRange(min=1),
     show_default=True,
     help="Simulations z-scored together (NeuronIO files; imports use their files).",

@@ -9,6 +9,7 @@ import click
 
 from pipelines.commands.common import (
     EPILOG,
+    FiniteRange,
     cluster_options,
     comma_separated,
     config_option,
@@ -17,6 +18,7 @@ from pipelines.commands.common import (
     quiet_option,
     with_options,
 )
+from surrogate.tracking import BACKENDS
 
 # -- fit and sweep ----------------------------------------------------------------------------
 
@@ -42,11 +44,26 @@ def _train_overrides(**options: Any) -> dict[str, Any]:
         "spike_weight": "spike_weight",
         "weight_decay": "weight_decay",
         "ema_decay": "ema_decay",
+        "track": "track",
+        "tracking_uri": "tracking_uri",
     }
-    return {names[k]: v for k, v in options.items() if v is not None}
+    return {names[k]: v for k, v in options.items() if v is not None and v != ()}
 
 
 training_options = [
+    click.option(
+        "--track",
+        type=click.Choice(BACKENDS),
+        multiple=True,
+        help="Log the config, every epoch, the result and (with `elmpipe run`) the evaluation "
+        "and the report's figures to TensorBoard (RUN/tensorboard) and/or MLflow; repeat for "
+        "both. Needs pip install 'elmpipe[tracking]'.",
+    ),
+    click.option(
+        "--tracking-uri",
+        help="MLflow tracking store, e.g. sqlite:///runs/mlflow.db or http://server:5000 "
+        "(default: $MLFLOW_TRACKING_URI, else MLflow's sqlite:///mlflow.db here).",
+    ),
     click.option("--epochs", type=int, help="Epochs (released ELMs: 35)."),
     click.option("--batches-per-epoch", type=int, help="Batches per epoch (released: 10000)."),
     click.option("--batch-size", type=int, help="Windows per batch (default 8)."),
@@ -65,14 +82,14 @@ training_options = [
     ),
     click.option(
         "--spike-weight",
-        type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+        type=FiniteRange(min=0, max=1, min_open=True, max_open=True),
         help="The spike term's share of the loss, w·BCE + (1 - w)·MSE (default 0.5, as "
         "released). On the Hay study 0.8 lifted test AUC from 0.988 to 0.990 on average with the "
         "released schedule (configs/hay-surrogate.yaml, docs/how-much-data.md).",
     ),
     click.option(
         "--weight-decay",
-        type=click.FloatRange(min=0),
+        type=FiniteRange(min=0),
         help="Decoupled weight decay (AdamW): each step shrinks every weight by lr × this "
         "(default 0, as released). It holds a fit on little data back from memorising it: with "
         "--lr 0.0003, 0.3 took a warm start on 256 Hay simulations from test AUC 0.987 to 0.988 "
@@ -80,14 +97,14 @@ training_options = [
     ),
     click.option(
         "--ema-decay",
-        type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+        type=FiniteRange(min=0, max=1, min_open=True, max_open=True),
         help="Validate, pick and save a moving average of the weights, updated every batch "
         "with this decay (e.g. 0.999: about the last 1 000 batches), instead of the last "
         "batch's weights (default: off, as released).",
     ),
     click.option(
         "--nexus-weight",
-        type=click.FloatRange(min=0),
+        type=FiniteRange(min=0),
         help="Also predict the nexus voltage as a third output, its MSE weighted by this in the "
         "loss (default 0: off, as released). The nexus shows the dendritic calcium spikes that "
         "drive the spikes surrogates miss most. On the Hay study 0.02 lifted test AUC by 0.002 in "

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
+from elmpipe.settings import StrictModel
 from surrogate.models.elm import ELM, ELMConfig
 from surrogate.models.lstm import LSTM, LSTMConfig
 
@@ -21,9 +22,7 @@ EncoderConfig = Annotated[ELMConfig | LSTMConfig, Field(discriminator="family")]
 ENCODERS = {"elm": ELM, "lstm": LSTM}
 
 
-class ClassifierConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class ClassifierConfig(StrictModel):
     family: Literal["classifier"] = "classifier"
     encoder: EncoderConfig
     readout: Literal["last-step", "two-tower"] = "last-step"

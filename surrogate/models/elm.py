@@ -22,35 +22,40 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
+from elmpipe.settings import StrictModel
 from surrogate.models.event_projection import project_events
 from surrogate.models.recurrence import elm_recurrence
 from surrogate.models.routing import neuronio_routing, no_routing, random_routing
 from surrogate.models.scan import leaky_scan
 
+#: a bound on every layer width: far above any published surrogate (d_m ≤ 100s), far below a
+#: request that would ask for terabytes and abort the process (`--num-memory 1000000`)
+MAX_UNITS = 16384
 
-class ELMConfig(BaseModel):
+
+class ELMConfig(StrictModel):
     """Every hyper-parameter of the ELM notation table; defaults = the released NeuronIO models."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     family: Literal["elm"] = "elm"
     num_input: int = Field(gt=0, description="d_in, input channels")
     num_output: int = Field(2, gt=0, description="d_o (NeuronIO: spike logit, soma)")
-    num_memory: int = Field(20, gt=0, description="d_m, memory units")
+    num_memory: int = Field(20, gt=0, le=MAX_UNITS, description="d_m, memory units")
     lambda_value: float = Field(5.0, gt=0, description="λ, memory-update scale")
     mlp_layers: int = Field(1, ge=1, description="l_mlp, hidden layers")
-    mlp_hidden: int | None = Field(None, gt=0, description="d_mlp; None: 2·d_m")
+    mlp_hidden: int | None = Field(None, gt=0, le=MAX_UNITS, description="d_mlp; None: 2·d_m")
     activation: Literal["relu", "silu"] = "relu"
     tau_s: float = Field(5.0, gt=0, description="synapse (v1) / branch (v2) trace τ, ms")
     tau_m_min: float = Field(1.0, ge=0, description="memory τ lower bound = init start, ms")
     tau_m_max: float = Field(150.0, gt=0, description="memory τ upper bound = init end, ms")
     learn_memory_tau: bool = False
     w_s_init: float = 0.5
-    num_branch: int | None = Field(45, gt=0, description="d_tree; None: one per input")
-    num_synapse_per_branch: int = Field(100, gt=0, description="d_brch")
+    num_branch: int | None = Field(
+        45, gt=0, le=MAX_UNITS, description="d_tree; None: one per input"
+    )
+    num_synapse_per_branch: int = Field(100, gt=0, le=MAX_UNITS, description="d_brch")
     routing: Literal["none", "random", "neuronio"] = "neuronio"
     routing_seed: int = 0
     version: Literal["v1", "v2"] = "v1"

@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
+from elmpipe.settings import StrictModel
+from surrogate.models.elm import MAX_UNITS
 
-class LSTMConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
+class LSTMConfig(StrictModel):
     family: Literal["lstm"] = "lstm"
     num_input: int = Field(gt=0)
     num_output: int = 2
-    hidden: int = Field(50, ge=1, description="units per layer (ELM paper: 15 … 250)")
+    hidden: int = Field(50, ge=1, le=MAX_UNITS, description="units per layer (ELM paper: 15 … 250)")
     layers: int = Field(1, ge=1)
 
 

@@ -11,20 +11,21 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
+from elmpipe.settings import StrictModel
+from surrogate.models.elm import MAX_UNITS
 
-class TCNConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
+class TCNConfig(StrictModel):
     family: Literal["tcn"] = "tcn"
     num_input: int = Field(gt=0)
     num_output: int = Field(2, description="spike logit and soma (training units)")
-    depth: int = Field(7, ge=1)
-    width: int = Field(128, ge=1)
-    first_kernel: int = Field(45, ge=1)
-    kernel: int = Field(19, ge=1)
+    depth: int = Field(7, ge=1, le=1024)
+    width: int = Field(128, ge=1, le=MAX_UNITS)
+    first_kernel: int = Field(45, ge=1, le=MAX_UNITS)
+    kernel: int = Field(19, ge=1, le=MAX_UNITS)
 
     @property
     def receptive_field(self) -> int:

@@ -15,6 +15,8 @@ import random
 import statistics
 from pathlib import Path
 
+from elmpipe.errors import InputError
+
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 VOCAB = ("<eos>", *(str(d) for d in range(10)), *OPERATORS, "]")
 TOKEN_ID = {token: i for i, token in enumerate(VOCAB)}
@@ -71,7 +73,7 @@ def generate(
     while len(out) < n:
         tries += 1
         if tries > limit:
-            raise RuntimeError(
+            raise InputError(
                 f"only {len(out)} of {n} ListOps expressions of length ({min_length}, "
                 f"{max_length}) after {limit} trees; relax the length bounds or depth"
             )

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from elmpipe.errors import InputError
+
 DIFFICULTIES = {"curv_baseline": 6, "curv_contour_length_9": 9, "curv_contour_length_14": 14}
 
 
@@ -135,7 +137,7 @@ def draw_sample(
         _draw_disc(image, target[0], style.marker_radius, 1.0)
         _draw_disc(image, end, style.marker_radius, 1.0)
         return np.round(255 * image.clip(0, 1)).astype(np.uint8)
-    raise RuntimeError("could not place Pathfinder contours; the image is too small for them")
+    raise InputError("could not place Pathfinder contours; the image is too small for them")
 
 
 def write_dataset(
