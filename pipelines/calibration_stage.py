@@ -96,8 +96,8 @@ def run_calibration(
         spikes = (
             f"{result.spikes} output spikes"
             if result.complete
-            else f"≈ {result.spikes} output spikes (from {len(result.counts)} draws: far off, "
-            "stopped early)"
+            else f"≈ {result.spikes} output spikes (from {len(result.counts)} draws: outside "
+            "the tolerance already, stopped early)"
         )
         log(f"   input scale {result.scale:g}: {spikes} ({result.seconds:.0f} s)")
 

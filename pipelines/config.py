@@ -203,6 +203,16 @@ class DataStage(StrictModel):
     max_test_simulations: int | None = Field(
         None, ge=1, description="the most it may grow to; None: 4 × its size in splits"
     )
+    min_valid_spikes_per_simulation: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="grow the validation split until it holds this many scored output spikes "
+        "per simulation on average (the kept epoch is chosen on it); None: as given",
+    )
+    max_valid_simulations: int | None = Field(
+        None, ge=1, description="the most it may grow to; None: 4 × its size in splits"
+    )
 
     @model_validator(mode="after")
     def _splits(self) -> DataStage:

@@ -26,6 +26,7 @@ from typing import Any
 from elmpipe.dataset import DatasetSpec
 from elmpipe.errors import ConfigError
 from elmpipe.outputs import check_output_folder
+from pipelines.cluster import Executor
 from pipelines.config import RunConfig, SimulateConfig, checked
 from pipelines.simulation_stage import calibrated, describe_dataset, prepared
 from pipelines.sweep import check_points_unchanged, grid, model_name, surrogate_model
@@ -122,7 +123,7 @@ def run_pipeline(
     """Run (or complete) every stage; returns a summary with the report's path."""
     from elmpipe.dataset.statistics import describe
     from pipelines.report import build_report
-    from pipelines.simulation_stage import simulate
+    from pipelines.simulation_stage import simulate, simulation_workers
     from pipelines.sweep import run_sweep
     from surrogate.neuronio_fit import fit
     from surrogate.train import finished_result
@@ -136,17 +137,19 @@ def run_pipeline(
     timings: dict[str, float] = {"plan": time.perf_counter() - started}
 
     started = _stage(log, "simulate")
-    for split, n_sims in config.data.splits.items():
-        summary = simulate(
-            plan.simulate, store, split, n_sims, progress=progress, spec=plan.spec, log=log
-        )
-        repaired = f", {summary.repaired} found damaged and redone" if summary.repaired else ""
-        log(
-            f"   {split}: {summary.simulated} simulated now, {summary.already_done} already done"
-            + repaired
-        )
-    if config.data.min_test_spikes is not None:
-        _grow_test_split(config, plan, store, progress, log)
+    with simulation_workers(plan.simulate.cluster) as pool:  # one cluster for every split
+        for split, n_sims in config.data.splits.items():
+            summary = simulate(
+                plan.simulate, store, split, n_sims, progress=progress, spec=plan.spec, log=log,
+                pool=pool,
+            )  # fmt: skip
+            repaired = f", {summary.repaired} found damaged and redone" if summary.repaired else ""
+            log(
+                f"   {split}: {summary.simulated} simulated now, {summary.already_done} already "
+                "done" + repaired
+            )
+        for goal in spike_goals(config):
+            _grow_split(goal, plan, store, pool, progress, log)
     timings["simulate"] = time.perf_counter() - started
 
     started = _stage(log, "describe")
@@ -217,43 +220,79 @@ def next_test_size(spikes: int, n_sims: int, wanted: int, cap: int) -> int:
     return min(cap, 2 * n_sims, max(needed, n_sims + 1))
 
 
-def _grow_test_split(
-    config: RunConfig, plan: RunPlan, store: Path, progress: bool, log: Log
+@dataclass(frozen=True)
+class SpikeGoal:
+    """How many scored output spikes a split should hold: ``wanted(n)`` for n simulations."""
+
+    split: str
+    setting: str  # the config key that asks for it, for the log
+    wanted: Callable[[int], int]
+    cap: int
+
+
+def spike_goals(config: RunConfig) -> list[SpikeGoal]:
+    """The validation split's (≥ r spikes per simulation on average: the epoch that is kept is
+    chosen on it) and the evaluated split's (a total the AUC can rest on)."""
+    data = config.data
+    goals = []
+    if (rate := data.min_valid_spikes_per_simulation) is not None:
+        name = config.fit.train.valid_split or "valid"
+        goals.append(
+            SpikeGoal(
+                name,
+                f"data.min_valid_spikes_per_simulation ({rate:g})",
+                lambda n: math.ceil(rate * n),
+                data.max_valid_simulations or 4 * data.splits[name],
+            )
+        )
+    if (total := data.min_test_spikes) is not None:
+        name = config.evaluate.split
+        goals.append(
+            SpikeGoal(
+                name,
+                f"data.min_test_spikes ({total})",
+                lambda n: total,
+                data.max_test_simulations or 4 * data.splits[name],
+            )
+        )
+    return goals
+
+
+def _grow_split(
+    goal: SpikeGoal, plan: RunPlan, store: Path, pool: Executor, progress: bool, log: Log
 ) -> None:
-    """Add simulations to the evaluated split until it holds ``data.min_test_spikes`` scored
-    output spikes (or the cap). Each step goes to the size the spikes so far predict, at most
-    doubling the split: a few simulations estimate a rate poorly (Hay's cell3, which fires in
-    bursts or not at all, gave 18 spikes in its first 10 test simulations, against 8.4 per
-    simulation on 16 other draws), and every simulation beyond the need is time the demo does
-    not have. Deterministic — simulation k is the same
-    whenever it is made — so a resumed run grows to the same size."""
+    """Add simulations to a split until it holds the spikes ``goal`` asks for (or its cap).
+    Each step goes to the size the spikes so far predict, at most doubling the split: a few
+    simulations estimate a rate poorly (Hay's cell3, which fires in bursts or not at all, gave
+    18 spikes in its first 10 test simulations, against 8.4 per simulation on 16 other draws),
+    and every simulation beyond the need is time the demo does not have. Deterministic —
+    simulation k is the same whenever it is made — so a resumed run grows to the same size."""
     from elmpipe.dataset import Dataset
     from elmpipe.dataset.statistics import evaluated_output_spikes
     from pipelines.simulation_stage import simulate
 
-    data = config.data
-    name = config.evaluate.split
-    wanted = data.min_test_spikes
-    assert wanted is not None
-    cap = data.max_test_simulations or 4 * data.splits[name]
+    name = goal.split
+
+    def grow_to(n: int) -> int:
+        simulate(
+            plan.simulate, store, name, n, progress=progress, spec=plan.spec, log=log, pool=pool
+        )
+        return evaluated_output_spikes(Dataset(store).split(name))
+
     n_sims = Dataset(store).split(name).n_sims
-    if n_sims > data.splits[name]:  # grown by an earlier run, perhaps interrupted: complete it
-        simulate(plan.simulate, store, name, n_sims, progress=progress, spec=plan.spec, log=log)
-    spikes = evaluated_output_spikes(Dataset(store).split(name))
-    while spikes < wanted and n_sims < cap:
-        grown = next_test_size(spikes, n_sims, wanted, cap)
+    spikes = grow_to(n_sims)  # grown by an earlier run, perhaps interrupted: complete it
+    while spikes < goal.wanted(n_sims) and n_sims < goal.cap:
+        grown = next_test_size(spikes, n_sims, goal.wanted(n_sims), goal.cap)
         log(
             f"   {name}: {spikes} scored output spikes in {n_sims} simulations, fewer than "
-            f"data.min_test_spikes ({wanted}): growing it to {grown}"
+            f"{goal.setting} asks: growing it to {grown}"
         )
-        simulate(plan.simulate, store, name, grown, progress=progress, spec=plan.spec, log=log)
-        n_sims = grown
-        spikes = evaluated_output_spikes(Dataset(store).split(name))
-    if spikes < wanted:
+        n_sims, spikes = grown, grow_to(grown)
+    if spikes < goal.wanted(n_sims):
         log(
             f"   warning: {name} holds {spikes} scored output spikes in {n_sims} simulations, "
-            f"fewer than data.min_test_spikes ({wanted}) at data.max_test_simulations ({cap}): "
-            "its AUC is uncertain (the report gives its interval)"
+            f"fewer than {goal.setting} asks, at its most ({goal.cap} simulations): scores on "
+            "it are uncertain (the report gives the AUC's interval)"
         )
     else:
         log(f"   {name}: {spikes} scored output spikes in {n_sims} simulations")

@@ -9,11 +9,12 @@ command again does only what is missing — including simulations found damaged 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from elmpipe.dataset import Dataset, DatasetError, DatasetSpec, prepare_split
 from elmpipe.dataset.compare import segment_table_check
 from elmpipe.outputs import check_output_folder
 from pipelines.calibration_stage import resolve_input_scale, with_scale
-from pipelines.cluster import Task, executor
+from pipelines.cluster import ClusterConfig, Executor, Task, executor
 from pipelines.config import SimulateConfig
 from simulations.cell import CellSpec
 from simulations.inputs import NeuronIOProtocol, ReplayProtocol
@@ -136,6 +137,18 @@ def _check_replay(protocol: ReplayProtocol, spec: DatasetSpec, n_sims: int) -> R
     return protocol.model_copy(update={"source": str(source_path)})
 
 
+@contextlib.contextmanager
+def simulation_workers(cluster: ClusterConfig) -> Iterator[Executor]:
+    """The workers that simulate: the configured executor; in-process, the cell it built is
+    released afterwards (this process may build another cell)."""
+    try:
+        with executor(cluster) as pool:
+            yield pool
+    finally:
+        if cluster.kind == "in-process":
+            release_worker_cell()
+
+
 def simulate(
     config: SimulateConfig,
     out: str | Path,
@@ -145,11 +158,14 @@ def simulate(
     progress: bool = True,
     spec: DatasetSpec | None = None,
     log: Callable[[str], None] = print,
+    pool: Executor | None = None,
 ) -> SimulateSummary:
     """Make sure simulations 0 … n_sims - 1 of ``split`` exist (intact) in the store at ``out``.
 
     ``spec``: the dataset description if the caller already built the cell for it. An input
     scale of 'auto' is decided first (the store's, a known one, or calibrated now; ``log`` tells).
+    ``pool``: workers the caller keeps for several calls (`elmpipe run` simulates every split
+    and grows them on one cluster: each worker builds the cell once); None: started here.
     """
     started = time.perf_counter()
     out = check_output_folder(out, "dataset").resolve()  # a link that leads nowhere: named
@@ -184,15 +200,11 @@ def simulate(
         for start, stop in blocks
     ]
     results = []
-    if tasks:
-        try:
-            with executor(config.cluster) as pool:
-                results = pool.run(
-                    tasks, label=f"simulating {split}", unit="sim", progress=progress
-                )
-        finally:
-            if config.cluster.kind == "in-process":
-                release_worker_cell()  # this process may build other cells afterwards
+    if tasks and pool is not None:
+        results = pool.run(tasks, label=f"simulating {split}", unit="sim", progress=progress)
+    elif tasks:
+        with simulation_workers(config.cluster) as own:
+            results = own.run(tasks, label=f"simulating {split}", unit="sim", progress=progress)
     jobs = {r["slurm_job_id"] for r in results if r.get("slurm_job_id")}
     todo = sum(task.size for task in tasks)
     return SimulateSummary(

@@ -191,7 +191,7 @@ class Round:
     spikes: int
     counts: list[int]  # per probe draw that ran, in draw order
     seconds: float
-    complete: bool = True  # False: stopped early, far from the target
+    complete: bool = True  # False: stopped early, known to be outside the tolerance
 
 
 @dataclass

@@ -87,16 +87,8 @@ def sweep_figure(rows: list[dict], path: Path, split: str = "test") -> Path:
         style = {"marker": "o", "color": f"C{i}", "label": family.upper()}
         ax_auc.plot(params, [p.get("spike_auc") or float("nan") for p in points], **style)
         ax_rmse.plot(params, [p.get("soma_rmse_mv") or float("nan") for p in points], **style)
-    for ax, label in ((ax_auc, f"spike AUC ({split})"), (ax_rmse, f"soma RMSE (mV, {split})")):
-        ax.set_xscale("log")
-        ax.set_xlabel("trainable parameters")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    fig.suptitle("Accuracy against model size")
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    _label_metric_axes(ax_auc, ax_rmse, split, "trainable parameters", legend_size=8)
+    return _saved(fig, "Accuracy against model size", path)
 
 
 def learning_curve_figure(
@@ -128,17 +120,26 @@ def learning_curve_figure(
         for ax, key in ((ax_auc, "spike_auc"), (ax_rmse, "soma_rmse_mv")):
             if reference.get(key) is not None:
                 ax.axhline(reference[key], color="k", ls="--", lw=1, label=reference["name"])
+    _label_metric_axes(ax_auc, ax_rmse, split, "simulated training data (minutes)", legend_size=7)
     sizes = sorted({row["training_minutes"] for row in rows})
-    for ax, label in ((ax_auc, f"spike AUC ({split})"), (ax_rmse, f"soma RMSE (mV, {split})")):
-        ax.set_xscale("log")
-        # the measured sizes as plain numbers, not powers of ten
+    for ax in (ax_auc, ax_rmse):  # the measured sizes as plain numbers, not powers of ten
         ax.set_xticks(sizes, [f"{m:.3g}" for m in sizes])
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xlabel("simulated training data (minutes)")
+    return _saved(fig, "Learning curves: accuracy against the amount of training data", path)
+
+
+def _label_metric_axes(ax_auc, ax_rmse, split: str, xlabel: str, legend_size: int) -> None:
+    """The two panels of AUC and RMSE against a size on a log axis."""
+    for ax, label in ((ax_auc, f"spike AUC ({split})"), (ax_rmse, f"soma RMSE (mV, {split})")):
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-    fig.suptitle("Learning curves: accuracy against the amount of training data")
+        ax.legend(fontsize=legend_size)
+
+
+def _saved(fig: Figure, title: str, path: Path) -> Path:
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path)
     return path

@@ -256,3 +256,15 @@ def test_the_test_split_grows_toward_its_spikes_at_most_doubling():
     assert next_test_size(spikes=0, n_sims=10, wanted=60, cap=40) == 20  # silent so far
     assert next_test_size(spikes=59, n_sims=10, wanted=60, cap=40) == 11  # one more at least
     assert next_test_size(spikes=1, n_sims=30, wanted=60, cap=40) == 40  # never past the cap
+
+
+def test_the_demo_asks_its_validation_and_test_splits_for_spikes():
+    """configs/demo.yaml: a spike per validation simulation on average (a silent validation
+    split chose the kept epoch on Hay's cell3), 60 scored test spikes."""
+    from pipelines.run import spike_goals
+
+    demo = load_config("configs/demo.yaml", RunConfig)
+    valid, test = spike_goals(demo)
+    assert (valid.split, valid.wanted(3), valid.wanted(5), valid.cap) == ("valid", 3, 5, 12)
+    assert (test.split, test.wanted(10), test.wanted(40), test.cap) == ("test", 60, 60, 40)
+    assert spike_goals(load_config("configs/pretrain-builtin.yaml", RunConfig)) == []
