@@ -1,4 +1,5 @@
-"""Checks that output can go where it was asked to — made before any work starts.
+"""Output files: checks that output can go where it was asked to — made before any work
+starts — and the one way every result file is written (:func:`atomic_write`).
 
 A command that simulates for an hour and then cannot write its result has wasted the hour, so
 every command that writes calls one of these first. Writability is tested by creating (and
@@ -8,9 +9,14 @@ mounts, ACLs and quotas the same way the real write will.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
+import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 from elmpipe.errors import OutputPathError
 
@@ -73,3 +79,28 @@ def check_output_file(path: str | Path, what: str = "output file") -> Path:
         )
     check_output_folder(path.parent, f"folder of the {what}")
     return path
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w", newline: str | None = None) -> Iterator[IO]:
+    """Write ``path`` through a hidden partial file beside it, renamed into place at the end:
+    a reader (or a resumed run) sees the old file or the whole new one, never half of one, and
+    a failure (a full disk, a kill) leaves the old one and no partial behind."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with open(partial, mode, newline=newline) as handle:
+            yield handle
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_write(path) as handle:
+        handle.write(text)
+
+
+def write_json_atomic(path: str | Path, data: Any, indent: int | None = 2) -> None:
+    write_text_atomic(path, json.dumps(data, indent=indent))

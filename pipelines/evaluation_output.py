@@ -4,9 +4,10 @@ and spikes.csv (every output spike evaluated, the ones that cost the AUC most fi
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
+
+from elmpipe.outputs import atomic_write, write_json_atomic
 
 SPIKE_COLUMNS = ("simulation", "time_ms", "probability", "negatives_above", "nexus_max_mv")
 
@@ -14,7 +15,7 @@ SPIKE_COLUMNS = ("simulation", "time_ms", "probability", "negatives_above", "nex
 def write_spikes(spikes: list[dict[str, float]], path: Path) -> None:
     """In the evaluation's order, costliest first: ``negatives_above`` is the fraction of
     non-spike bins the surrogate scored higher than the spike, and its mean is 1 − AUC."""
-    with path.open("w", newline="") as handle:
+    with atomic_write(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SPIKE_COLUMNS)
         writer.writeheader()
         for row in spikes:
@@ -40,6 +41,4 @@ def write_evaluation(result: Any, out: Path, checkpoint: Path) -> None:
         traces_figure(result.examples, out / "traces.png")
     if result.spikes:
         write_spikes(result.spikes, out / "spikes.csv")
-    partial = out / ".metrics.json.partial"
-    partial.write_text(json.dumps(metrics, indent=2))
-    partial.replace(out / "metrics.json")  # written last: its presence means "evaluated"
+    write_json_atomic(out / "metrics.json", metrics)  # last: its presence means "evaluated"

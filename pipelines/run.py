@@ -25,7 +25,7 @@ from typing import Any
 
 from elmpipe.dataset import DatasetSpec
 from elmpipe.errors import ConfigError
-from elmpipe.outputs import check_output_folder
+from elmpipe.outputs import check_output_folder, write_json_atomic
 from pipelines.cluster import Executor
 from pipelines.config import RunConfig, SimulateConfig, checked
 from pipelines.simulation_stage import calibrated, describe_dataset, prepared
@@ -154,7 +154,7 @@ def run_pipeline(
 
     started = _stage(log, "describe")
     description = describe(str(store))
-    (out / "describe.json").write_text(json.dumps(description, indent=2))
+    write_json_atomic(out / "describe.json", description)
     for line in description["warnings"]:  # the report repeats them
         log(f"   warning: {line}")
     timings["describe"] = time.perf_counter() - started

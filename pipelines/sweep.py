@@ -27,12 +27,12 @@ from pydantic import Field, field_validator
 
 from elmpipe.dataset import Dataset
 from elmpipe.errors import ConfigError
-from elmpipe.outputs import check_output_folder
+from elmpipe.outputs import atomic_write, check_output_folder, write_json_atomic
 from elmpipe.settings import StrictModel
 from pipelines.cluster import ClusterConfig, Task, executor
 from surrogate.models import ELMConfig, LSTMConfig, ModelConfig, TCNConfig, model_config
 from surrogate.neuronio_fit import TrainConfig, TrainSettings, fit
-from surrogate.train import check_same_config, finished_result, save_atomic_json
+from surrogate.train import check_same_config, finished_result
 
 Family = Literal["elm", "lstm", "tcn"]
 
@@ -293,7 +293,7 @@ def run_sweep(
     points = points if points is not None else plan_sweep(sweep, data)
     check_points_unchanged(points, out)
     out.mkdir(parents=True, exist_ok=True)
-    save_atomic_json(out / "sweep.json", json.loads(sweep.model_dump_json()))
+    write_json_atomic(out / "sweep.json", json.loads(sweep.model_dump_json()))
     started = time.perf_counter()
     tasks = [
         Task(
@@ -315,11 +315,11 @@ def run_sweep(
         _row(name, config, done, sweep.evaluate_split)
         for (name, config), done in zip(points.items(), results, strict=True)
     ]
-    save_atomic_json(
+    write_json_atomic(
         out / "results.json",
         {"seconds": time.perf_counter() - started, "reference": reference, "results": table},
     )
-    with open(out / "results.csv", "w", newline="") as handle:
+    with atomic_write(out / "results.csv", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)

@@ -40,6 +40,7 @@ from pydantic import Field, model_validator
 
 from elmpipe.dataset.schema import KEPT_SPIKE_RANGE, REFERENCE_OUTPUT
 from elmpipe.errors import InputError
+from elmpipe.outputs import write_json_atomic
 from elmpipe.settings import StrictModel
 from simulations.inputs import MAX_INPUT_SCALE, NeuronIOProtocol, RejectionOptions
 from simulations.simulator import AdaptiveStep, SimulationSettings
@@ -458,8 +459,6 @@ def remember_calibration(calibration: Calibration) -> None:
     path = _cache_file(calibration.key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(calibration.to_dict(), indent=1))
-        partial.replace(path)
+        write_json_atomic(path, calibration.to_dict(), indent=1)
     except OSError:
         pass

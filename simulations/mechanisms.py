@@ -237,8 +237,15 @@ def build_mechanisms(
         return lib
     find_compiler()
     nrnivmodl = _nrnivmodl()
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f"{key}.lock", "w") as lock:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = open(root / f"{key}.lock", "w")
+    except OSError as exc:
+        raise MechanismBuildError(
+            f"cannot write the elmpipe cache folder {root} ({exc.strerror or exc}), where the "
+            "mechanisms are compiled; set ELMPIPE_CACHE_DIR to a writable folder"
+        ) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not force and (lib := compiled_library(source_dir, cache_dir, variant)) is not None:
             return lib  # another process built it while we waited

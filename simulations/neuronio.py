@@ -26,6 +26,7 @@ from elmpipe.dataset import (
     write_block,
 )
 from elmpipe.errors import InputError
+from elmpipe.outputs import atomic_write
 from elmpipe.safe_pickle import SafeUnpickler, UnsafePickleError
 
 
@@ -353,7 +354,8 @@ def _number(value: float) -> int | float:
 
 
 def write_pickle(path: Path, experiment: dict[str, Any]) -> None:
-    with open(path, "wb") as handle:
+    """Atomically: a killed export never leaves a file that looks whole."""
+    with atomic_write(path, "wb") as handle:
         pickle.dump(experiment, handle, protocol=pickle.DEFAULT_PROTOCOL)
 
 
@@ -413,7 +415,5 @@ def export_file(store: str, split: str, indices: list[int], folder: str, seed: i
     exc, inh = input_ranges(np.stack([s["inputs"][: seconds * 1000] for s in sims]), n_segments)
     total = experiment["Params"]["totalNumOutputSpikes"]
     name = file_name(total, exc, inh, len(sims), seconds, seed)
-    partial = Path(folder) / f".{name}.partial"
-    write_pickle(partial, experiment)
-    partial.rename(Path(folder) / name)  # a killed export never leaves a file that looks whole
+    write_pickle(Path(folder) / name, experiment)
     return name

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import pickle
 import shutil
 from collections import OrderedDict
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from elmpipe.errors import InputError
+from elmpipe.outputs import atomic_write
 from surrogate.models import ELMConfig, build_model, model_config
 from surrogate.models.elm import ELM
 from surrogate.models.routing import neuronio_routing
@@ -74,16 +74,14 @@ def is_elmpipe_checkpoint(payload: Any) -> bool:
 def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
     try:
-        torch.save(payload, partial)
+        with atomic_write(path, "wb") as handle:
+            torch.save(payload, handle)
     except (RuntimeError, OSError) as exc:
-        partial.unlink(missing_ok=True)
         # torch's writer reports a full disk as "unexpected pos …": say what it is
         if shutil.disk_usage(path.parent).free < 64 * 2**20:
             raise OSError(errno.ENOSPC, "No space left on device", str(path)) from exc
         raise
-    os.replace(partial, path)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from elmpipe.errors import EnvironmentProblem
+from elmpipe.outputs import write_json_atomic
 
 Backend = Literal["tensorboard", "mlflow"]
 BACKENDS: tuple[Backend, ...] = ("tensorboard", "mlflow")
@@ -126,7 +127,7 @@ class MLflowTracker:
                 else self.client.create_experiment(name, artifact_location=_artifacts(uri, name))
             )
             self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name).info.run_id
-            ids_file.write_text(json.dumps({**ids, "mlflow": self.run_id}))
+            write_json_atomic(ids_file, {**ids, "mlflow": self.run_id})
             for key, value in _flat_params(params).items():
                 self.client.log_param(self.run_id, key, value[:6000])
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from elmpipe.errors import EnvironmentProblem, InputError
-from elmpipe.outputs import check_output_folder
+from elmpipe.outputs import atomic_write, check_output_folder, write_json_atomic, write_text_atomic
 from elmpipe.settings import StrictModel
 from surrogate.allocator import keep_freed_memory
 from surrogate.checkpoints import read_checkpoint, save_checkpoint
@@ -157,27 +156,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def save_atomic_json(path: Path, data: dict) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2))
-    os.replace(partial, path)
-
-
 def _write_metrics(out: Path, history: list[dict]) -> None:
-    save_atomic_json_lines(out / "metrics.jsonl", history)
+    write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
     keys = sorted({k for row in history for k in row})
-    partial = out / ".metrics.csv.partial"
-    with open(partial, "w", newline="") as handle:
+    with atomic_write(out / "metrics.csv", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(partial, out / "metrics.csv")
-
-
-def save_atomic_json_lines(path: Path, rows: list[dict]) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    os.replace(partial, path)
 
 
 def _config_json(config: BaseModel) -> dict[str, Any]:
@@ -352,7 +337,7 @@ def train(
     # what is validated, selected and saved: the moving average when there is one
     scored = model if averaged is None else averaged.module
     out.mkdir(parents=True, exist_ok=True)
-    save_atomic_json(out / "config.json", _config_json(settings))
+    write_json_atomic(out / "config.json", _config_json(settings))
     if state is None and task.starts_trained():
         history, best = _validate_start(task, scored, device, out, provenance, progress)
     model.train()
@@ -418,7 +403,7 @@ def train(
         "provenance": provenance,
         **extra,
     }
-    save_atomic_json(out / RESULT_FILE, summary)  # last: its presence means "finished"
+    write_json_atomic(out / RESULT_FILE, summary)  # last: its presence means "finished"
     with tracked:
         tracked.finish(summary)
     return RunResult(

@@ -343,8 +343,8 @@ def test_retrieval_two_tower_trains(tmp_path):
 def test_shipped_task_configs_are_valid():
     from pipelines.config import load_config
     from surrogate.tasks.classification import classifier_config
+    from surrogate.tasks.configs import SHIPPED as folder
 
-    folder = Path(__file__).resolve().parents[1] / "configs" / "tasks"
     names = sorted(p.name for p in folder.glob("*.yaml"))
     assert {"shd.yaml", "shd-adding.yaml", "listops.yaml", "pathfinder.yaml", "pathx.yaml"} <= set(
         names
@@ -352,3 +352,20 @@ def test_shipped_task_configs_are_valid():
     for path in folder.glob("*.yaml"):
         config = load_config(path, TaskTrainConfig)  # the loader every command uses
         classifier_config(config, 16, 2)  # hyper-parameters valid for some input size
+
+
+def test_task_configs_ship_with_the_package_and_are_found_by_name(tmp_path, monkeypatch):
+    """Found wherever the command runs (they lived in configs/tasks of a checkout before)."""
+    from elmpipe.errors import ConfigError
+    from surrogate.tasks.configs import SHIPPED, shipped_task_config, task_config
+
+    monkeypatch.chdir(tmp_path)  # not the checkout's top folder
+    assert task_config("shd-adding-cpu") == SHIPPED / "shd-adding-cpu.yaml"
+    assert task_config("shd-adding-cpu.yaml") == SHIPPED / "shd-adding-cpu.yaml"
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("epochs: 1\n")
+    assert task_config(str(mine)) == mine
+    assert shipped_task_config("listops") == SHIPPED / "listops.yaml"
+    assert shipped_task_config("no-such-task") is None
+    with pytest.raises(ConfigError, match=r"shipped: .*shd-adding-cpu"):
+        task_config("no-such-config")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.commands.common import EPILOG, config_option, out_option, quiet_option
+from pipelines.commands.common import EPILOG, out_option, quiet_option
 from surrogate.tasks import TASK_NAMES
 
 # -- secondary benchmarks -----------------------------------------------------------------------
@@ -31,7 +31,14 @@ def task() -> None:
     help="Folder with the task's standard files.",
 )
 @out_option("Run folder (default: runs/TASK).", False)
-@config_option("Task config (default: configs/tasks/TASK.yaml when it exists).")
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    help="Task config: a YAML file, or the name of one that ships with elmpipe (e.g. "
+    "shd-adding-cpu; `elmpipe task configs` lists them). Default: the shipped TASK.yaml when "
+    "there is one.",
+)
 @click.option("--model", "family", type=click.Choice(["elm", "lstm"]), help="Override family.")
 @click.option("--num-memory", type=int, help="ELM memory units.")
 @click.option("--hidden", type=int, help="LSTM hidden units.")
@@ -67,19 +74,19 @@ def task_train(
     \b
     Examples:
       elmpipe task generate shd --out data/shd-synthetic
-      elmpipe task train shd-adding -d data/shd-synthetic -c configs/tasks/shd-adding.yaml \\
+      elmpipe task train shd-adding -d data/shd-synthetic -c shd-adding \\
           --bin-ms 2 --epochs 3 --batches-per-epoch 300
-      elmpipe task train listops -d data/listops -c configs/tasks/listops.yaml
+      elmpipe task train listops -d data/listops -c listops
     """
     from elmpipe.errors import ConfigError
     from elmpipe.outputs import check_output_folder
     from pipelines.config import OPTIONS, checked, load_config, with_overrides
     from surrogate.tasks.classification import SequenceClassification, TaskTrainConfig
+    from surrogate.tasks.configs import shipped_task_config, task_config
     from surrogate.train import train
 
     out = check_output_folder(out or Path("runs") / task_name, "run folder")
-    default = Path("configs") / "tasks" / f"{task_name}.yaml"
-    path = config_path or (default if default.exists() else None)
+    path = task_config(config_path) if config_path else shipped_task_config(task_name)
     if path:
         config = load_config(path, TaskTrainConfig, task=task_name)
     else:
@@ -114,6 +121,23 @@ def task_train(
         f"{result['test_accuracy']:.4f} (valid {result['last']['valid_accuracy']:.4f}; chance "
         f"{result['chance_uniform']:.4f}, majority class {result['majority_class']:.4f})"
     )
+
+
+@task.command("configs", epilog=EPILOG)
+def configs() -> None:
+    """List the task configs that ship with elmpipe (give one to `task train -c NAME`).
+
+    \b
+    Examples:
+      elmpipe task configs
+      elmpipe task train shd-adding -d data/shd -c shd-adding-cpu
+    """
+    from surrogate.tasks.configs import SHIPPED, shipped_names
+
+    for name in shipped_names():
+        lines = (SHIPPED / f"{name}.yaml").read_text().splitlines()
+        first = next((line.lstrip("# ").strip() for line in lines if line.startswith("#")), "")
+        click.echo(f"{name:<24} {first}")
 
 
 @task.command("generate", epilog=EPILOG)

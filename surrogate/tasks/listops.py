@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 
 from elmpipe.errors import InputError
+from elmpipe.outputs import atomic_write
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 VOCAB = ("<eos>", *(str(d) for d in range(10)), *OPERATORS, "]")
@@ -92,7 +93,7 @@ def generate(
 
 
 def write_split(path: Path, rows: list[tuple[str, int]]) -> None:
-    with open(path, "w", newline="") as handle:
+    with atomic_write(path, newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(["Source", "Target"])
         writer.writerows(rows)
