@@ -3,7 +3,7 @@
     python benchmarks/hostile_cases.py              # a markdown table: id, command, exit, last line
     python benchmarks/hostile_cases.py --keep DIR   # keep the scratch folder (stores, outputs)
 
-Builds what the cases need in a scratch folder — a small simulated store (built-in cell, 1 s
+Builds what the cases need in a scratch folder — a small simulated store (built-in cell, 2 s
 runs, train and test splits of 8), a checkpoint fitted on it, damaged copies made by
 ../shared/tools/mutate-store.py, configs and CLI arguments — then runs every case as a user
 would, in its own process, and reports its exit code and the last line it printed. A case ends
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 MUTATE = SHARED / "tools" / "mutate-store.py"
 BAD_MORPHOLOGIES = SHARED / "data" / "bad-inputs" / "morphologies"
-SIM = ["--duration-ms", "1000", "--input-scale", "1", "--cluster", "in-process", "-q"]
+SIM = ["--duration-ms", "2000", "--input-scale", "1", "--cluster", "in-process", "-q"]
 
 #: store mutations of the list, and the commands each was run with
 STORE_CASES = {

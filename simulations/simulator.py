@@ -70,7 +70,7 @@ class AdaptiveStep(StrictModel):
     three quarters of its runs, which then took twice as long): the threshold rises to the scout
     pass's (1 − share) quantile of somatic voltage where that is higher, so the fine step again
     covers the stretches nearest to firing. Off by default (the fidelity tables hold without
-    it); the demo sets it.
+    it); the demo and the calibration probe set it.
     """
 
     coarse_dt_ms: float = Field(0.05, gt=0, description="step away from spikes (ms)")

@@ -114,16 +114,11 @@ REPAIRABLE = {
 }
 
 
-#: one of each kind of damage runs by default (a changed chunk, a torn file, a folder in place
-#: of a chunk, an unreadable mark, values that disagree); the others under -m slow
-DEFAULT_REPAIRS = (
-    "flip_soma_data",
-    "trunc_shard",
-    "chunk_is_dir",
-    "flip_complete",
-    "nspikes_99",
-    "soma_nan",
-)
+#: one of each kind of damage runs by default (a changed chunk, a folder in place of a chunk,
+#: an unreadable mark, values that disagree); the others under -m slow
+DEFAULT_REPAIRS = ("flip_soma_data", "chunk_is_dir", "flip_complete", "nspikes_99")
+#: mutations that edit the test split past 400 ms or need output spikes: on the toy store instead
+TOY_ONLY = ("nspikes_zero", "soma_nan", "soma_inf")
 
 
 @pytest.mark.parametrize(
@@ -131,7 +126,7 @@ DEFAULT_REPAIRS = (
     [
         how if how in DEFAULT_REPAIRS else pytest.param(how, marks=pytest.mark.slow)
         for how in sorted(REPAIRABLE)
-        if how != "nspikes_zero"  # needs output spikes, which the short runs lack: on the toy
+        if how not in TOY_ONLY
     ],
 )
 def test_damage_is_named_and_repaired_by_simulating_again(simulated, tmp_path, how):
@@ -152,7 +147,7 @@ def test_damage_is_named_and_repaired_by_simulating_again(simulated, tmp_path, h
 
 
 @pytest.mark.parametrize(
-    "how", ["nspikes_99", "nspikes_neg", "nspikes_zero", "soma_nan", "flip_complete"]
+    "how", ["nspikes_99", "nspikes_neg", "nspikes_zero", "soma_nan", "soma_inf", "flip_complete"]
 )
 def test_readers_refuse_damaged_data_naming_the_simulation(toy, toy_checkpoint, tmp_path, how):
     """The rows where an evaluation silently dropped a simulation (n_spikes 99 or −5), gave NaN
