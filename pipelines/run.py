@@ -213,8 +213,8 @@ def _track_evaluations(
             tracked.evaluation(evaluations[name], figures)
 
 
-def next_test_size(spikes: int, n_sims: int, wanted: int, cap: int) -> int:
-    """The evaluated split's next size: what its rate so far predicts for ``wanted`` spikes, at
+def next_split_size(spikes: int, n_sims: int, wanted: int, cap: int) -> int:
+    """A growing split's next size: what its rate so far predicts for ``wanted`` spikes, at
     least one simulation more, at most twice as many (and at most ``cap``)."""
     needed = math.ceil(wanted * n_sims / spikes) if spikes > 0 else 2 * n_sims
     return min(cap, 2 * n_sims, max(needed, n_sims + 1))
@@ -282,7 +282,7 @@ def _grow_split(
     n_sims = Dataset(store).split(name).n_sims
     spikes = grow_to(n_sims)  # grown by an earlier run, perhaps interrupted: complete it
     while spikes < goal.wanted(n_sims) and n_sims < goal.cap:
-        grown = next_test_size(spikes, n_sims, goal.wanted(n_sims), goal.cap)
+        grown = next_split_size(spikes, n_sims, goal.wanted(n_sims), goal.cap)
         log(
             f"   {name}: {spikes} scored output spikes in {n_sims} simulations, fewer than "
             f"{goal.setting} asks: growing it to {grown}"

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from pipelines.config import ConfigError, load_config
-from pipelines.run import RunConfig, next_test_size
+from pipelines.run import RunConfig, next_split_size
 from surrogate.checkpoints import read_checkpoint
 
 MINI = {
@@ -251,11 +251,11 @@ def test_report_renders_in_a_headless_browser(finished_run, tmp_path):
 
 
 def test_the_test_split_grows_toward_its_spikes_at_most_doubling():
-    assert next_test_size(spikes=35, n_sims=10, wanted=60, cap=40) == 18  # the rate so far says 18
-    assert next_test_size(spikes=18, n_sims=10, wanted=60, cap=40) == 20  # not 34: at most twice
-    assert next_test_size(spikes=0, n_sims=10, wanted=60, cap=40) == 20  # silent so far
-    assert next_test_size(spikes=59, n_sims=10, wanted=60, cap=40) == 11  # one more at least
-    assert next_test_size(spikes=1, n_sims=30, wanted=60, cap=40) == 40  # never past the cap
+    assert next_split_size(spikes=35, n_sims=10, wanted=60, cap=40) == 18  # the rate so far says 18
+    assert next_split_size(spikes=18, n_sims=10, wanted=60, cap=40) == 20  # not 34: at most twice
+    assert next_split_size(spikes=0, n_sims=10, wanted=60, cap=40) == 20  # silent so far
+    assert next_split_size(spikes=59, n_sims=10, wanted=60, cap=40) == 11  # one more at least
+    assert next_split_size(spikes=1, n_sims=30, wanted=60, cap=40) == 40  # never past the cap
 
 
 def test_the_demo_asks_its_validation_and_test_splits_for_spikes():

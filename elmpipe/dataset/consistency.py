@@ -37,8 +37,9 @@ def layout_problems(group: zarr.Group) -> list[str]:
     arrays = dict(group.arrays())
     problems = []
     sizes: dict[str, tuple[int, str]] = {}  # dimension → (size, the array that set it)
-    for name in (COMPLETE, *SIM_ARRAYS):  # ``complete`` first: it sets the number of simulations
-        if name not in arrays or (name == COMPLETE and sizes):
+    # ``complete`` first: it sets the number of simulations the others must have
+    for name in (COMPLETE, *(n for n in SIM_ARRAYS if n != COMPLETE)):
+        if name not in arrays:
             continue
         array = arrays[name]
         layout = SIM_ARRAYS[name]
