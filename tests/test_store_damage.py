@@ -102,7 +102,7 @@ REPAIRABLE = {
     "flip_spike_times": (1, "spike_times cannot be read"),
     "flip_n_spikes": (3, "n_spikes cannot be read"),
     "flip_complete": (2, "completion mark cannot be read"),
-    "flip_spikes": (3, "spikes cannot be read"),
+    "flip_spikes": (3, "spikes"),  # in the data or, in short runs, the shard index
     "trunc_shard": (3, "truncated"),
     "del_inputs_chunk": (3, "missing"),
     "nspikes_99": (3, "n_spikes is 99"),
