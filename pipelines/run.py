@@ -228,6 +228,7 @@ class SpikeGoal:
     setting: str  # the config key that asks for it, for the log
     wanted: Callable[[int], int]
     cap: int
+    initial: int  # its size in data.splits
 
 
 def spike_goals(config: RunConfig) -> list[SpikeGoal]:
@@ -243,6 +244,7 @@ def spike_goals(config: RunConfig) -> list[SpikeGoal]:
                 f"data.min_valid_spikes_per_simulation ({rate:g})",
                 lambda n: math.ceil(rate * n),
                 data.max_valid_simulations or 4 * data.splits[name],
+                data.splits[name],
             )
         )
     if (total := data.min_test_spikes) is not None:
@@ -253,6 +255,7 @@ def spike_goals(config: RunConfig) -> list[SpikeGoal]:
                 f"data.min_test_spikes ({total})",
                 lambda n: total,
                 data.max_test_simulations or 4 * data.splits[name],
+                data.splits[name],
             )
         )
     return goals
@@ -280,7 +283,10 @@ def _grow_split(
         return evaluated_output_spikes(Dataset(store).split(name))
 
     n_sims = Dataset(store).split(name).n_sims
-    spikes = grow_to(n_sims)  # grown by an earlier run, perhaps interrupted: complete it
+    if n_sims > goal.initial:  # grown by an earlier run, perhaps interrupted: complete it
+        spikes = grow_to(n_sims)
+    else:  # just made and checked by the split's own simulate call
+        spikes = evaluated_output_spikes(Dataset(store).split(name))
     while spikes < goal.wanted(n_sims) and n_sims < goal.cap:
         grown = next_split_size(spikes, n_sims, goal.wanted(n_sims), goal.cap)
         log(
