@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import signal
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 import click
@@ -28,26 +29,51 @@ from elmpipe.errors import (
     DataWarning,
     ElmpipeError,
 )
-from pipelines.commands.cell import cell
-from pipelines.commands.data import dataset, simulate
-from pipelines.commands.evaluate import evaluate
-from pipelines.commands.fit import fit, sweep
-from pipelines.commands.mechanisms import mechanisms
-from pipelines.commands.run import run
-from pipelines.commands.tasks import task
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED", "cli", "main"]
 
+#: command → the module that defines it, imported when the command runs (or help lists it), so
+#: that `elmpipe simulate` does not pay for importing PyTorch and `elmpipe fit` for NEURON
+COMMANDS = {
+    "cell": "pipelines.commands.cell",
+    "simulate": "pipelines.commands.data",
+    "dataset": "pipelines.commands.data",
+    "fit": "pipelines.commands.fit",
+    "sweep": "pipelines.commands.fit",
+    "evaluate": "pipelines.commands.evaluate",
+    "run": "pipelines.commands.run",
+    "task": "pipelines.commands.tasks",
+    "mechanisms": "pipelines.commands.mechanisms",
+}
+
 
 class ElmpipeGroup(click.Group):
-    """Click's group, with elmpipe's errors and interruptions mapped to their exit codes."""
+    """Click's group, loading commands lazily, with elmpipe's errors and interruptions mapped to
+    their exit codes."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*COMMANDS, *(name for name in self.commands if name not in COMMANDS)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        command = getattr(importlib.import_module(COMMANDS[cmd_name]), cmd_name)
+        assert isinstance(command, click.Command)
+        return command
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **kwargs: Any,
+    ) -> Any:
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **kwargs)
         try:
             with _data_warnings_plainly():
-                code = super().main(*args, standalone_mode=False, **kwargs)
+                code = super().main(args, prog_name, complete_var, standalone_mode=False, **kwargs)
         except (KeyboardInterrupt, click.exceptions.Abort):
             _exit_interrupted()
         except click.ClickException as exc:
@@ -144,10 +170,6 @@ def cli() -> None:
       elmpipe evaluate -k runs/elm/best.pt -d data.zarr --split test
     Every command has --help; `elmpipe COMMAND --help` shows examples.
     """
-
-
-for command in (cell, simulate, dataset, fit, sweep, evaluate, run, task, mechanisms):
-    cli.add_command(command)
 
 
 def _interrupt_on_sigterm(signum: int, frame: Any) -> None:

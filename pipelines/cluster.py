@@ -25,13 +25,17 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from elmpipe.errors import EnvironmentProblem, InputError
 from elmpipe.settings import StrictModel
+
+if TYPE_CHECKING:
+    from dask_jobqueue.core import JobQueueCluster
+    from distributed import SpecCluster
 
 Kind = Literal["in-process", "local", "address", "slurm", "pbs"]
 
@@ -63,7 +67,11 @@ class ClusterConfig(StrictModel):
             raise ValueError("kind 'address' needs an address (e.g. tcp://10.0.0.5:8786)")
         if (self.adaptive_minimum is None) != (self.adaptive_maximum is None):
             raise ValueError("set both adaptive_minimum and adaptive_maximum, or neither")
-        if self.adaptive_maximum is not None and self.adaptive_minimum > self.adaptive_maximum:
+        if (
+            self.adaptive_minimum is not None
+            and self.adaptive_maximum is not None
+            and self.adaptive_minimum > self.adaptive_maximum
+        ):
             raise ValueError("adaptive_minimum exceeds adaptive_maximum")
         return self
 
@@ -193,7 +201,7 @@ class DaskExecutor(Executor):
         self.client.cancel(futures)
 
 
-def jobqueue_cluster(config: ClusterConfig) -> Any:
+def jobqueue_cluster(config: ClusterConfig) -> JobQueueCluster:
     """A dask-jobqueue cluster object (no jobs submitted until it is scaled)."""
     import dask_jobqueue
 
@@ -264,21 +272,21 @@ def executor(config: ClusterConfig) -> Iterator[Executor]:
         with client:  # someone else's cluster: it may scale itself, so no warnings on shrinking
             yield DaskExecutor(client, watch_workers=False)
         return
+    batch: JobQueueCluster | None = None  # the cluster, when it submits batch jobs
     with dask.config.set(NO_WORKER_TTL):  # read once, when the scheduler is made
         if config.kind == "local":
             workers = config.workers or os.cpu_count() or 1
-            cluster = LocalCluster(
+            cluster: SpecCluster = LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
             )
         else:
             require_batch_system(config.kind)
-            cluster = jobqueue_cluster(config)
-    if config.kind != "local":
+            cluster = batch = jobqueue_cluster(config)
+    if batch is not None:
         if config.adaptive_minimum is not None:
-            cluster.adapt(
-                minimum_jobs=config.adaptive_minimum, maximum_jobs=config.adaptive_maximum
-            )
+            assert config.adaptive_maximum is not None  # the config sets both or neither
+            batch.adapt(minimum_jobs=config.adaptive_minimum, maximum_jobs=config.adaptive_maximum)
         else:
-            cluster.scale(jobs=config.workers or 1)
+            batch.scale(jobs=config.workers or 1)
     with cluster, Client(cluster) as client:
         yield DaskExecutor(client, watch_workers=config.adaptive_minimum is None)

@@ -29,7 +29,7 @@ from simulations.calibration import CalibrationSettings
 from simulations.cell import CellSpec
 from simulations.inputs import NeuronIOProtocol, ReplayProtocol
 from simulations.simulator import SimulationSettings
-from surrogate.models import SURROGATE_FAMILIES, model_section
+from surrogate.models import model_section, surrogate_families
 from surrogate.neuronio_fit import TrainSettings
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -169,7 +169,7 @@ class SimulateConfig(StrictModel):
 
 def _model_section(value: Any) -> Any:
     """A surrogate's ``model:`` section; the hyper-parameters are checked with the data."""
-    return None if value is None else model_section(value, SURROGATE_FAMILIES, ("num_input",))
+    return None if value is None else model_section(value, surrogate_families(), ("num_input",))
 
 
 class FitFileConfig(TrainSettings):

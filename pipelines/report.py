@@ -11,29 +11,19 @@ from __future__ import annotations
 import base64
 import html
 import shutil
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from elmpipe.outputs import write_text_atomic
+from surrogate.metric_table import HEADLINE, METRICS
 from surrogate.metrics import FEW_SPIKES, auc_caution
 from surrogate.plots import learning_curve_figure, sweep_figure, training_figure
 from surrogate.train import finished_result
 from surrogate.warm_start import describe as describe_warm_start
 
-METRICS = [
-    ("spike_auc", "AUC", "{:.4f}"),
-    ("spike_auc_ci95", "AUC 95% interval", "{0[0]:.3f}–{0[1]:.3f}"),
-    ("tp_at_0.0025_fp", "TP @ 0.25% FP", "{:.3f}"),
-    ("auc_at_0.0025_fp", "AUC @ 0.25% FP", "{:.4f}"),
-    ("tp_at_0.01_fp", "TP @ 1% FP", "{:.3f}"),
-    ("auc_at_0.01_fp", "AUC @ 1% FP", "{:.4f}"),
-    ("soma_rmse_mv", "soma RMSE (mV)", "{:.3f}"),
-    ("soma_mae_mv", "soma MAE (mV)", "{:.3f}"),
-    ("soma_explained_variance_pct", "soma EV (%)", "{:.2f}"),
-    ("soma_rmse_raw_mv (not rescaled)", "raw RMSE, not rescaled (mV)", "{:.3f}"),
-    ("simulations_kept", "simulations kept", "{}"),
-    ("output_spikes", "output spikes", "{}"),
-]
+Figure = tuple[Path, str]  # a PNG and its caption
 
 STYLE = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2rem auto;
@@ -50,15 +40,6 @@ figcaption { color: #555; font-size: 0.9rem; } code { background: #f4f4f4; paddi
            margin: 0.8rem 0 1.2rem; border-radius: 4px; }
 .caution strong { color: #8a4b00; } .caution ul { margin: 0.3rem 0; padding-left: 1.2rem; }
 """
-
-
-def _fmt(value: Any, pattern: str) -> str:
-    if value is None:
-        return "–"
-    try:
-        return pattern.format(value)
-    except (ValueError, TypeError):
-        return html.escape(str(value))
 
 
 def _image(path: Path, alt: str) -> str:
@@ -103,96 +84,97 @@ def caution_box(title: str, lines: list[str]) -> str:
 def _models_table(rows: list[dict], best: str | None) -> str:
     head = (
         "<tr><th>model</th><th>parameters</th>"
-        + "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in METRICS)
+        + "".join(f"<th>{html.escape(metric.label)}</th>" for metric in METRICS)
         + "</tr>"
     )
     body = []
     for row in rows:
         cls = ' class="best"' if row["name"] == best else ""
-        cells = "".join(f"<td>{_fmt(row.get(key), pattern)}</td>" for key, _, pattern in METRICS)
+        cells = "".join(f"<td>{html.escape(m.format(row.get(m.key)))}</td>" for m in METRICS)
         body.append(
             f"<tr{cls}><td>{html.escape(row['name'])}</td><td>{row['parameters']:,}</td>{cells}</tr>"
         )
     return f"<table>{head}{''.join(body)}</table>"
 
 
-def build_report(
-    out: Path,
-    config: Any,
-    description: dict,
-    runs: dict[str, Path],
-    evaluations: dict[str, dict],
-    timings: dict[str, float],
-) -> Path:
-    report_dir = out / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    warm_starts = []
-    fit_warnings = []
+@dataclass
+class _Models:
+    """The fitted models' rows (their evaluation and provenance), and what to say about them."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    warm_starts: list[str] = field(default_factory=list)
+    fit_warnings: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> str | None:
+        scored = [r for r in self.rows if r.get("spike_auc") is not None]
+        if scored:
+            return str(max(scored, key=lambda r: r["spike_auc"])["name"])
+        return self.rows[0]["name"] if self.rows else None
+
+    @property
+    def cautions(self) -> list[str]:
+        # computed from the numbers, so that evaluations written before cautions existed get one
+        return [f"{r['name']}: {c}" for r in self.rows if (c := auc_caution(r)) is not None]
+
+
+def _collect_models(runs: dict[str, Path], evaluations: dict[str, dict]) -> _Models:
+    models = _Models()
     for name, run_dir in runs.items():
-        done = finished_result(run_dir)
+        done = finished_result(run_dir) or {}
         provenance = done.get("provenance", {})
-        fit_warnings += [f"{name}: {line}" for line in provenance.get("warnings") or []]
-        rows.append(
+        warm = provenance.get("warm_start")
+        models.fit_warnings += [f"{name}: {line}" for line in provenance.get("warnings") or []]
+        models.rows.append(
             {
                 "name": name,
                 "family": done["model"]["family"],
                 "parameters": done["parameters"],
                 "training_minutes": provenance.get("training_minutes"),
-                "start": (provenance.get("warm_start") or {}).get("source", "scratch"),
+                "start": (warm or {}).get("source", "scratch"),
                 **evaluations[name],
             }
         )
-        if provenance.get("warm_start"):
-            line = f"{name}: {describe_warm_start(provenance['warm_start'])}"
+        if warm:
+            line = f"{name}: {describe_warm_start(warm)}"
             if done.get("best", {}).get("epoch") == 0:
                 line += (
                     "; fine-tuning did not improve the validation result, so the surrogate is "
                     "the warm start itself (epoch 0)"
                 )
-            warm_starts.append(line)
-    scored = [r for r in rows if r.get("spike_auc") is not None]
-    best = (
-        max(scored, key=lambda r: r["spike_auc"])["name"]
-        if scored
-        else (rows[0]["name"] if rows else None)
-    )
-    # computed from the numbers, so that evaluations written before cautions existed get one
-    cautions = [f"{r['name']}: {c}" for r in rows if (c := auc_caution(r)) is not None]
-    bold = None if cautions else best  # no bold AUC when AUCs are uncertain
-    figures: list[tuple[Path, str]] = []
-    if best is not None:
-        for picture, caption in (
-            (
-                "roc.png",
-                f"Spike prediction ROC of {best} on the {config.evaluate.split} split; the inset "
-                "magnifies false-positive rates up to 1 % (dotted: 0.25 % and 1 %).",
-            ),
-            (
-                "traces.png",
-                f"Soma voltage of {config.evaluate.split} simulations (clipped at −55 mV as the "
-                f"metrics use it) and the prediction of {best} after rescaling; below, "
-                "simulated spikes (black) and the surrogate's spike probability.",
-            ),
-        ):
-            source = out / "eval" / best / picture
-            if source.exists():
-                target = report_dir / picture
-                shutil.copyfile(source, target)
-                figures.append((target, caption))
-    split = config.evaluate.split
+            models.warm_starts.append(line)
+    return models
+
+
+def _evaluation_figures(out: Path, report_dir: Path, best: str, split: str) -> list[Figure]:
+    """The best model's ROC and traces, copied from its evaluation."""
+    captions = {
+        "roc.png": f"Spike prediction ROC of {best} on the {split} split; the inset magnifies "
+        "false-positive rates up to 1 % (dotted: 0.25 % and 1 %).",
+        "traces.png": f"Soma voltage of {split} simulations (clipped at −55 mV as the metrics "
+        f"use it) and the prediction of {best} after rescaling; below, simulated spikes "
+        "(black) and the surrogate's spike probability.",
+    }
+    figures = []
+    for picture, caption in captions.items():
+        source = out / "eval" / best / picture
+        if source.exists():
+            shutil.copyfile(source, report_dir / picture)
+            figures.append((report_dir / picture, caption))
+    return figures
+
+
+def _comparison_figures(
+    rows: list[dict[str, Any]], runs: dict[str, Path], report_dir: Path, split: str
+) -> list[Figure]:
+    """A learning curve (models trained on different amounts of data), or accuracy against
+    size (several models); and every model's training curves."""
+    figures = []
     if len({r["training_minutes"] for r in rows}) > 1:
-        curve_rows = [
-            {
-                **r,
-                f"{split}_spike_auc": r.get("spike_auc"),
-                f"{split}_soma_rmse_mv": r.get("soma_rmse_mv"),
-            }
-            for r in rows
-        ]
+        keyed = [{**r, **{f"{split}_{key}": r.get(key) for key in HEADLINE}} for r in rows]
         figures.append(
             (
-                learning_curve_figure(curve_rows, split, report_dir / "learning_curve.png"),
+                learning_curve_figure(keyed, split, report_dir / "learning_curve.png"),
                 f"{split.capitalize()} spike AUC and soma RMSE against simulated training "
                 "minutes (log axis), from scratch and warm-started.",
             )
@@ -201,31 +183,43 @@ def build_report(
         figures.append(
             (
                 sweep_figure(rows, report_dir / "sweep.png", split),
-                "Test spike AUC and soma RMSE against parameter count per model family.",
+                f"{split.capitalize()} spike AUC and soma RMSE against parameter count per "
+                "model family.",
             )
         )
     if (training := training_figure(runs, report_dir / "training.png")) is not None:
         figures.append((training, "Training loss and validation soma RMSE per epoch."))
+    return figures
+
+
+def _subtitle(description: dict, timings: dict[str, float]) -> str:
     cell = description.get("cell", {})
+    segments = cell.get("dendritic_segments") or 0
     timing = " · ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-    figure_html = "".join(
-        f"<figure>{_image(path, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
-        for path, caption in figures
+    return (
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC} · cell {html.escape(str(cell.get('morphology')))}"
+        f" ({segments} dendritic segments, {2 * segments} input channels) · stages: "
+        f"{html.escape(timing)}"
     )
-    warm_html = "".join(f'<p class="sub">{html.escape(line)}</p>' for line in warm_starts)
-    title = html.escape(config.name)
+
+
+def _page(
+    config: Any, description: dict, models: _Models, figures: list[Figure], subtitle: str
+) -> str:
+    cautions = models.cautions
+    bold = None if cautions else models.best  # no bold AUC when AUCs are uncertain
     ranking = (
         "No model is in bold: its AUC is too uncertain to rank by."
         if cautions
         else "The best model by AUC is in bold."
     )
-    segments = cell.get("dendritic_segments") or 0
-    subtitle = (
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC} · cell {html.escape(str(cell.get('morphology')))}"
-        f" ({segments} dendritic segments, {2 * segments} input channels) · stages: "
-        f"{html.escape(timing)}"
+    figure_html = "".join(
+        f"<figure>{_image(path, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for path, caption in figures
     )
-    page = f"""<!doctype html>
+    warm_html = "".join(f'<p class="sub">{html.escape(line)}</p>' for line in models.warm_starts)
+    title = html.escape(config.name)
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>elmpipe report: {title}</title>
 <style>{STYLE}</style></head><body>
 <h1>elmpipe report: {title}</h1>
@@ -236,8 +230,8 @@ prediction rescaled to the simulation's mean and SD per file; simulations with 0
 spikes; first 500 ms dropped. The AUC's 95% interval is a bootstrap over test simulations.
 {ranking}</p>
 {caution_box(f"Caution: fewer than {FEW_SPIKES} test spikes", cautions)}
-{caution_box("Caution: the fit", fit_warnings)}
-{_models_table(rows, bold)}
+{caution_box("Caution: the fit", models.fit_warnings)}
+{_models_table(models.rows, bold)}
 {warm_html}
 {figure_html}
 <h2>Dataset</h2>
@@ -247,6 +241,24 @@ spikes; first 500 ms dropped. The AUC's 95% interval is a bootstrap over test si
 <pre>{html.escape(config.model_dump_json(indent=2))}</pre>
 </body></html>
 """
+
+
+def build_report(
+    out: Path,
+    config: Any,
+    description: dict,
+    runs: dict[str, Path],
+    evaluations: dict[str, dict],
+    timings: dict[str, float],
+) -> Path:
+    """OUT/report/index.html (and its figures as PNGs beside it)."""
+    report_dir = out / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    models = _collect_models(runs, evaluations)
+    split = config.evaluate.split
+    figures = _evaluation_figures(out, report_dir, models.best, split) if models.best else []
+    figures += _comparison_figures(models.rows, runs, report_dir, split)
+    page = _page(config, description, models, figures, _subtitle(description, timings))
     path = report_dir / "index.html"
-    path.write_text(page)
+    write_text_atomic(path, page)
     return path

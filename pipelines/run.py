@@ -15,7 +15,6 @@ is complete, resumed when it was interrupted:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from elmpipe.errors import ConfigError
 from elmpipe.outputs import check_output_folder, write_json_atomic
 from pipelines.cluster import Executor
 from pipelines.config import RunConfig, SimulateConfig, checked
+from pipelines.resumable import evaluate_once, fit_once
 from pipelines.simulation_stage import calibrated, describe_dataset, prepared
 from pipelines.sweep import check_points_unchanged, grid, model_name, surrogate_model
 from simulations.inputs import NeuronIOProtocol
@@ -125,8 +125,6 @@ def run_pipeline(
     from pipelines.report import build_report
     from pipelines.simulation_stage import simulate, simulation_workers
     from pipelines.sweep import run_sweep
-    from surrogate.neuronio_fit import fit
-    from surrogate.train import finished_result
 
     started = _stage(log, "plan")
     plan = plan_run(config, source, progress=progress, log=log)
@@ -170,13 +168,7 @@ def run_pipeline(
         run_sweep(sweep, store, out / "fit", config.cluster, progress=progress, points=plan.points)
     else:
         for name, train in plan.points.items():
-            run_dir = runs[name]
-            if finished_result(run_dir) is not None:
-                log(f"   {name}: finished earlier")
-                continue
-            resume = (run_dir / "last.pt").exists()
-            log(f"   {name}: {'resuming' if resume else 'training'}")
-            fit(train, store, run_dir, resume=resume, progress=progress)
+            fit_once(train, store, runs[name], progress=progress, log=log)
     timings["fit"] = time.perf_counter() - started
 
     started = _stage(log, "evaluate")
@@ -305,30 +297,15 @@ def _grow_split(
 
 
 def _evaluate_run(config: RunConfig, store: Path, run_dir: Path, out: Path, log: Log) -> dict:
-    from pipelines.evaluation_output import write_evaluation
-    from surrogate.checkpoints import load_model
-    from surrogate.evaluate import EvaluationConfig, evaluate
-    from surrogate.train import pick_device
+    from surrogate.evaluate import EvaluationConfig
 
-    checkpoint = run_dir / "best.pt"
-    metrics_path = out / "metrics.json"
-    if metrics_path.exists() and metrics_path.stat().st_mtime >= checkpoint.stat().st_mtime:
-        log(f"   {run_dir.name}: evaluated earlier")
-        return json.loads(metrics_path.read_text())
-    result = evaluate(
-        load_model(checkpoint),
+    return evaluate_once(
+        run_dir / "best.pt",
         store,
         config.evaluate.split,
-        EvaluationConfig(sims_per_file=config.evaluate.sims_per_file),
-        pick_device(config.evaluate.device),
+        out,
+        settings=EvaluationConfig(sims_per_file=config.evaluate.sims_per_file),
+        device=config.evaluate.device,
         examples=config.report.examples,
+        log=log,
     )
-    write_evaluation(result, out, checkpoint)
-    auc = result.metrics.get("spike_auc")
-    log(
-        f"   {run_dir.name}: AUC {auc if auc is None else round(auc, 4)}, soma RMSE "
-        f"{result.metrics.get('soma_rmse_mv', float('nan')):.3f} mV"
-    )
-    if "caution" in result.metrics:
-        log(f"   caution: {result.metrics['caution']}")
-    return json.loads(metrics_path.read_text())

@@ -17,24 +17,34 @@ threads, so the defaults work in any executor — in this process, in dask's wor
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from elmpipe.dataset import Dataset
 from elmpipe.errors import ConfigError
 from elmpipe.outputs import atomic_write, check_output_folder, write_json_atomic
 from elmpipe.settings import StrictModel
 from pipelines.cluster import ClusterConfig, Task, executor
-from surrogate.models import ELMConfig, LSTMConfig, ModelConfig, TCNConfig, model_config
-from surrogate.neuronio_fit import TrainConfig, TrainSettings, fit
-from surrogate.train import check_same_config, finished_result
-
-Family = Literal["elm", "lstm", "tcn"]
+from pipelines.resumable import evaluate_once, fit_once
+from surrogate.metric_table import sweep_keys
+from surrogate.models import FAMILIES, surrogate_families
+from surrogate.models import family as model_family
+from surrogate.models.registry import FamilyOption, ModelFamily, check_values
+from surrogate.neuronio_fit import TrainConfig, TrainSettings
+from surrogate.train import check_same_config
 
 
 def dataset_inputs(data: str | Path, split: str = "train") -> int:
@@ -42,48 +52,38 @@ def dataset_inputs(data: str | Path, split: str = "train") -> int:
     return Dataset(data).split(split).n_channels
 
 
-def tcn_shape(name: str) -> dict[str, int]:
-    """'7x128x153' → depth 7, width 128, first kernel 45 and kernels of 19 (as NeuronIO's TCN).
+def surrogate_model(family: str, num_input: int, options: dict[str, Any]) -> Any:
+    """A model config from a family and its options (shorthands such as ``tcn: SHAPE`` too).
 
-    The first kernel takes whatever the later kernels (19 for depth > 1) leave of the receptive
-    field; depth 1 uses one kernel of the full receptive field.
+    Raises a ValueError (pydantic's ValidationError is one) for options the family does not
+    take or an unknown family.
     """
-    try:
-        depth, width, field = (int(v) for v in name.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"TCN shape {name!r} is not DEPTHxWIDTHxFIELD, e.g. 7x128x153") from None
-    if min(depth, width, field) < 1:
-        raise ValueError(f"TCN shape {name!r}: every number must be positive")
-    if depth == 1:
-        return {"depth": 1, "width": width, "first_kernel": field, "kernel": field}
-    kernel = 19 if field > 19 * depth else max(2, field // depth)
-    first = field - (depth - 1) * (kernel - 1)
-    if first < 1:
-        raise ValueError(f"TCN shape {name!r}: receptive field too small for its depth")
-    return {"depth": depth, "width": width, "first_kernel": first, "kernel": kernel}
+    return model_family(family).make_config({**options, "num_input": num_input})
 
 
-def surrogate_model(family: str, num_input: int, options: dict[str, Any]) -> ModelConfig:
-    """A model config from a family and its options (``tcn: SHAPE`` is the TCN shorthand).
-
-    Raises pydantic's ValidationError (a ValueError) for options the family does not take.
-    """
-    given = {k: v for k, v in options.items() if v is not None}
-    if family == "tcn" and "tcn" in given:
-        given.update(tcn_shape(given.pop("tcn")))
-    given.pop("tcn", None)
-    return model_config({"family": family, "num_input": num_input, **given})
+def _sweep_axes() -> dict[str, tuple[ModelFamily, FamilyOption]]:
+    """Sweep key → (family, option), over every surrogate family's sweep axes."""
+    return {
+        option.sweep_key: (FAMILIES[name], option)
+        for name in surrogate_families()
+        for option in FAMILIES[name].sweep_axes()
+        if option.sweep_key
+    }
 
 
 class SweepConfig(StrictModel):
-    """A grid of models, each trained with the ``train`` settings."""
+    """A grid of models, each trained with the ``train`` settings.
 
-    models: tuple[Family, ...] = ("elm",)
-    num_memory: tuple[int, ...] = (1, 2, 5, 10, 20, 50)
-    num_branch: tuple[int, ...] = (45,)
-    synapses_per_branch: int = Field(100, ge=1)
-    lstm_hidden: tuple[int, ...] = (15, 25, 50, 100)
-    tcn: tuple[str, ...] = ("7x128x153",)
+    The grid's axes are the model families' (surrogate.models.registry): ``num_memory``,
+    ``num_branch``, ``synapses_per_branch`` (ELM), ``lstm_hidden``, ``tcn`` and any a plugin
+    family adds, each a value or a list, written at the top level of the sweep; an axis not
+    given takes the family's default values.
+    """
+
+    models: tuple[str, ...] = ("elm",)
+    axes: dict[str, tuple[Any, ...]] = Field(
+        default_factory=dict, description="sweep key → values (written as top-level keys)"
+    )
     train: TrainSettings = TrainSettings()
     torch_threads: int = Field(1, ge=1, description="PyTorch threads per grid point")
     train_simulations: tuple[int, ...] = Field(
@@ -95,6 +95,42 @@ class SweepConfig(StrictModel):
     evaluate_split: str | None = Field(
         None, description="evaluate every point with the NeuronIO protocol on this split"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_axes(cls, data: Any) -> Any:
+        """Top-level axis keys (``num_memory: [1, 2]``) → ``axes``, each checked by its family."""
+        if not isinstance(data, dict):
+            return data
+        data, known = dict(data), _sweep_axes()
+        axes = dict(data.pop("axes", None) or {})
+        axes.update({key: data.pop(key) for key in list(data) if key in known})
+        for key, values in axes.items():
+            if key not in known:
+                raise ValueError(f"unknown sweep axis {key!r} (one of {', '.join(known)})")
+            family_, option = known[key]
+            try:
+                axes[key] = check_values(family_, option, values)
+            except ValueError as exc:
+                message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else exc
+                raise ValueError(f"{key}: {message}") from None
+        return {**data, "axes": axes} if axes else data
+
+    @model_serializer(mode="wrap")
+    def _flat_axes(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        data.update(data.pop("axes", None) or {})
+        return data
+
+    @field_validator("models")
+    @classmethod
+    def _surrogates(cls, models: tuple[str, ...]) -> tuple[str, ...]:
+        for name in models:
+            if name not in surrogate_families():
+                raise ValueError(
+                    f"unknown model family {name!r} (one of {', '.join(surrogate_families())})"
+                )
+        return models
 
     @field_validator("train_simulations")
     @classmethod
@@ -110,36 +146,36 @@ class SweepConfig(StrictModel):
             raise ValueError("give at least one start ('scratch' or a checkpoint)")
         return starts
 
-    @field_validator("tcn")
-    @classmethod
-    def _tcn_shapes(cls, shapes: tuple[str, ...]) -> tuple[str, ...]:
-        for shape in shapes:
-            tcn_shape(shape)
-        return shapes
+    def values(self, option: FamilyOption) -> tuple[Any, ...]:
+        """An axis's values: the sweep's, else the family's defaults."""
+        assert option.sweep_key is not None
+        return self.axes.get(option.sweep_key, option.sweep_values)
+
+
+def model_grid(sweep: SweepConfig, num_input: int) -> dict[str, Any]:
+    """Run name → model config of every model of the grid (each family's axes crossed)."""
+    points: dict[str, Any] = {}
+    for name in sweep.models:
+        family_ = model_family(name)
+        axes = family_.sweep_axes()
+        for values in itertools.product(*(sweep.values(axis) for axis in axes)):
+            options = {axis.field: value for axis, value in zip(axes, values, strict=True)}
+            model = surrogate_model(name, num_input, options)
+            label = family_.run_name(model)
+            if label in points:
+                raise ValueError(
+                    f"two grid points are both {label!r}: family {name}'s run names do not "
+                    f"tell {', '.join(axis.sweep_key or '' for axis in axes)} apart"
+                )
+            points[label] = model
+    return points
 
 
 def grid(sweep: SweepConfig, num_input: int) -> dict[str, TrainConfig]:
     """Name → training config of every grid point (ValidationError for an impossible point)."""
-    points: dict[str, ModelConfig] = {}
-    for family in sweep.models:
-        if family == "elm":
-            for d_m in sweep.num_memory:
-                for branches in sweep.num_branch:
-                    points[f"elm-m{d_m}-b{branches}"] = ELMConfig(
-                        num_input=num_input,
-                        num_memory=d_m,
-                        num_branch=branches,
-                        num_synapse_per_branch=sweep.synapses_per_branch,
-                    )
-        elif family == "lstm":
-            for hidden in sweep.lstm_hidden:
-                points[f"lstm-h{hidden}"] = LSTMConfig(num_input=num_input, hidden=hidden)
-        else:
-            for shape in sweep.tcn:
-                points[f"tcn-{shape}"] = TCNConfig(num_input=num_input, **tcn_shape(shape))
     sizes = sweep.train_simulations or (None,)
     configs = {}
-    for name, model in points.items():
+    for name, model in model_grid(sweep, num_input).items():
         for size in sizes:
             for start in sweep.starts:
                 label = name + (f"-n{size:04d}" if size is not None else "")
@@ -158,37 +194,15 @@ def start_label(start: str, starts: tuple[str, ...]) -> str:
     return "init" if len(warm) == 1 else Path(start).stem
 
 
-def model_name(model: ModelConfig) -> str:
+def model_name(model: Any) -> str:
     """The run-folder name of a model (the same names a sweep gives its grid points)."""
-    if model.family == "elm":
-        return f"elm-m{model.num_memory}-b{model.branches}"
-    if model.family == "lstm":
-        return f"lstm-h{model.hidden}"
-    if model.family == "tcn":
-        return f"tcn-{model.name}"
-    return model.family
-
-
-EVALUATED = ("spike_auc", "spike_auc_ci95", "soma_rmse_mv", "tp_at_0.01_fp", "output_spikes")
+    return model_family(model.family).run_name(model)
 
 
 def evaluate_point(run: Path, data: str, split: str) -> dict[str, Any]:
     """The NeuronIO evaluation of a run's best checkpoint (kept in ``run/eval-<split>/``)."""
-    from pipelines.evaluation_output import write_evaluation
-    from surrogate.checkpoints import load_model
-    from surrogate.evaluate import evaluate
-
-    folder = run / f"eval-{split}"
-    metrics_path = folder / "metrics.json"
-    if (
-        not metrics_path.exists()
-        or metrics_path.stat().st_mtime < (run / "best.pt").stat().st_mtime
-    ):
-        write_evaluation(
-            evaluate(load_model(run / "best.pt"), data, split), folder, run / "best.pt"
-        )
-    metrics = json.loads(metrics_path.read_text())
-    return {key: metrics.get(key) for key in EVALUATED}
+    metrics = evaluate_once(run / "best.pt", data, split, run / f"eval-{split}")
+    return {key: metrics.get(key) for key in sweep_keys()}
 
 
 def reference_metrics(checkpoint: str | Path, data: str | Path, split: str) -> dict[str, Any]:
@@ -197,7 +211,7 @@ def reference_metrics(checkpoint: str | Path, data: str | Path, split: str) -> d
     from surrogate.evaluate import evaluate
 
     metrics = evaluate(load_any(checkpoint), data, split).metrics
-    return {"name": Path(checkpoint).name, **{key: metrics.get(key) for key in EVALUATED}}
+    return {"name": Path(checkpoint).name, **{key: metrics.get(key) for key in sweep_keys()}}
 
 
 def fit_point(
@@ -208,11 +222,7 @@ def fit_point(
 
     torch.set_num_threads(threads)
     out_path = Path(out)
-    done = finished_result(out_path)
-    if done is None:
-        config = TrainConfig.model_validate_json(config_json)
-        fit(config, data, out_path, resume=(out_path / "last.pt").exists(), progress=False)
-        done = finished_result(out_path)
+    done = fit_once(TrainConfig.model_validate_json(config_json), data, out_path, progress=False)
     evaluated = evaluate_point(out_path, data, evaluate_split) if evaluate_split else {}
     return {**done, "evaluated": evaluated, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
 
@@ -226,10 +236,10 @@ def _row(name: str, config: TrainConfig, done: dict[str, Any], split: str | None
     return {
         "name": name,
         "family": model.family,
-        "num_memory": getattr(model, "num_memory", None),
-        "num_branch": getattr(model, "num_branch", None),
-        "hidden": getattr(model, "hidden", None) if model.family == "lstm" else None,
-        "tcn": model.name if model.family == "tcn" else None,
+        **{  # every family's axes, each filled by the family that has it
+            key: getattr(model, option.field, None) if family_.name == model.family else None
+            for key, (family_, option) in _sweep_axes().items()
+        },
         "parameters": done.get("parameters"),
         "best_epoch": best.get("epoch"),
         "valid_spike_auc": best.get("valid_spike_auc"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -243,7 +243,7 @@ def apply_parameter_set(cell: Cell, params: ParameterSet) -> None:
                 setattr(getattr(seg, rule.mechanism), rule.parameter, value)
 
 
-def rule_distances(cell: Cell, sec: object, convention: DistanceConvention) -> list:
+def rule_distances(cell: Cell, sec: Any, convention: DistanceConvention) -> list:
     """(segment, distance in µm) of every segment of ``sec``, as ``convention`` measures it."""
     from simulations._neuron import hoc
 

@@ -287,6 +287,7 @@ class _Search:
             # less output than a smaller scale gave: past the peak of the cell's response
             # (depolarisation block, saturated input bins). The answer lies on the rising side,
             # below; a lower bound stands only where a still smaller scale fired less.
+            assert self.high is not None  # set just above: past the peak, a scale is an upper bound
             self.low = max(
                 (
                     s

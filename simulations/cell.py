@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from pydantic import Field
@@ -29,6 +29,11 @@ from simulations.morphology import (
     default_morphology_path,
     import_morphology,
 )
+
+if TYPE_CHECKING:
+    import weakref
+
+    from simulations.synapses import Synapses
 
 #: The nexus recording site sits on the main apical path at this fraction of l_max; on the Hay
 #: cell (l_max 1300.5 µm) that is the compartment of apic[50](0.9), 690 µm from soma(0), where
@@ -95,10 +100,11 @@ def _point_along(sec: Any, x: float) -> tuple[float, float, float]:
         return (np.nan, np.nan, np.nan)
     arc = np.array([sec.arc3d(i) for i in range(n)])
     at = x * arc[-1]
-    return tuple(
-        float(np.interp(at, arc, [getattr(sec, f"{axis}3d")(i) for i in range(n)]))
-        for axis in "xyz"
-    )
+
+    def along(axis: str) -> float:
+        return float(np.interp(at, arc, [getattr(sec, f"{axis}3d")(i) for i in range(n)]))
+
+    return (along("x"), along("y"), along("z"))
 
 
 class CellSpec(StrictModel):
@@ -144,6 +150,8 @@ class Cell:
     """
 
     _ids = itertools.count()
+    #: the cell's one set of synapses, held weakly (set by :meth:`Synapses.attached`)
+    _attached_synapses: weakref.ref[Synapses]
 
     def __init__(
         self,

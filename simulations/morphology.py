@@ -360,11 +360,11 @@ def _h5_as_v1(path: Path, work: Path) -> Path:
             f"could not read morphology {path}: HDF5 v2 points of shape {points.shape} "
             "(expected n × 4: x, y, z, diameter)"
         )
-    structure = np.column_stack([offsets[:, 0], types, offsets[:, 1]]).astype(np.int32)
+    table = np.column_stack([offsets[:, 0], types, offsets[:, 1]]).astype(np.int32)
     v1 = work / "v1.h5"
     with h5py.File(v1, "w") as f:
         f.create_dataset("points", data=points.astype(np.float32))
-        f.create_dataset("structure", data=structure)
+        f.create_dataset("structure", data=table)
         f.create_group("metadata").attrs["version"] = np.array([1, 1], dtype=np.uint32)
         f["metadata"].attrs["cell_family"] = np.array([0], dtype=np.uint32)
     return v1
@@ -438,13 +438,15 @@ def dendrite_trees(morph: Any) -> list[DendriteTree]:
         morphio.SectionType.basal_dendrite: "basal",
         morphio.SectionType.apical_dendrite: "apical",
     }
-    trees = []
+    trees: list[DendriteTree] = []
     for root in morph.root_sections:
         if root.type not in tags:
             continue
         length = sum(_section_length(sec.points) for sec in root.iter())
-        xyz = tuple(float(v) for v in root.points[0])
-        trees.append(DendriteTree(len(trees), tags[root.type], xyz, length))
+        x, y, z = root.points[0]
+        trees.append(
+            DendriteTree(len(trees), tags[root.type], (float(x), float(y), float(z)), length)
+        )
     return trees
 
 

@@ -226,7 +226,8 @@ def import_params(experiment: dict[str, Any]) -> dict[str, Any]:
 def input_ranges(inputs: np.ndarray, n_segments: int) -> tuple[list[int], list[int]]:
     """Across-simulation means of each simulation's 5th/95th percentile of the total input count
     in sliding 100 ms windows, for excitation and inhibition (the Kaggle file-name numbers)."""
-    exc, inh = [], []
+    exc: list[np.ndarray] = []
+    inh: list[np.ndarray] = []
     for sim in inputs:
         for target, block in ((exc, sim[:, :n_segments]), (inh, sim[:, n_segments:])):
             per_ms = block.sum(axis=1).astype(float)
@@ -269,7 +270,8 @@ def record_to_simulation(sim: dict[str, np.ndarray], n_segments: int, n_time: in
     t_high = (np.arange(n_time * DETECTION_PER_MS) / DETECTION_PER_MS).astype(np.float32)
     soma, nexus = sim["soma_v"][:n_time], sim["nexus_v"][:n_time]
     spike_times = np.asarray(sim["spike_times"], dtype=np.float64)
-    exc, inh = {}, {}
+    exc: dict[np.int64, list[np.int64]] = {}
+    inh: dict[np.int64, list[np.int64]] = {}
     t_idx, c_idx = np.nonzero(sim["inputs"][:n_time])
     for target, lo in ((exc, 0), (inh, n_segments)):
         mask = (c_idx >= lo) & (c_idx < lo + n_segments)

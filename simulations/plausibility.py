@@ -12,6 +12,7 @@ they mean"). No NEURON here: verdicts are pure functions of numbers, tested with
 
 from __future__ import annotations
 
+import builtins
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -169,7 +170,7 @@ class Verdict:
     verdict: Literal["ok", "flag"]
     reason: str
 
-    @property
+    @builtins.property  # the field `property` above shadows the builtin's name here
     def ok(self) -> bool:
         return self.verdict == "ok"
 

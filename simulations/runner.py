@@ -83,8 +83,9 @@ def _simulator(job: DatasetJob) -> tuple[Simulator, InputLayout]:
         cell = job.cell.build()
         simulator = Simulator(cell, job.settings)
         protocol = job.protocol
-        clustered = isinstance(protocol, NeuronIOProtocol) and protocol.clustering.probability > 0
-        levels = protocol.clustering.levels if clustered else ()
+        levels: tuple[int, ...] = ()
+        if isinstance(protocol, NeuronIOProtocol) and protocol.clustering.probability > 0:
+            levels = protocol.clustering.levels
         _WorkerState.layout = InputLayout.from_segment_table(cell.segments, levels)
         _WorkerState.simulator = simulator
         _WorkerState.key = key

@@ -385,13 +385,14 @@ class Simulator:
 
     def _scout_pass(self) -> tuple[np.ndarray, np.ndarray]:
         """The whole run at the scout step: where the soma goes above threshold (ms, mV)."""
+        a = self.settings.adaptive
+        assert a is not None  # only adaptive runs scout
         h = hoc()
-        h.dt = self.settings.adaptive.scout_dt_ms
+        h.dt = a.scout_dt_ms
         h.finitialize(self.settings.v_init_mv)
         hoc().ParallelContext().psolve(self.settings.duration_ms + h.dt / 2)  # see _solve
         for vec in self._dend:
             vec.resize(0)
-        a = self.settings.adaptive
         self._window_threshold_mv = a.above_mv
         if a.max_fine_share is not None:
             soma = np.array(self._soma)
@@ -411,6 +412,7 @@ class Simulator:
         (``excursion`` > 0), from ``before_ms`` earlier to ``after_ms`` later, on the coarse
         step's grid."""
         a = self.settings.adaptive
+        assert a is not None  # only adaptive runs have fine windows
         grid = a.coarse_dt_ms
         spans = list(windows)
         for time in outside(windows, t[excursion > 0]):

@@ -13,9 +13,10 @@ import pickle
 import shutil
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from elmpipe.errors import InputError
@@ -89,7 +90,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> None:
     payload = {
         "format": FORMAT,
         "version": VERSION,
-        "model": model.config.model_dump(mode="json"),
+        # every family's module keeps its pydantic config as ``config``
+        "model": cast(BaseModel, model.config).model_dump(mode="json"),
         "state_dict": OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items()),
         **extra,
     }

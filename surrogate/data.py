@@ -235,7 +235,11 @@ class WindowBatches:
         span = [(sim, slice(start, start + self.window)) for sim, start in windows]
         nexus = None
         if self.nexus:
-            nexus = torch.from_numpy(np.stack([sim.nexus[cut] for sim, cut in span]))
+            parts = []
+            for sim, cut in span:
+                assert sim.nexus is not None  # the cache reads it when the loader asks for it
+                parts.append(sim.nexus[cut])
+            nexus = torch.from_numpy(np.stack(parts))
         return Batch(
             inputs,
             torch.from_numpy(np.stack([sim.spikes[cut] for sim, cut in span])),

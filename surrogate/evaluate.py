@@ -6,7 +6,8 @@
 2. Per "file" (128 simulations, or the files an imported NeuronIO split came from) the predicted
    soma is z-scored over all its simulations and times and rescaled to the ground truth's mean/SD.
 3. Simulations with 0–24 output spikes (over the whole simulation) are kept, the first 500 ms
-   dropped, and all remaining time points pooled for the metrics (surrogate/metrics.py).
+   dropped, and all remaining time points pooled for every metric of the table
+   (surrogate/metric_table.py; computed as surrogate/metrics.py defines them).
 4. The spike AUC gets a 95 % bootstrap interval over the kept simulations (``spike_auc_ci95``),
    and a ``caution`` when it rests on fewer than 50 output spikes (``output_spikes``).
 """
@@ -14,7 +15,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,17 +33,10 @@ from elmpipe.dataset import (
     Split,
 )
 from elmpipe.errors import InputError
+from surrogate import metric_table
 from surrogate.data import SOMA_BIAS_MV, soma_mv
-from surrogate.metrics import (
-    ROC,
-    MetricError,
-    auc_caution,
-    bootstrap_auc,
-    rescale_to,
-    soma_metrics,
-    spike_metrics,
-    spike_ranks,
-)
+from surrogate.metric_table import Pooled
+from surrogate.metrics import ROC, auc_caution, rescale_to, spike_ranks
 
 #: a calcium spike at the apical nexus holds it above this for tens of milliseconds; back-
 #: propagating action potentials, sampled at 1 kHz, stay well below it (on the Hay study's test
@@ -119,6 +112,78 @@ def file_partition(
     return [np.array([i for i in g if i in keep], dtype=np.int64) for g in groups if len(g)]
 
 
+def _predict_file(
+    model: nn.Module, data: Split, members: np.ndarray, config: EvaluationConfig, device: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One file's spike probability, soma prediction (not rescaled), soma truth (clipped, both
+    relative to −67.7 mV) and spike labels: (simulations, time) each."""
+    probs, somas, truths, labels = [], [], [], []
+    for i in range(0, len(members), config.sims_per_batch):
+        chunk = members[i : i + config.sims_per_batch]
+        prob, soma = predict(model, data.signed_inputs(chunk), config, device)
+        if not (np.isfinite(prob).all() and np.isfinite(soma).all()):
+            raise InputError(
+                f"the model's predictions on {data} (simulations "
+                f"{', '.join(map(str, chunk[:6]))}) are not finite numbers: its weights "
+                "overflow float32 on these inputs; this checkpoint cannot be evaluated"
+            )
+        voltage = data.soma_v(chunk).astype(np.float64)
+        probs.append(prob)
+        somas.append(soma)
+        truths.append(np.minimum(voltage, SOMA_CLIP_MV) - SOMA_BIAS_MV)
+        labels.append(data.spike_labels(chunk))
+    predicted = np.concatenate(somas).astype(np.float64)
+    return np.concatenate(probs), predicted, np.concatenate(truths), np.concatenate(labels)
+
+
+def _pooled(
+    model: nn.Module,
+    dataset: Dataset,
+    data: Split,
+    n_spikes: np.ndarray,
+    config: EvaluationConfig,
+    device: Any,
+) -> tuple[Pooled, np.ndarray, int]:
+    """The kept simulations' data, pooled over files (each file's prediction rescaled over the
+    whole file first); their indices; the milliseconds dropped from each."""
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("label", "score", "truth", "pred", "raw")}
+    kept, skip = [], 0
+    lo, hi = config.spike_range
+    for members in file_partition(
+        dataset.protocol, np.flatnonzero(n_spikes >= 0), config.sims_per_file
+    ):
+        prob, predicted, truth, label = _predict_file(model, data, members, config, device)
+        rescaled = rescale_to(predicted, truth)  # over the whole file
+        keep = (n_spikes[members] >= lo) & (n_spikes[members] <= hi)
+        skip = config.skip_ms if truth.shape[1] > config.skip_ms else 0
+        for key, values in zip(parts, (label, prob, truth, rescaled, predicted), strict=True):
+            parts[key].append(values[keep, skip:])
+        kept.append(members[keep])
+    joined = {key: np.concatenate(values) for key, values in parts.items()}
+    pooled = Pooled(
+        joined["label"], joined["score"], joined["truth"], joined["pred"], joined["raw"]
+    )
+    return pooled, np.concatenate(kept), skip
+
+
+def _examples(
+    pooled: Pooled, ids: np.ndarray, n_spikes: np.ndarray, count: int, skip: int
+) -> list[dict[str, Any]]:
+    """The ``count`` kept simulations with the most output spikes, in simulation order."""
+    chosen = [int(k) for k in np.argsort(-n_spikes[ids], kind="stable")[:count]]
+    return [
+        {
+            "simulation": int(ids[k]),
+            "truth_mv": pooled.truth[k] + SOMA_BIAS_MV,
+            "prediction_mv": pooled.prediction[k] + SOMA_BIAS_MV,
+            "spikes": pooled.labels[k],
+            "probability": pooled.scores[k],
+            "offset_ms": skip,
+        }
+        for k in sorted(chosen)
+    ]
+
+
 def evaluate(
     model: nn.Module,
     store: str | Path,
@@ -138,46 +203,15 @@ def evaluate(
     expected = _model_inputs(model)
     if expected is not None and expected != data.n_channels:
         raise DatasetError(f"the model takes {expected} inputs; {data} has {data.n_channels}")
-    n_spikes_all = np.full(data.n_sims, -1, dtype=np.int64)
-    n_spikes_all[complete] = data.spike_counts(complete)
-    truths, predictions, raw, labels, scores, kept_ids = [], [], [], [], [], []
-    for members in file_partition(dataset.protocol, complete, config.sims_per_file):
-        prob_file, soma_file, truth_file, label_file = [], [], [], []
-        for i in range(0, len(members), config.sims_per_batch):
-            chunk = members[i : i + config.sims_per_batch]
-            prob, soma = predict(model, data.signed_inputs(chunk), config, device)
-            if not (np.isfinite(prob).all() and np.isfinite(soma).all()):
-                raise InputError(
-                    f"the model's predictions on {data} (simulations "
-                    f"{', '.join(map(str, chunk[:6]))}) are not finite numbers: its weights "
-                    "overflow float32 on these inputs; this checkpoint cannot be evaluated"
-                )
-            voltage = data.soma_v(chunk)
-            prob_file.append(prob)
-            soma_file.append(soma)
-            truth_file.append(np.minimum(voltage.astype(np.float64), SOMA_CLIP_MV) - SOMA_BIAS_MV)
-            label_file.append(data.spike_labels(chunk))
-        truth = np.concatenate(truth_file)
-        predicted = np.concatenate(soma_file).astype(np.float64)
-        rescaled = rescale_to(predicted, truth)  # over the whole file
-        lo, hi = config.spike_range
-        keep = (n_spikes_all[members] >= lo) & (n_spikes_all[members] <= hi)
-        skip = config.skip_ms if truth.shape[1] > config.skip_ms else 0
-        truths.append(truth[keep, skip:])
-        predictions.append(rescaled[keep, skip:])
-        raw.append(predicted[keep, skip:])
-        labels.append(np.concatenate(label_file)[keep, skip:])
-        scores.append(np.concatenate(prob_file)[keep, skip:])
-        kept_ids.append(members[keep])
-    truth, prediction = np.concatenate(truths), np.concatenate(predictions)
-    label, score = np.concatenate(labels), np.concatenate(scores)
-    ids = np.concatenate(kept_ids)
+    n_spikes = np.full(data.n_sims, -1, dtype=np.int64)  # −1: not complete
+    n_spikes[complete] = data.spike_counts(complete)
+    pooled, ids, skip = _pooled(model, dataset, data, n_spikes, config, device)
     metrics: dict[str, Any] = {
         "split": split,
         "simulations": int(complete.size),
         "simulations_kept": int(ids.size),
-        "time_points": int(label.size),
-        "output_spikes": int(label.sum()),
+        "time_points": int(pooled.labels.size),
+        "output_spikes": int(pooled.labels.sum()),
         "protocol": {
             "window_ms": config.window,
             "burn_in_ms": config.burn_in,
@@ -187,34 +221,20 @@ def evaluate(
         },
     }
     if ids.size == 0:
+        lo, hi = config.spike_range
         metrics["note"] = f"no simulation has {lo}–{hi} output spikes; nothing was evaluated"
         return Evaluation(metrics, None)
+    values, spike_note = metric_table.compute(pooled)
+    metrics.update(values)
     roc, spikes = None, []
-    try:
-        roc = ROC.of(label, score)
-        metrics.update(spike_metrics(label, score))
-        metrics["spike_auc_ci95"] = bootstrap_auc(label, score)  # over the kept simulations
-        spikes = spike_table(data, ids, label, score, skip)
-    except MetricError as exc:
-        metrics["spike_note"] = str(exc)
+    if spike_note is None:
+        roc = pooled.roc
+        spikes = spike_table(data, ids, pooled.labels, pooled.scores, skip)
+    else:
+        metrics["spike_note"] = spike_note
     if (caution := auc_caution(metrics)) is not None:
         metrics["caution"] = caution
-    metrics.update(soma_metrics(truth, prediction))
-    raw_error = np.concatenate(raw).ravel() - truth.ravel()
-    metrics["soma_rmse_raw_mv (not rescaled)"] = float(math.sqrt(np.mean(raw_error**2)))
-    chosen = [int(k) for k in np.argsort(-n_spikes_all[ids], kind="stable")[:examples]]
-    example_list = [
-        {
-            "simulation": int(ids[k]),
-            "truth_mv": truth[k] + SOMA_BIAS_MV,
-            "prediction_mv": prediction[k] + SOMA_BIAS_MV,
-            "spikes": label[k],
-            "probability": score[k],
-            "offset_ms": skip,
-        }
-        for k in sorted(chosen)
-    ]
-    return Evaluation(metrics, roc, example_list, spikes)
+    return Evaluation(metrics, roc, _examples(pooled, ids, n_spikes, examples, skip), spikes)
 
 
 def spike_table(

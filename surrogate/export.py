@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -27,6 +28,16 @@ from surrogate.models.recurrence import SCALED_TANH_GAIN, SCALED_TANH_SLOPE
 
 class ELMInference(nn.Module):
     """Frozen ELM: same outputs as the trained module, TorchScript-friendly, steppable."""
+
+    # the buffers registered in __init__, declared for type checkers only: TorchScript reads
+    # class annotations when it scripts the module, and these must not change what it builds
+    if TYPE_CHECKING:
+        projection: torch.Tensor
+        branch_weight: torch.Tensor
+        first_bias: torch.Tensor
+        recurrent: torch.Tensor
+        kappa_m: torch.Tensor
+        gain: torch.Tensor
 
     def __init__(self, model: ELM) -> None:
         super().__init__()

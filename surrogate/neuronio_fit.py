@@ -139,6 +139,8 @@ def loss_fn(
     mse = torch.nn.functional.mse_loss(soma, batch.soma[:, burn_in:])
     loss = spike_weight * bce + (1 - spike_weight) * mse
     if nexus_weight:
+        if batch.nexus is None:
+            raise ValueError("a nexus weight needs batches with the nexus target")
         nexus = torch.nn.functional.mse_loss(output[:, burn_in:, 2], batch.nexus[:, burn_in:])
         loss = loss + nexus_weight * nexus
     return loss

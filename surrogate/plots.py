@@ -25,7 +25,7 @@ def roc_figure(roc: ROC, path: str | Path, label: str = "", fp_zoom: float = 0.0
     ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
     ax.set_title("Output spike prediction (1 ms bins)")
     ax.legend(loc="lower right", fontsize=8)
-    inset = ax.inset_axes([0.42, 0.18, 0.5, 0.42])
+    inset = ax.inset_axes((0.42, 0.18, 0.5, 0.42))
     inset.plot(roc.fpr, roc.tpr, color="C0", lw=1.4)
     for f in (0.0025, 0.01):
         inset.axvline(f, color="C3", lw=0.8, ls=":")

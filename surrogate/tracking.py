@@ -117,8 +117,8 @@ class MLflowTracker:
         self.client = MlflowClient(tracking_uri=uri)
         ids_file = run_dir / RUN_IDS
         ids = json.loads(ids_file.read_text()) if ids_file.exists() else {}
-        self.run_id = ids.get("mlflow")
-        if self.run_id is None:
+        run_id: str | None = ids.get("mlflow")
+        if run_id is None:
             name = experiment or run_dir.parent.name or "elmpipe"
             found = self.client.get_experiment_by_name(name)
             experiment_id = (
@@ -126,10 +126,11 @@ class MLflowTracker:
                 if found
                 else self.client.create_experiment(name, artifact_location=_artifacts(uri, name))
             )
-            self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name).info.run_id
-            write_json_atomic(ids_file, {**ids, "mlflow": self.run_id})
+            run_id = self.client.create_run(experiment_id, run_name=run_dir.name).info.run_id
+            write_json_atomic(ids_file, {**ids, "mlflow": run_id})
             for key, value in _flat_params(params).items():
-                self.client.log_param(self.run_id, key, value[:6000])
+                self.client.log_param(run_id, key, value[:6000])
+        self.run_id: str = run_id
 
     def epoch(self, row: dict[str, Any]) -> None:
         step = int(row["epoch"])

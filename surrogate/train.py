@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import torch
@@ -102,7 +102,10 @@ class LoopSettings(StrictModel):
 class TrainingTask(Protocol):
     """What a task plugs into the loop."""
 
-    config: LoopSettings  # the whole run config (compared on resume)
+    @property
+    def config(self) -> LoopSettings:
+        """The whole run config (compared on resume); tasks extend :class:`LoopSettings`."""
+        ...
 
     def build_model(self) -> torch.nn.Module: ...
 
@@ -299,13 +302,27 @@ def _weight_average(settings: LoopSettings, model: torch.nn.Module) -> AveragedM
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay))
 
 
-def train(
-    task: TrainingTask, out: str | Path, *, resume: bool = False, progress: bool = True
-) -> RunResult:
-    """Train ``task``'s model into the run folder ``out`` (or continue it with ``resume``)."""
-    started = time.perf_counter()
-    keep_freed_memory()  # batches reuse the last one's memory, in dask workers too
-    out = check_output_folder(out, "run folder")
+@dataclass
+class _Session:
+    """A run's live state: the model, what optimises it, and what it has done so far."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    averaged: AveragedModel | None
+    history: list[dict[str, Any]]
+    best: dict[str, Any]
+    first_epoch: int  # 0, or the epoch after the last one saved
+    resumed: bool
+
+    @property
+    def scored(self) -> torch.nn.Module:
+        """What is validated, selected and saved: the moving average when there is one."""
+        return self.model if self.averaged is None else self.averaged.module
+
+
+def _open_session(task: TrainingTask, out: Path, resume: bool, device: torch.device) -> _Session:
+    """A new run's model and optimiser, or a resumed run's as ``last.pt`` left them."""
     settings = task.config
     last_path = out / "last.pt"
     state = None
@@ -314,34 +331,119 @@ def train(
             raise TrainingError(f"{out} already holds a run; pass --resume to continue it")
         state = read_checkpoint(last_path)
         check_same_config(state.get("train_config"), settings, last_path)
-    device = pick_device(settings.device)
     torch.manual_seed(settings.seed)
     model = task.build_model().to(device)
-    provenance = task.provenance()
     optimizer = _optimizer(settings, model)
-    per_epoch = task.batches_per_epoch()
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=per_epoch * settings.epochs, eta_min=0.0
+        optimizer, T_max=task.batches_per_epoch() * settings.epochs, eta_min=0.0
     )
-    history: list[dict] = []
-    best: dict[str, Any] = {}
-    first_epoch = 0
+    session = _Session(model, optimizer, scheduler, None, [], {}, 0, state is not None)
     if state is not None:
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
-    averaged = _weight_average(settings, model)
-    if averaged is not None and state is not None:
-        averaged.load_state_dict(state["averaged"])
-    # what is validated, selected and saved: the moving average when there is one
-    scored = model if averaged is None else averaged.module
+        session.history, session.best = state["history"], state["best"]
+        session.first_epoch = state["epoch"] + 1
+    session.averaged = _weight_average(settings, model)
+    if session.averaged is not None and state is not None:
+        session.averaged.load_state_dict(state["averaged"])
+    return session
+
+
+def _save_epoch(
+    session: _Session, out: Path, row: dict[str, Any], settings: LoopSettings, provenance: dict
+) -> None:
+    """best.pt when the epoch improved on the best, and always last.pt and the metrics."""
+    if row is session.best:
+        # a copy of the weights at this epoch, not an alias of the live ones
+        save_checkpoint(out / "best.pt", session.scored, metrics=row, provenance=provenance)
+    save_checkpoint(
+        out / "last.pt",
+        session.model,
+        averaged=None if session.averaged is None else session.averaged.state_dict(),
+        train_config=_config_json(settings),
+        optimizer=session.optimizer.state_dict(),
+        scheduler=session.scheduler.state_dict(),
+        epoch=row["epoch"] - 1,
+        history=session.history,
+        best=session.best,
+        provenance=provenance,
+    )
+    _write_metrics(out, session.history)
+
+
+def _run_epoch(
+    task: TrainingTask, session: _Session, epoch: int, device: torch.device, progress: bool
+) -> dict[str, Any]:
+    """Train one epoch and validate it; returns its metrics row."""
+    started = time.perf_counter()
+    losses = _train_epoch(
+        task,
+        session.model,
+        session.optimizer,
+        session.scheduler,
+        session.averaged,
+        epoch,
+        device,
+        progress,
+    )
+    row: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "train_loss": float(np.mean(losses)),
+        "lr": float(session.scheduler.get_last_lr()[0]),
+        "seconds": time.perf_counter() - started,
+    }
+    row.update(_validated(task, session.scored, device))
+    return row
+
+
+def _summary(
+    task: TrainingTask,
+    session: _Session,
+    device: torch.device,
+    stopped_early: bool,
+    seconds: float,
+    provenance: dict,
+) -> dict[str, Any]:
+    """result.json: the task's final results (e.g. test accuracy) and the run's record."""
+    session.scored.eval()
+    with torch.no_grad():
+        extra = task.finish(session.scored, device)
+    history = session.history
+    return {
+        "parameters": count_parameters(session.model),
+        "epochs": sum(1 for row in history if row["epoch"] > 0),  # not the warm start's 0
+        "stopped_early": stopped_early,
+        "best": session.best,
+        "last": history[-1] if history else {},
+        # every family's module keeps its pydantic config as ``config``
+        "model": cast(BaseModel, session.model.config).model_dump(mode="json"),
+        "seconds": seconds,
+        "provenance": provenance,
+        **extra,
+    }
+
+
+def train(
+    task: TrainingTask, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> RunResult:
+    """Train ``task``'s model into the run folder ``out`` (or continue it with ``resume``)."""
+    started = time.perf_counter()
+    keep_freed_memory()  # batches reuse the last one's memory, in dask workers too
+    out = check_output_folder(out, "run folder")
+    settings = task.config
+    device = pick_device(settings.device)
+    session = _open_session(task, out, resume, device)
+    provenance = task.provenance()
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", _config_json(settings))
-    if state is None and task.starts_trained():
-        history, best = _validate_start(task, scored, device, out, provenance, progress)
-    model.train()
-    stopped_early = _out_of_patience(settings, history, best)  # a resumed run that had stopped
+    if not session.resumed and task.starts_trained():
+        session.history, session.best = _validate_start(
+            task, session.scored, device, out, provenance, progress
+        )
+    session.model.train()
+    # a resumed run that had stopped stays stopped
+    stopped_early = _out_of_patience(settings, session.history, session.best)
     tracked = open_trackers(
         settings.track,
         out,
@@ -349,70 +451,36 @@ def train(
         uri=settings.tracking_uri,
         experiment=settings.experiment,
     )
-    for row in history if state is None else []:  # the warm start's epoch 0
+    for start_row in [] if session.resumed else session.history:  # the warm start's epoch 0
+        tracked.epoch(start_row)
+    last_epoch = session.first_epoch if stopped_early else settings.epochs
+    for epoch in range(session.first_epoch, last_epoch):
+        row = _run_epoch(task, session, epoch, device, progress)
+        session.history.append(row)
         tracked.epoch(row)
-    for epoch in range(first_epoch, first_epoch if stopped_early else settings.epochs):
-        epoch_started = time.perf_counter()
-        losses = _train_epoch(task, model, optimizer, scheduler, averaged, epoch, device, progress)
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "train_loss": float(np.mean(losses)),
-            "lr": float(scheduler.get_last_lr()[0]),
-            "seconds": time.perf_counter() - epoch_started,
-        }
-        row.update(_validated(task, scored, device))
-        history.append(row)
-        tracked.epoch(row)
-        if not best or task.improved(row, best):
-            best = dict(row)
-            # a copy of the weights at this epoch, not an alias of the live ones
-            save_checkpoint(out / "best.pt", scored, metrics=best, provenance=provenance)
-        save_checkpoint(
-            last_path,
-            model,
-            averaged=None if averaged is None else averaged.state_dict(),
-            train_config=_config_json(settings),
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-            epoch=epoch,
-            history=history,
-            best=best,
-            provenance=provenance,
-        )
-        _write_metrics(out, history)
+        if not session.best or task.improved(row, session.best):
+            session.best = row
+        _save_epoch(session, out, row, settings, provenance)
         if progress:
             tqdm.write(f"epoch {epoch + 1}: {_shown(row)}")
-        if _out_of_patience(settings, history, best):
+        if _out_of_patience(settings, session.history, session.best):
             stopped_early = True
             if progress:
-                tqdm.write(f"stopped: no better validation result since epoch {best['epoch']}")
+                best_epoch = session.best["epoch"]
+                tqdm.write(f"stopped: no better validation result since epoch {best_epoch}")
             break
-    scored.eval()
-    with torch.no_grad():
-        extra = task.finish(scored, device)
-    parameters = count_parameters(model)
-    trained = [row for row in history if row["epoch"] > 0]  # not the warm start's epoch 0
-    summary = {
-        "parameters": parameters,
-        "epochs": len(trained),
-        "stopped_early": stopped_early,
-        "best": best,
-        "last": history[-1] if history else {},
-        "model": model.config.model_dump(mode="json"),
-        "seconds": time.perf_counter() - started,
-        "provenance": provenance,
-        **extra,
-    }
+    seconds = time.perf_counter() - started
+    summary = _summary(task, session, device, stopped_early, seconds, provenance)
     write_json_atomic(out / RESULT_FILE, summary)  # last: its presence means "finished"
     with tracked:
         tracked.finish(summary)
     return RunResult(
         out=out,
-        epochs_run=sum(1 for row in trained if row["epoch"] > first_epoch),
-        parameters=parameters,
-        best=best,
+        epochs_run=sum(1 for row in session.history if row["epoch"] > session.first_epoch),
+        parameters=summary["parameters"],
+        best=session.best,
         last=summary["last"],
-        seconds=summary["seconds"],
+        seconds=seconds,
         summary=summary,
     )
 

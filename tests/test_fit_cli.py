@@ -9,7 +9,8 @@ import torch
 from click.testing import CliRunner
 
 from pipelines.cli import EXIT_BAD_INPUT, cli
-from pipelines.sweep import SweepConfig, grid, tcn_shape
+from pipelines.sweep import SweepConfig, grid
+from surrogate.models.tcn import tcn_shape
 
 FAST = ["--epochs", "1", "--batches-per-epoch", "4", "-q"]
 

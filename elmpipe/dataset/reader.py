@@ -313,7 +313,11 @@ class Split:
                 return array[(int(sims), *rest)]
             return array.get_orthogonal_selection((np.asarray(sims), *rest))
         except _READ_FAILURES as exc:
-            bad = [int(sims)] if np.ndim(sims) == 0 else self._unreadable(name, sims, rest)
+            bad = (
+                [int(sims)]
+                if np.ndim(sims) == 0
+                else self._unreadable(name, np.asarray(sims), rest)
+            )
             raise DatasetError(
                 f"{self}: simulation {_describe_indices(bad or np.atleast_1d(sims))} is damaged "
                 f"({name} cannot be read: {exc}). Run the command that made the dataset again to "

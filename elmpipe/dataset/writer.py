@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -172,7 +172,7 @@ def _create_split(root: zarr.Group, spec: DatasetSpec, split: str, n_sims: int, 
         )
     # coordinates (xarray reads an array named like a dimension as its coordinate)
     kinds = np.array(spec.channels["kind"])
-    coords = {
+    coords: dict[str, np.ndarray] = {
         "time": np.arange(spec.n_time, dtype=np.float32),
         "channel": np.arange(spec.n_channels, dtype=np.int32),
         "channel_sign": np.where(kinds == EXCITATORY, 1, -1).astype(np.int8),
@@ -415,7 +415,8 @@ def write_block(path: str | Path, split: str, start: int, records: list[Simulati
         group["interval_ms"][start:stop] = [r.interval_ms for r in records]
         group["smoothing_ms"][start:stop] = [r.smoothing_ms for r in records]
         group["attempts"][start:stop] = [r.attempts for r in records]
-        if "dend_v" in group:
-            group["dend_v"][start:stop] = np.stack([r.dend_v for r in records])
+        if "dend_v" in group:  # a store that records dendrites has them from every simulation
+            dendrites = cast("list[np.ndarray]", [r.dend_v for r in records])
+            group["dend_v"][start:stop] = np.stack(dendrites)
         for index in range(start, stop):  # last: only now do these simulations count as done
             group[COMPLETE][index] = True

@@ -45,6 +45,12 @@ def cell_info(
 
     Resting potential is read 1.5 s after initialising at -76 mV without input; input resistance
     from the steady response to a -50 pA somatic step (CVode, 6.3 °C, as in the data stage).
+
+    \b
+    Examples:
+      elmpipe cell info
+      elmpipe cell info -m my_cell.swc --no-sim
+      elmpipe cell info -m my_cell.asc --apical-trees 3 --json
     """
     from simulations import electrophysiology as ephys
 
@@ -113,7 +119,13 @@ def cell_step(
     delay: float,
     celsius: float,
 ) -> None:
-    """Inject a somatic current step and print the action potentials it evokes."""
+    """Inject a somatic current step and print the action potentials it evokes.
+
+    \b
+    Examples:
+      elmpipe cell step -a 0.8
+      elmpipe cell step -m my_cell.asc -a 1.5 --duration 2000
+    """
     from simulations import electrophysiology as ephys
 
     if duration <= 0 or delay < 0:
@@ -149,6 +161,12 @@ def cell_check(
     Ends with a verdict per property: ok inside a plausible range for a cortical (L5)
     pyramidal cell, flag outside it, with the reason (simulations/plausibility.py;
     docs/own-cell.md). The exit code stays 0: it is a report.
+
+    \b
+    Examples:
+      elmpipe cell check
+      elmpipe cell check -m my_cell.asc
+      elmpipe cell check -m my_cell.swc --nexus 'apic[50](0.9)' --json
     """
     from simulations import electrophysiology as ephys
     from simulations.plausibility import assess, measurements_of
@@ -345,11 +363,13 @@ def cell_calibrate(
     if not isinstance(config.protocol, NeuronIOProtocol):
         raise InputError(f"{config_path}: protocol: calibration needs generated (neuronio) inputs")
     config = prepared(config)
+    protocol = config.protocol
+    assert isinstance(protocol, NeuronIOProtocol)  # checked above; prepared keeps the protocol
     spec = describe_dataset(config)
     log = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     result = run_calibration(
         config.cell,
-        config.protocol,
+        protocol,
         config.simulation,
         config.calibration,
         config.cluster,

@@ -5,12 +5,17 @@ Commands raise elmpipe's own errors (elmpipe.errors); ``pipelines.cli`` maps the
 
 from __future__ import annotations
 
+import types
+import typing
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
+from pydantic import BaseModel
 
 from elmpipe.errors import EXIT_CODES_HELP, InputError
+from pipelines.cluster import ClusterConfig
 
 EPILOG = EXIT_CODES_HELP
 
@@ -24,6 +29,11 @@ class FiniteRange(click.FloatRange):
         if number != number:
             self.fail(f"{value!r} is not a number", param, ctx)
         return number
+
+    def _describe_range(self) -> str:
+        if self.min is None and self.max is None:
+            return "finite"
+        return super()._describe_range()
 
 
 def build_cell(morphology: Path | None, parameters: str | None, nexus: str | None = None) -> Any:
@@ -130,15 +140,145 @@ def with_options(options):
     return decorate
 
 
+# -- options derived from the config models: one place says a setting's type, bounds, choices
+# and default, and the command line asks it
+
+
+def _plain_type(annotation: Any) -> Any:
+    """``int | None`` → int; other unions and containers stay as they are."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return kinds[0] if len(kinds) == 1 else annotation
+    return annotation
+
+
+def _bounds(metadata: Iterable[Any]) -> dict[str, Any]:
+    """A pydantic field's ge/gt/le/lt constraints as click range arguments."""
+    bounds: dict[str, Any] = {}
+    for item in metadata:
+        for name, key, is_open in (("ge", "min", False), ("gt", "min", True)):
+            if getattr(item, name, None) is not None:
+                bounds.update({key: getattr(item, name), "min_open": is_open})
+        for name, key, is_open in (("le", "max", False), ("lt", "max", True)):
+            if getattr(item, name, None) is not None:
+                bounds.update({key: getattr(item, name), "max_open": is_open})
+    return bounds
+
+
+def field_type(model: type[BaseModel], field: str) -> Any:
+    """The click type of ``model.field``, with the field's bounds as a range (shown in help)."""
+    info = model.model_fields[field]
+    kind = param_type(info.annotation)
+    bounds = _bounds(info.metadata)
+    if kind is float or isinstance(kind, FiniteRange):
+        return FiniteRange(**bounds)
+    if kind is int and bounds:
+        if bounds.get("min_open"):
+            bounds["min"] += 1
+        if bounds.get("max_open"):
+            bounds["max"] -= 1
+        return click.IntRange(bounds.get("min"), bounds.get("max"))
+    return kind
+
+
+def param_type(annotation: Any) -> Any:
+    """The click type of a config field's annotation: a Literal's values become a Choice, a
+    float refuses nan and inf (pydantic checks the bounds again, naming the key)."""
+    annotation = _plain_type(annotation)
+    if typing.get_origin(annotation) is tuple:  # a repeated option: the type of one value
+        return param_type(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) is Literal:
+        return click.Choice([str(value) for value in typing.get_args(annotation)])
+    if annotation is float:
+        return FiniteRange()
+    if annotation in (int, str, bool):
+        return annotation
+    return str
+
+
+def choices_of(model: type[BaseModel], field: str) -> click.Choice:
+    """The values a ``Literal`` field of ``model`` allows, as a click Choice."""
+    kind = param_type(model.model_fields[field].annotation)
+    if not isinstance(kind, click.Choice):
+        raise TypeError(f"{model.__name__}.{field} is not a Literal")
+    return kind
+
+
+def described(model: type[BaseModel], field: str, text: str | None = None) -> str:
+    """Help text: ``text`` (default: the field's description) and the model's default."""
+    info = model.model_fields[field]
+    text = text or info.description or field.replace("_", " ")
+    text = text[:1].upper() + text[1:]
+    default = info.get_default(call_default_factory=True)
+    if default is None or default == ():
+        return text + "."
+    shown = str(default).lower() if isinstance(default, bool) else default
+    return f"{text} (default {shown})."
+
+
+def field_option(
+    model: type[BaseModel],
+    field: str,
+    *flags: str,
+    help: str | None = None,
+    dest: str | None = None,
+    **kwargs: Any,
+) -> Callable:
+    """An option that sets ``model.field`` (its value arrives as keyword ``dest``, default the
+    field's name; None when not given, so a config file's value stands): type, choices and
+    default from the model."""
+    flags = flags or ("--" + field.replace("_", "-"),)
+    kwargs.setdefault("type", field_type(model, field))
+    help_text = described(model, field, help)
+    return click.option(*flags, dest or field, default=None, help=help_text, **kwargs)
+
+
+def given(options: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """The options among ``fields`` that were given on the command line."""
+    return {k: options[k] for k in fields if options.get(k) is not None and options[k] != ()}
+
+
 cluster_options = [
-    click.option(
+    field_option(
+        ClusterConfig,
+        "kind",
         "--cluster",
-        type=click.Choice(["in-process", "local", "address", "slurm", "pbs"]),
-        help="Where tasks run (default: local, one worker process per core).",
+        dest="cluster",
+        help="Where tasks run: in this process, local worker processes (one per core by "
+        "default), a running scheduler (--address) or SLURM/PBS jobs",
     ),
-    click.option("--workers", type=int, help="Worker processes (local) or jobs (slurm/pbs)."),
-    click.option("--address", help="Scheduler address for --cluster address."),
+    field_option(ClusterConfig, "workers", help="Worker processes (local) or jobs (slurm/pbs)"),
+    field_option(ClusterConfig, "address", help="Scheduler address for --cluster address"),
+    click.option(
+        "--cluster-config",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="A YAML file whose `cluster:` section sets SLURM/PBS details (queue, walltime, "
+        "cores and memory per job…; e.g. configs/hay-study.yaml); the options above override it.",
+    ),
 ]
+
+
+def cluster_settings(
+    kind: str | None,
+    workers: int | None,
+    address: str | None,
+    cluster_config: Path | None,
+    base: BaseModel | None = None,
+) -> Any:
+    """The ClusterConfig of a command: ``base`` (a config file's section), then
+    ``--cluster-config``'s ``cluster:`` section, then the options; each checked, naming its
+    source."""
+    from pipelines.config import OPTIONS, checked, read_yaml
+
+    section: dict[str, Any] = base.model_dump(exclude_unset=True) if base is not None else {}
+    if cluster_config is not None:
+        from_file = read_yaml(cluster_config).get("cluster") or {}
+        with checked(str(cluster_config), "cluster"):
+            ClusterConfig.model_validate(from_file)
+        section.update(from_file)
+    with checked(OPTIONS):
+        options = {"kind": kind, "workers": workers, "address": address}
+        return ClusterConfig.model_validate({**section, **given(options, options)})
 
 
 def _input_scale(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -159,3 +299,84 @@ input_scale_option = click.option(
     "cell fires as the Hay cell does (kept by an existing store; the Hay cell gets exactly 1, "
     "NeuronIO's protocol); a number: used as given. See docs/own-cell.md.",
 )
+
+
+# -- model families' options (surrogate.models.registry): every family's hyper-parameters, named
+# as the family declares them
+
+MODEL_PREFIX = "model_"
+AXIS_PREFIX = "axis_"
+
+
+def model_options(families: Iterable[str]) -> list[Callable]:
+    """One option per hyper-parameter flag of ``families`` (values arrive as ``model_<field>``),
+    its help naming the families that take it."""
+    from surrogate.models.registry import FAMILIES, options_of
+
+    made = []
+    for flag, (option, names) in options_of(families).items():
+        owner = FAMILIES[names[0]]
+        made.append(
+            click.option(
+                flag,
+                MODEL_PREFIX + option.field,
+                type=param_type(owner.option_type(option)),
+                default=None,
+                help=f"{'/'.join(n.upper() for n in names)}: {owner.option_help(option)}.",
+            )
+        )
+    return made
+
+
+def model_options_given(options: dict[str, Any], family: str) -> dict[str, Any]:
+    """Pop the ``model_*`` options; those given, as the family's fields. A flag of another
+    family is refused, naming the families that take it."""
+    from surrogate.models.registry import FAMILIES
+
+    values = {
+        k[len(MODEL_PREFIX) :]: options.pop(k) for k in list(options) if k.startswith(MODEL_PREFIX)
+    }
+    mine = {option.field for option in FAMILIES[family].options}
+    chosen = {}
+    for field, value in values.items():
+        if value is None:
+            continue
+        if field not in mine:
+            owners = [n for n, f in FAMILIES.items() if field in {o.field for o in f.options}]
+            flag = next(o.cli_flag for o in FAMILIES[owners[0]].options if o.field == field)
+            raise InputError(f"{flag} is an option of {', '.join(owners)}, not of {family}")
+        chosen[field] = value
+    return chosen
+
+
+def sweep_axis_options() -> list[Callable]:
+    """One option per sweep axis of every surrogate family, each taking comma-separated values
+    (they arrive as ``axis_<sweep key>``)."""
+    from surrogate.models.registry import FAMILIES, surrogate_families
+
+    made = []
+    for name in surrogate_families():
+        for option in FAMILIES[name].sweep_axes():
+            defaults = ",".join(str(value) for value in option.sweep_values)
+            what = FAMILIES[name].option_help(option).split(" (default")[0]
+            made.append(
+                click.option(
+                    option.sweep_flag,
+                    AXIS_PREFIX + str(option.sweep_key),
+                    default=None,
+                    metavar="V[,V…]",
+                    help=f"{name.upper()}: {what}, comma-separated (default {defaults}).",
+                )
+            )
+    return made
+
+
+def sweep_axes_given(options: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Pop the ``axis_*`` options; those given, as sweep key → values (checked by the sweep)."""
+    axes = {}
+    for key in [k for k in options if k.startswith(AXIS_PREFIX)]:
+        text = options.pop(key)
+        if text is not None:
+            axis = key[len(AXIS_PREFIX) :]
+            axes[axis] = comma_separated(text, str, "--" + axis.replace("_", "-")) or ()
+    return axes

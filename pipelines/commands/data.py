@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,6 +15,7 @@ from pipelines.commands.common import (
     FiniteRange,
     apical_trees,
     cluster_options,
+    cluster_settings,
     config_option,
     input_scale_option,
     morphology_option,
@@ -52,7 +54,7 @@ from pipelines.commands.common import (
     is_flag=True,
     default=None,
     help="coreneuron: a 0.05 ms step while the soma is below -65 mV, the fine step around "
-    "spikes (1.5-1.9x faster, same fidelity bar; docs/simulation-engines.md). "
+    "spikes: faster, to the same fidelity bar (docs/simulation-engines.md measures both). "
     "simulation.adaptive in a config sets its parameters.",
 )
 @click.option("--record-dendrites/--no-record-dendrites", default=None, help="Store dend_v.")
@@ -83,6 +85,7 @@ def simulate(
     cluster: str | None,
     workers: int | None,
     address: str | None,
+    cluster_config: Path | None,
     quiet: bool,
 ) -> None:
     """Simulate the cell with NeuronIO inputs into a Zarr dataset, in parallel, resumably.
@@ -112,7 +115,7 @@ def simulate(
     if replay is not None and input_scale is not None:
         raise InputError("--input-scale applies to generated inputs, not to --replay")
     config = load_simulate_config(config_path) if config_path else SimulateConfig()
-    overrides = {
+    overrides: dict[str, Any] = {
         "cell.morphology": str(morphology) if morphology else None,
         "cell.apical_trees": apical_trees(),
         "cell.parameters": parameters,
@@ -121,9 +124,6 @@ def simulate(
         "simulation.engine": engine,
         "simulation.adaptive": {} if adaptive_step else None,
         "simulation.record_dendrites": record_dendrites,
-        "cluster.kind": cluster,
-        "cluster.workers": workers,
-        "cluster.address": address,
     }
     if input_scale is not None:
         if config.protocol.kind != "neuronio":
@@ -135,6 +135,8 @@ def simulate(
         if replay_split:
             overrides["protocol"]["split"] = replay_split
     config = with_overrides(config, overrides)
+    settings = cluster_settings(cluster, workers, address, cluster_config, base=config.cluster)
+    config = config.model_copy(update={"cluster": settings})
     summary = run_simulate(config, out, split, n_sims, progress=not quiet, log=click.echo)
     repaired = f"; {summary.repaired} found damaged and redone" if summary.repaired else ""
     click.echo(
@@ -156,23 +158,6 @@ def dataset() -> None:
     """Look at datasets, and convert from and to the original NeuronIO pickle files."""
 
 
-def _cluster_from(kind: str | None, workers: int | None):
-    from pipelines.cluster import ClusterConfig
-    from pipelines.config import OPTIONS, checked
-
-    with checked(OPTIONS):
-        return ClusterConfig(kind=kind or "local", workers=workers)
-
-
-cluster_option = click.option(
-    "--cluster",
-    type=click.Choice(["in-process", "local"]),
-    default=None,
-    help="Where to run (default: local, one worker process per core).",
-)
-workers_option = click.option("--workers", type=int, help="Worker processes.")
-
-
 @dataset.command("describe", epilog=EPILOG)
 @click.argument("store", type=click.Path(path_type=Path))
 @click.option("--split", default=None, help="Only this split (default: all).")
@@ -186,6 +171,11 @@ def dataset_describe(store: Path, split: str | None, as_json: bool) -> None:
     dataset to recompute them). Warnings go to stderr (and to "warnings" with --json) when a
     split's output is far from the target (the store's calibration target, or the Hay cell's
     output): a rate off by more than 2x, many silent simulations, many outside 0–24 spikes.
+
+    \b
+    Examples:
+      elmpipe dataset describe data.zarr
+      elmpipe dataset describe data.zarr --split test --json
     """
     from elmpipe.dataset.statistics import describe
 
@@ -239,15 +229,21 @@ def dataset_describe(store: Path, split: str | None, as_json: bool) -> None:
 @out_option("Zarr dataset to create or complete.")
 @click.option("--split", default="test", show_default=True)
 @click.option("--with-dendrites", is_flag=True, help="Also import the dendritic voltages.")
-@cluster_option
-@workers_option
+@with_options(cluster_options)
 @quiet_option
-def dataset_import(folder, out, split, with_dendrites, cluster, workers, quiet) -> None:
+def dataset_import(
+    folder, out, split, with_dendrites, cluster, workers, address, cluster_config, quiet
+) -> None:
     """Convert a folder of original NeuronIO pickle files into a split of our schema.
 
     Files are read with a restricted unpickler (numpy arrays only: a crafted file cannot run
     code), one file per task in parallel; rerunning completes an interrupted import and redoes
     damaged simulations.
+
+    \b
+    Examples:
+      elmpipe dataset import-neuronio neuronio/test -o neuronio.zarr --split test
+      elmpipe dataset import-neuronio neuronio/train -o neuronio.zarr --split train --workers 8
     """
     from pipelines.neuronio_files import import_neuronio
 
@@ -256,7 +252,7 @@ def dataset_import(folder, out, split, with_dendrites, cluster, workers, quiet) 
         out,
         split,
         with_dendrites=with_dendrites,
-        cluster=_cluster_from(cluster, workers),
+        cluster=cluster_settings(cluster, workers, address, cluster_config),
         progress=not quiet,
     )
     click.echo(f"{out} [{split}]: {n} simulations from {folder}")
@@ -267,11 +263,18 @@ def dataset_import(folder, out, split, with_dendrites, cluster, workers, quiet) 
 @click.option("--split", default="test", show_default=True)
 @out_option("Folder for the pickle files.")
 @click.option("--sims-per-file", default=SIMS_PER_FILE, show_default=True, type=click.IntRange(1))
-@cluster_option
-@workers_option
+@with_options(cluster_options)
 @quiet_option
-def dataset_export(store, split, out, sims_per_file, cluster, workers, quiet) -> None:
-    """Write a split as NeuronIO pickle files, so code written for NeuronIO runs on it."""
+def dataset_export(
+    store, split, out, sims_per_file, cluster, workers, address, cluster_config, quiet
+) -> None:
+    """Write a split as NeuronIO pickle files, so code written for NeuronIO runs on it.
+
+    \b
+    Examples:
+      elmpipe dataset export-neuronio data.zarr --split test -o pickles/
+      elmpipe dataset export-neuronio data.zarr --split train -o pickles/ --sims-per-file 64
+    """
     from pipelines.neuronio_files import export_neuronio
 
     export = export_neuronio(
@@ -279,7 +282,7 @@ def dataset_export(store, split, out, sims_per_file, cluster, workers, quiet) ->
         split,
         out,
         sims_per_file=sims_per_file,
-        cluster=_cluster_from(cluster, workers),
+        cluster=cluster_settings(cluster, workers, address, cluster_config),
         progress=not quiet,
     )
     click.echo(f"{len(export.names)} files in {out}")
@@ -314,6 +317,11 @@ def dataset_compare(reference, candidate, split, tolerance_ms, as_json) -> None:
       elmpipe dataset import-neuronio Data_test -o neuronio.zarr --split test
       elmpipe simulate -o replay.zarr --split test -n 4 --replay neuronio.zarr -m cell1.asc
       elmpipe dataset compare neuronio.zarr replay.zarr --split test
+
+    \b
+    Examples:
+      elmpipe dataset compare neuronio.zarr replay.zarr
+      elmpipe dataset compare neuronio.zarr replay.zarr --split test --tolerance-ms 0.5 --json
     """
     from elmpipe.dataset.compare import compare
 

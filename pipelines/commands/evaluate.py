@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from elmpipe.dataset.schema import SIMS_PER_FILE
-from pipelines.commands.common import EPILOG, data_option, out_option
+from pipelines.commands.common import EPILOG, data_option, field_option, given, out_option
+from pipelines.config import OPTIONS, EvaluateStage, checked
 
 # -- evaluate ---------------------------------------------------------------------------------
 
@@ -21,23 +21,19 @@ from pipelines.commands.common import EPILOG, data_option, out_option
     help="Our checkpoint (best.pt) or a released ELM neuronio_best_model_state.pt.",
 )
 @data_option
-@click.option("--split", default="test", show_default=True)
+@field_option(EvaluateStage, "split", help="Split to evaluate")
 @out_option("Folder for metrics.json and plots (default: beside the checkpoint).", False)
 @click.option(
     "--published-config",
     type=click.Path(path_type=Path, dir_okay=False),
     help="model_config.json of a released ELM (default: the one beside it).",
 )
-@click.option(
-    "--sims-per-file",
-    default=SIMS_PER_FILE,
-    type=click.IntRange(min=1),
-    show_default=True,
-    help="Simulations z-scored together (NeuronIO files; imports use their files).",
+@field_option(
+    EvaluateStage,
+    "sims_per_file",
+    help="Simulations z-scored together (NeuronIO files; imports use their files)",
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@field_option(EvaluateStage, "device")
 def evaluate(checkpoint, data, split, out, published_config, sims_per_file, device) -> None:
     """Evaluate a surrogate with the NeuronIO protocol; write metrics.json, roc.png, traces.png
     and spikes.csv.
@@ -52,18 +48,36 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     share of 1 − AUC), the costliest first, and the highest nexus voltage around it: whether
     the surrogate misses a few whole events, or the spikes that dendritic calcium spikes drive,
     or is weak everywhere.
+
+    \b
+    Examples:
+      elmpipe evaluate -k runs/elm/best.pt -d data.zarr
+      elmpipe evaluate -k runs/elm/best.pt -d data.zarr --split valid -o runs/elm/eval-valid
+      elmpipe evaluate -k neuronio_best_model_state.pt -d neuronio.zarr \\
+          --published-config model_config.json
     """
     from elmpipe.outputs import check_output_folder
     from pipelines.evaluation_output import write_evaluation
     from surrogate.checkpoints import load_any
     from surrogate.evaluate import EvaluationConfig
     from surrogate.evaluate import evaluate as run_evaluate
+    from surrogate.metric_table import METRICS
     from surrogate.train import pick_device
 
+    with checked(OPTIONS):
+        stage = EvaluateStage(
+            **given(
+                {"split": split, "sims_per_file": sims_per_file, "device": device},
+                ("split", "sims_per_file", "device"),
+            )
+        )
+    split = stage.split
     out = check_output_folder(out or checkpoint.parent / f"eval-{split}", "evaluation folder")
-    device = pick_device(device)
+    device = pick_device(stage.device)
     model = load_any(checkpoint, published_config)
-    result = run_evaluate(model, data, split, EvaluationConfig(sims_per_file=sims_per_file), device)
+    result = run_evaluate(
+        model, data, split, EvaluationConfig(sims_per_file=stage.sims_per_file), device
+    )
     write_evaluation(result, out, checkpoint)
     m = result.metrics
     click.echo(
@@ -72,23 +86,13 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     )
     if "caution" in m:
         click.echo(f"caution: {m['caution']}")
-    for key in (
-        "spike_auc",
-        "tp_at_0.0025_fp",
-        "auc_at_0.0025_fp",
-        "tp_at_0.01_fp",
-        "auc_at_0.01_fp",
-        "soma_rmse_mv",
-        "soma_mae_mv",
-        "soma_explained_variance_pct",
-        "soma_rmse_raw_mv (not rescaled)",
-    ):
-        if key in m:
-            click.echo(f"  {key:<34} {m[key]:.4f}")
-        if key == "spike_auc" and m.get("spike_auc_ci95"):
-            low, high = m["spike_auc_ci95"]
+    for metric in METRICS:
+        value = m.get(metric.key)
+        if metric.is_score and value is not None:
+            click.echo(f"  {metric.key:<34} {value:.4f}")
+        elif isinstance(value, list) and len(value) == 2:  # an interval
             click.echo(
-                f"  {'spike_auc_ci95':<34} {low:.4f}–{high:.4f} (95 % bootstrap over the "
+                f"  {metric.key:<34} {value[0]:.4f}–{value[1]:.4f} (95 % bootstrap over the "
                 f"{m['simulations_kept']} simulations)"
             )
     if result.spikes:

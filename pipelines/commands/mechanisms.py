@@ -36,6 +36,11 @@ def mechanisms_build(force: bool, variant: str) -> None:
     The cache lives in $ELMPIPE_CACHE_DIR (default ~/.cache/elmpipe) and is keyed by the .mod
     contents and the NEURON version (the CoreNEURON build also by compile flags and CPU), so it
     is rebuilt only when one of them changes. On a cluster, run it once per node type.
+
+    \b
+    Examples:
+      elmpipe mechanisms build
+      elmpipe mechanisms build --variant neuron --force
     """
     from simulations.mechanisms import build_info, build_mechanisms
 
@@ -48,7 +53,12 @@ def mechanisms_build(force: bool, variant: str) -> None:
 
 @mechanisms.command("info", epilog=EPILOG)
 def mechanisms_info() -> None:
-    """Show the cache keys and whether the current mechanisms are built."""
+    """Show the cache keys and whether the current mechanisms are built.
+
+    \b
+    Examples:
+      elmpipe mechanisms info
+    """
     from simulations.mechanisms import cache_key, cache_root, compiled_library
 
     click.echo(f"cache      {cache_root() / 'mechanisms'}")

@@ -6,8 +6,19 @@ from pathlib import Path
 
 import click
 
-from pipelines.commands.common import EPILOG, out_option, quiet_option
+from pipelines.commands.common import (
+    EPILOG,
+    field_option,
+    given,
+    model_options,
+    model_options_given,
+    out_option,
+    quiet_option,
+    with_options,
+)
+from surrogate.models import encoder_families
 from surrogate.tasks import TASK_NAMES
+from surrogate.tasks.classification import TaskTrainConfig
 
 # -- secondary benchmarks -----------------------------------------------------------------------
 
@@ -39,16 +50,20 @@ def task() -> None:
     "shd-adding-cpu; `elmpipe task configs` lists them). Default: the shipped TASK.yaml when "
     "there is one.",
 )
-@click.option("--model", "family", type=click.Choice(["elm", "lstm"]), help="Override family.")
-@click.option("--num-memory", type=int, help="ELM memory units.")
-@click.option("--hidden", type=int, help="LSTM hidden units.")
-@click.option("--bin-ms", type=float, help="SHD bin size (ms).")
-@click.option("--epochs", type=int)
-@click.option("--batches-per-epoch", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float)
-@click.option("--eval-batches", type=int, help="Cap on validation/test batches.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option(
+    "--model",
+    "family",
+    type=click.Choice(encoder_families()),
+    help="Encoder family (default: the config's, else elm).",
+)
+@with_options(model_options(encoder_families()))
+@field_option(TaskTrainConfig, "bin_ms")
+@field_option(TaskTrainConfig, "epochs")
+@field_option(TaskTrainConfig, "batches_per_epoch")
+@field_option(TaskTrainConfig, "batch_size")
+@field_option(TaskTrainConfig, "learning_rate", "--lr")
+@field_option(TaskTrainConfig, "eval_batches")
+@field_option(TaskTrainConfig, "device")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
 @quiet_option
 def task_train(
@@ -57,17 +72,9 @@ def task_train(
     out,
     config_path,
     family,
-    num_memory,
-    hidden,
-    bin_ms,
-    epochs,
-    batches_per_epoch,
-    batch_size,
-    lr,
-    eval_batches,
-    device,
     resume,
     quiet,
+    **options,
 ) -> None:
     """Train an ELM (or LSTM) classifier on a task; print test accuracy against chance.
 
@@ -81,7 +88,7 @@ def task_train(
     from elmpipe.errors import ConfigError
     from elmpipe.outputs import check_output_folder
     from pipelines.config import OPTIONS, checked, load_config, with_overrides
-    from surrogate.tasks.classification import SequenceClassification, TaskTrainConfig
+    from surrogate.tasks.classification import SequenceClassification
     from surrogate.tasks.configs import shipped_task_config, task_config
     from surrogate.train import train
 
@@ -98,20 +105,10 @@ def task_train(
                 f"{path}: model.family: the file says {model['family']!r}, --model says {family!r}"
             )
         model = {"family": family}
-    for key, value in (("num_memory", num_memory), ("hidden", hidden)):
-        if value is not None:
-            model[key] = value
-    overrides = {
-        "model": model,
-        "bin_ms": bin_ms,
-        "epochs": epochs,
-        "batches_per_epoch": batches_per_epoch,
-        "batch_size": batch_size,
-        "learning_rate": lr,
-        "eval_batches": eval_batches,
-        "device": device,
-    }
-    config = with_overrides(config, overrides)
+    model.update(model_options_given(options, model["family"]))
+    config = with_overrides(
+        config, {"model": model, **given(options, TaskTrainConfig.model_fields)}
+    )
     with checked(" and ".join([str(path), OPTIONS] if path else [OPTIONS]), "model"):
         task = SequenceClassification(config, data)
     result = train(task, out, resume=resume, progress=not quiet).summary
@@ -173,31 +170,41 @@ def task_generate(kind, out, count, seed, difficulty, size, max_length, min_leng
     listops     basic_{train,val,test}.tsv from LRA's generation rules (train : val : test = 48:1:1)
     pathfinder  curved dashed contours with two markers and distractors, in the LRA layout
     shd         synthetic spiking "digits" in the SHD HDF5 layout (class-specific bursts)
+    \b
+    Examples:
+      elmpipe task generate shd -o data/shd-synthetic --n 2000
+      elmpipe task generate listops -o data/listops --n 9600 --max-length 500
+      elmpipe task generate pathfinder -o data/pathfinder --size 32 --n 2000
     """
     from elmpipe.outputs import check_output_folder
 
     out = check_output_folder(out, "task data folder")
     if kind == "listops":
-        from surrogate.tasks.listops import write_dataset
-
-        n = count or 96_000
-        options = {}
-        if max_length:
-            options["max_length"] = max_length
-        if min_length is not None:
-            options["min_length"] = min_length
-        held_out = max(1, n // 48)
-        folder = write_dataset(
-            out, {"train": n, "valid": held_out, "test": held_out}, seed, **options
-        )
+        folder = _generate_listops(out, count or 96_000, seed, max_length, min_length)
     elif kind == "pathfinder":
-        from surrogate.tasks.pathfinder import PathfinderStyle, write_dataset
+        from surrogate.tasks.pathfinder import PathfinderStyle
+        from surrogate.tasks.pathfinder import write_dataset as write_pathfinder
 
         style = PathfinderStyle() if size == "32" else PathfinderStyle.path_x()
-        folder = write_dataset(out, count or 10_000, seed, difficulty, style)
+        folder = write_pathfinder(out, count or 10_000, seed, difficulty, style)
     else:
         from surrogate.tasks.shd import write_synthetic_shd
 
         n = count or 2000
         folder = write_synthetic_shd(out, n_train=n, n_test=max(1, n // 4), seed=seed)
     click.echo(f"{kind} written to {folder}")
+
+
+def _generate_listops(
+    out: Path, n: int, seed: int, max_length: int | None, min_length: int | None
+) -> Path:
+    """ListOps with LRA's split proportions (train : val : test = 48 : 1 : 1)."""
+    from surrogate.tasks.listops import write_dataset as write_listops
+
+    options = {}
+    if max_length:
+        options["max_length"] = max_length
+    if min_length is not None:
+        options["min_length"] = min_length
+    held_out = max(1, n // 48)
+    return write_listops(out, {"train": n, "valid": held_out, "test": held_out}, seed, **options)

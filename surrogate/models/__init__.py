@@ -1,36 +1,44 @@
-"""Surrogate model families and a registry from configs to modules.
+"""Surrogate model families, registered with :mod:`surrogate.models.registry`.
 
-Every model maps inputs (batch, time, d_in) with values in {−1, 0, +1} (signed spikes) to
+Every surrogate maps inputs (batch, time, d_in) with values in {−1, 0, +1} (signed spikes) to
 (batch, time, 2): the spike logit and the soma voltage in training units
-((min(V, −55 mV) + 67.7 mV) / 10).
+((min(V, −55 mV) + 67.7 mV) / 10). A family is one module that declares a ``FAMILY``; it is
+offered by every command once registered here (or, from another package, through the
+``elmpipe.model_families`` entry point).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field, TypeAdapter
 from torch import nn
 
+from surrogate.models import classifier, elm, lstm, tcn
 from surrogate.models.classifier import Classifier, ClassifierConfig
 from surrogate.models.elm import ELM, ELMConfig
 from surrogate.models.lstm import LSTM, LSTMConfig
+from surrogate.models.registry import (
+    FAMILIES,
+    ModelConfig,
+    build_model,
+    encoder_families,
+    family,
+    load_plugins,
+    model_config,
+    register,
+    surrogate_families,
+)
 from surrogate.models.tcn import TCN, TCNConfig
 
-ModelConfig = Annotated[
-    ELMConfig | TCNConfig | LSTMConfig | ClassifierConfig, Field(discriminator="family")
-]
-_ADAPTER: TypeAdapter = TypeAdapter(ModelConfig)
-FAMILIES = {"elm": ELM, "tcn": TCN, "lstm": LSTM, "classifier": Classifier}
-CONFIGS = {"elm": ELMConfig, "tcn": TCNConfig, "lstm": LSTMConfig, "classifier": ClassifierConfig}
-#: the families that map inputs to (spike logit, soma) and fit NeuronIO datasets
-SURROGATE_FAMILIES = ("elm", "tcn", "lstm")
+for _module in (elm, lstm, tcn, classifier):
+    register(_module.FAMILY)
+load_plugins()
 
 __all__ = [
     "ELM",
+    "FAMILIES",
     "LSTM",
-    "SURROGATE_FAMILIES",
     "TCN",
     "Classifier",
     "ClassifierConfig",
@@ -40,20 +48,13 @@ __all__ = [
     "TCNConfig",
     "build_model",
     "count_parameters",
+    "encoder_families",
+    "family",
     "model_config",
+    "model_section",
+    "register",
+    "surrogate_families",
 ]
-
-
-def model_config(data: dict[str, Any]) -> ModelConfig:
-    """Validate a config dict (with its ``family``) into the right config class.
-
-    A dict with a known family is validated by that family's class directly, so that errors
-    locate the key itself (``num_memory``), not the union's branch (``elm.num_memory``).
-    """
-    family = data.get("family") if isinstance(data, dict) else None
-    if family in CONFIGS:
-        return CONFIGS[family].model_validate(data)
-    return _ADAPTER.validate_python(data)
 
 
 def model_section(value: Any, families: Iterable[str], from_data: Iterable[str]) -> dict[str, Any]:
@@ -68,17 +69,14 @@ def model_section(value: Any, families: Iterable[str], from_data: Iterable[str])
             "expected a mapping such as {family: elm, num_memory: 20}, "
             f"found {type(value).__name__} {value!r}"
         )
-    family = value.get("family", "elm")
-    if family not in families:
-        raise ValueError(f"unknown family {family!r} (one of {', '.join(families)})")
+    families = tuple(families)
+    family_name = value.get("family", "elm")
+    if family_name not in families:
+        raise ValueError(f"unknown family {family_name!r} (one of {', '.join(families)})")
     taken = sorted(set(from_data) & set(value))
     if taken:
         raise ValueError(f"{', '.join(taken)}: set from the data; remove it")
-    return {**value, "family": family}
-
-
-def build_model(config: ModelConfig) -> nn.Module:
-    return FAMILIES[config.family](config)
+    return {**value, "family": family_name}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,25 +8,31 @@ checkpoints load with :func:`surrogate.checkpoints.load_model` like any other.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from elmpipe.settings import StrictModel
-from surrogate.models.elm import ELM, ELMConfig
-from surrogate.models.lstm import LSTM, LSTMConfig
-
-EncoderConfig = Annotated[ELMConfig | LSTMConfig, Field(discriminator="family")]
-ENCODERS = {"elm": ELM, "lstm": LSTM}
+from surrogate.models.registry import FAMILIES, ModelConfig, ModelFamily, build_model
 
 
 class ClassifierConfig(StrictModel):
     family: Literal["classifier"] = "classifier"
-    encoder: EncoderConfig
+    encoder: ModelConfig  # a registered encoder family's config (ELM, LSTM)
     readout: Literal["last-step", "two-tower"] = "last-step"
     num_classes: int = Field(gt=1)
+
+    @field_validator("encoder")
+    @classmethod
+    def _an_encoder(cls, encoder: Any) -> Any:
+        if not FAMILIES[encoder.family].encoder:
+            encoders = [name for name, f in FAMILIES.items() if f.encoder]
+            raise ValueError(
+                f"{encoder.family} is not a sequence encoder (one of {', '.join(encoders)})"
+            )
+        return encoder
 
     @model_validator(mode="after")
     def _sizes(self) -> ClassifierConfig:
@@ -45,7 +51,7 @@ class Classifier(nn.Module):
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = ENCODERS[config.encoder.family](config.encoder)
+        self.encoder = build_model(config.encoder)
         self.head: nn.Module | None = None
         if config.readout == "two-tower":
             latent = config.encoder.num_output
@@ -60,3 +66,12 @@ class Classifier(nn.Module):
         codes = self.encoder(x.flatten(0, 1))[:, -1].view(batch, 2, -1)
         a, b = codes[:, 0], codes[:, 1]
         return self.head(torch.cat([a, b, a * b, a - b], dim=-1))
+
+
+FAMILY = ModelFamily(
+    name="classifier",
+    config=ClassifierConfig,
+    module=Classifier,
+    run_name=lambda config: f"classifier-{config.encoder.family}",
+    surrogate=False,
+)

@@ -28,6 +28,7 @@ from torch import nn
 from elmpipe.settings import StrictModel
 from surrogate.models.event_projection import project_events
 from surrogate.models.recurrence import elm_recurrence
+from surrogate.models.registry import FamilyOption, ModelFamily
 from surrogate.models.routing import neuronio_routing, no_routing, random_routing
 from surrogate.models.scan import leaky_scan
 
@@ -136,6 +137,16 @@ def initial_memory_logits(num_memory: int, tau_min: float, tau_max: float) -> to
 class ELM(nn.Module):
     """ELM / Branch-ELM: (batch, time, d_in) → (batch, time, d_o), state reset every call."""
 
+    # registered in __init__ (buffers, or a parameter where said), declared for type checkers
+    input_to_synapse_indices: torch.Tensor
+    valid_indices_mask: torch.Tensor
+    synapse_branch: torch.Tensor
+    tau_s: torch.Tensor  # v1
+    tau_b: torch.Tensor  # v2
+    _proto_tau_m: torch.Tensor  # a parameter when learned (learn_memory_tau)
+    #: set by surrogate.checkpoints on a loaded model: is its routing NeuronIO's?
+    routing_matches_neuronio: bool
+
     def __init__(self, config: ELMConfig) -> None:
         super().__init__()
         self.config = config
@@ -223,7 +234,9 @@ class ELM(nn.Module):
         pre = nn.functional.linear(branch, first.weight[:, : self.num_branch], first.bias)
         kappa_m = self.memory_kappa()
         recurrent = first.weight[:, self.num_branch :] * kappa_m  # κ_m folded into W1's memory half
-        hidden = [(layer.weight, layer.bias) for layer in layers[1:-1]]
+        hidden: list[tuple[torch.Tensor, torch.Tensor]] = [
+            (layer.weight, layer.bias) for layer in layers[1:-1]
+        ]
         memory = elm_recurrence(
             pre,
             recurrent,
@@ -239,3 +252,24 @@ class ELM(nn.Module):
     def count_parameters(self) -> int:
         """Trainable parameters (the ELM papers' P)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+FAMILY = ModelFamily(
+    name="elm",
+    config=ELMConfig,
+    module=ELM,
+    run_name=lambda config: f"elm-m{config.num_memory}-b{config.branches}",
+    options=(
+        FamilyOption("num_memory", sweep_key="num_memory", sweep_values=(1, 2, 5, 10, 20, 50)),
+        FamilyOption("num_branch", sweep_key="num_branch", sweep_values=(45,)),
+        FamilyOption(
+            "num_synapse_per_branch",
+            flag="--synapses-per-branch",
+            sweep_key="synapses_per_branch",
+            sweep_values=(100,),
+        ),
+        FamilyOption("version", help="memory update rule (default v1)"),
+        FamilyOption("activation", help="MLP activation (default relu)"),
+    ),
+    encoder=True,
+)

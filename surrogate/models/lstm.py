@@ -10,6 +10,7 @@ from torch import nn
 
 from elmpipe.settings import StrictModel
 from surrogate.models.elm import MAX_UNITS
+from surrogate.models.registry import FamilyOption, ModelFamily
 
 
 class LSTMConfig(StrictModel):
@@ -30,3 +31,20 @@ class LSTM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x)
         return self.head(out)
+
+
+FAMILY = ModelFamily(
+    name="lstm",
+    config=LSTMConfig,
+    module=LSTM,
+    run_name=lambda config: f"lstm-h{config.hidden}",
+    options=(
+        FamilyOption(
+            "hidden",
+            help="hidden units (default 50)",
+            sweep_key="lstm_hidden",
+            sweep_values=(15, 25, 50, 100),
+        ),
+    ),
+    encoder=True,
+)

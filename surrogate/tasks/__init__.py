@@ -6,5 +6,10 @@ Loaders read the standard files from a folder the user gives (nothing is downloa
 training loop (surrogate.train).
 """
 
+from typing import Literal, get_args
+
 #: the benchmark tasks, as the command line and configs name them
-TASK_NAMES = ("shd", "shd-adding", "listops", "text", "retrieval", "image", "pathfinder", "pathx")
+TaskName = Literal[
+    "shd", "shd-adding", "listops", "text", "retrieval", "image", "pathfinder", "pathx"
+]
+TASK_NAMES: tuple[str, ...] = get_args(TaskName)

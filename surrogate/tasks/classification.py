@@ -13,19 +13,23 @@ accuracy; the finished run reports test accuracy against chance and the majority
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field, field_validator
 
 from surrogate.data import prefetch
-from surrogate.models import ClassifierConfig, build_model, model_config, model_section
-from surrogate.models.classifier import ENCODERS
-from surrogate.tasks import TASK_NAMES
+from surrogate.models import (
+    ClassifierConfig,
+    build_model,
+    encoder_families,
+    model_config,
+    model_section,
+)
+from surrogate.tasks import TaskName
 from surrogate.train import LoopSettings
 
-TaskName = Literal[TASK_NAMES]
 RETRIEVAL_LATENT = 75  # the ELM paper's two-tower code size
 
 
@@ -49,13 +53,14 @@ class TaskTrainConfig(LoopSettings):
     @classmethod
     def _encoder_section(cls, value: Any) -> Any:
         """An encoder family; the rest is checked once the task's sizes are known."""
-        return model_section(value, ENCODERS, ("num_input", "num_output"))
+        return model_section(value, encoder_families(), ("num_input", "num_output"))
 
 
 def datasets(config: TaskTrainConfig, folder: str | Path) -> tuple[Any, Any, Any, int, int]:
     """(train, valid, test, input size, classes) for the task."""
     from surrogate.tasks import lra, shd
 
+    parts: list[Any]  # the three splits
     if config.task == "shd":
         parts = [shd.SHDDataset(folder, s, config.bin_ms) for s in ("train", "valid", "test")]
         return (*parts, shd.N_CHANNELS, shd.N_CLASSES)

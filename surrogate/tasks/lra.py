@@ -21,6 +21,7 @@ import csv
 import pickle
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,11 +33,13 @@ PAD = -1
 
 
 class TokenDataset(torch.utils.data.Dataset):
-    """Pre-tokenised sequences; items are one-hot (length, vocab) tensors and a label."""
+    """Pre-tokenised sequences; items are one-hot (length, vocab) tensors and a label.
 
-    def __init__(
-        self, sequences: list[np.ndarray], labels: list[int], vocab: int, length: int
-    ) -> None:
+    ``sequences`` holds token arrays here; subclasses keep what they read their items from
+    (document pairs, image paths).
+    """
+
+    def __init__(self, sequences: list[Any], labels: list[int], vocab: int, length: int) -> None:
         self.sequences, self.labels, self.vocab, self.length = (
             sequences,
             np.asarray(labels),
