@@ -32,18 +32,42 @@ from elmpipe.errors import (
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED", "cli", "main"]
 
-#: command → the module that defines it, imported when the command runs (or help lists it), so
-#: that `elmpipe simulate` does not pay for importing PyTorch and `elmpipe fit` for NEURON
+#: command → (the module that defines it, its one-line summary). Modules are imported when their
+#: command runs, so that `elmpipe simulate` does not pay for importing PyTorch, nor `elmpipe fit`
+#: for NEURON, and `elmpipe --help` lists the summaries without importing any (a test holds them
+#: equal to the commands' own).
 COMMANDS = {
-    "cell": "pipelines.commands.cell",
-    "simulate": "pipelines.commands.data",
-    "dataset": "pipelines.commands.data",
-    "fit": "pipelines.commands.fit",
-    "sweep": "pipelines.commands.fit",
-    "evaluate": "pipelines.commands.evaluate",
-    "run": "pipelines.commands.run",
-    "task": "pipelines.commands.tasks",
-    "mechanisms": "pipelines.commands.mechanisms",
+    "cell": ("pipelines.commands.cell", "Build the L5PC model from a morphology and look at it."),
+    "simulate": (
+        "pipelines.commands.data",
+        "Simulate the cell with NeuronIO inputs into a Zarr dataset, in parallel, resumably.",
+    ),
+    "dataset": (
+        "pipelines.commands.data",
+        "Look at datasets, and convert from and to the original NeuronIO pickle files.",
+    ),
+    "fit": ("pipelines.commands.fit", "Train one surrogate (ELM by default) on a dataset."),
+    "sweep": (
+        "pipelines.commands.fit",
+        "Train a grid of surrogates, one task per grid point, and tabulate them.",
+    ),
+    "evaluate": (
+        "pipelines.commands.evaluate",
+        "Evaluate a surrogate with the NeuronIO protocol; write metrics.json, roc.png, "
+        "traces.png and spikes.csv.",
+    ),
+    "run": (
+        "pipelines.commands.run",
+        "Run the whole pipeline: simulate → describe → fit (or sweep) → evaluate → report.",
+    ),
+    "task": (
+        "pipelines.commands.tasks",
+        "Secondary benchmarks: Long Range Arena and SHD / SHD-Adding (from your data files).",
+    ),
+    "mechanisms": (
+        "pipelines.commands.mechanisms",
+        "Compile elmpipe's NMODL channel and synapse mechanisms (done automatically on first use).",
+    ),
 }
 
 
@@ -57,9 +81,20 @@ class ElmpipeGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return super().get_command(ctx, cmd_name)
-        command = getattr(importlib.import_module(COMMANDS[cmd_name]), cmd_name)
+        command = getattr(importlib.import_module(COMMANDS[cmd_name][0]), cmd_name)
         assert isinstance(command, click.Command)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the summaries, so that help imports no command."""
+        rows = [(name, summary) for name, (_, summary) in COMMANDS.items()]
+        rows += [
+            (name, command.get_short_help_str())
+            for name, command in self.commands.items()
+            if name not in COMMANDS
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def main(
         self,

@@ -78,15 +78,6 @@ class ROC:
         return float(np.mean(tpr[:i]))
 
 
-def spike_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    roc = ROC.of(labels, scores)
-    out = {"spike_auc": roc.auc}
-    for f in FP_RATES:
-        out[f"tp_at_{f:g}_fp"] = roc.tp_at(f)
-        out[f"auc_at_{f:g}_fp"] = roc.auc_at(f)
-    return out
-
-
 def spike_ranks(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """For each spike bin (in ``labels``' order), the fraction of non-spike bins scored above
     it, ties counted half.

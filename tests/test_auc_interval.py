@@ -16,11 +16,11 @@ from surrogate.checkpoints import save_checkpoint
 from surrogate.evaluate import EvaluationConfig, evaluate
 from surrogate.metrics import (
     FEW_SPIKES,
+    ROC,
     auc_caution,
     auc_pair_counts,
     bootstrap_auc,
     resampled_aucs,
-    spike_metrics,
 )
 from surrogate.models import ELMConfig, build_model
 
@@ -49,7 +49,7 @@ def test_pair_counts_give_sklearn_auc_for_any_resample():
 def test_bootstrap_interval_is_seeded_and_brackets_the_auc():
     rng = np.random.default_rng(4)
     labels, scores = scored(rng, sims=40, steps=500)
-    auc = spike_metrics(labels, scores)["spike_auc"]
+    auc = ROC.of(labels, scores).auc
     low, high = bootstrap_auc(labels, scores)
     assert low < auc < high and high - low < 0.2
     assert bootstrap_auc(labels, scores) == [low, high]  # the same data, the same interval

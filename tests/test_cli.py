@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import typing
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from pipelines.cli import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, cli
+from pipelines.cli import COMMANDS, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, cli
 from tests.morphology_files import good_swc
 
 
@@ -23,6 +25,58 @@ def test_help_teaches(runner):
     assert "Exit codes" in result.output
     sub = runner.invoke(cli, ["cell", "info", "--help"])
     assert "--morphology" in sub.output and "input resistance" in sub.output
+
+
+def _leaf_commands(group: click.Group, path: tuple[str, ...] = ()):
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        if isinstance(command, click.Group):
+            yield from _leaf_commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def test_every_leaf_command_shows_examples_that_name_it():
+    leaves = dict(_leaf_commands(cli))
+    assert len(leaves) >= 18
+    for path, command in leaves.items():
+        text = command.help or ""
+        assert "Examples:" in text, f"elmpipe {' '.join(path)} --help has no examples"
+        example = text.split("Examples:")[1]
+        assert f"elmpipe {' '.join(path)}" in example, path
+
+
+def test_the_command_list_summarises_each_command_as_its_own_help_does():
+    context = click.Context(cli)
+    for name, (_, summary) in COMMANDS.items():
+        assert cli.get_command(context, name).get_short_help_str(limit=300) == summary
+
+
+def test_option_choices_and_defaults_come_from_the_config_models(runner):
+    from pipelines.cluster import ClusterConfig
+    from surrogate.models import surrogate_families
+    from surrogate.neuronio_fit import TrainSettings
+
+    def option(command: str, flag: str) -> click.Option:
+        found = cli.get_command(click.Context(cli), command)
+        return next(p for p in found.params if flag in getattr(p, "opts", ()))
+
+    select = option("fit", "--select-best")
+    assert tuple(select.type.choices) == typing.get_args(
+        TrainSettings.model_fields["select_best"].annotation
+    )
+    cluster = option("sweep", "--cluster")
+    assert tuple(cluster.type.choices) == typing.get_args(
+        ClusterConfig.model_fields["kind"].annotation
+    )
+    assert tuple(option("fit", "--model").type.choices) == surrogate_families()
+    assert "(default 0.0005)" in option("fit", "--lr").help  # TrainSettings' default, not a copy
+    for command in ("simulate", "sweep"):
+        assert option(command, "--cluster-config") is not None  # one cluster option set
+    # a bound of the model is enforced on the command line too, naming the option
+    result = runner.invoke(cli, ["fit", "-d", "x.zarr", "-o", "out", "--epochs", "0"])
+    assert result.exit_code == EXIT_BAD_INPUT and "--epochs" in result.output
 
 
 def test_cell_info_default(runner):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import surrogate.metrics as neuronio_metrics
-from surrogate.metrics import ROC, MetricError, rescale_to, soma_metrics, spike_metrics
+from surrogate import metric_table
+from surrogate.metrics import ROC, MetricError, rescale_to, soma_metrics
 
 
 def test_auc_of_a_textbook_case():
@@ -42,18 +43,32 @@ def test_tp_at_fp_picks_the_nearest_roc_point():
     assert 0.1 < roc.auc_at(0.0025) < 0.3
 
 
-def test_spike_metrics_keys_and_constant_predictions():
-    labels = np.array([0, 1, 0, 0, 1, 0])
-    metrics = spike_metrics(labels, np.full(6, 0.3))
+def test_the_metric_table_keys_and_constant_predictions():
+    labels = np.array([[0, 1, 0, 0, 1, 0]])
+    soma = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
+    metrics, note = metric_table.compute(
+        metric_table.Pooled(labels, np.full((1, 6), 0.3), soma, soma + 1, soma)
+    )
+    assert note is None
     assert metrics["spike_auc"] == 0.5  # a constant predictor is at chance
     assert set(metrics) == {
         "spike_auc",
+        "spike_auc_ci95",
         "tp_at_0.0025_fp",
         "auc_at_0.0025_fp",
         "tp_at_0.01_fp",
         "auc_at_0.01_fp",
+        "soma_rmse_mv",
+        "soma_mae_mv",
+        "soma_explained_variance_pct",
+        "soma_rmse_raw_mv (not rescaled)",
+        "simulations_kept",
+        "output_spikes",
     }
-    assert all(np.isfinite(v) for v in metrics.values())
+    assert metrics["soma_rmse_mv"] == 1.0 and metrics["soma_rmse_raw_mv (not rescaled)"] == 0.0
+    assert (metrics["simulations_kept"], metrics["output_spikes"]) == (1, 2)
+    scores = [v for m, v in metrics.items() if metric_table.find(m).is_score]
+    assert len(scores) == 9 and all(np.isfinite(scores))
 
 
 def test_no_spikes_is_a_clear_error_not_nan():

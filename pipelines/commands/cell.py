@@ -16,13 +16,16 @@ from pipelines.commands.common import (
     apical_trees,
     build_cell,
     cluster_options,
+    cluster_settings,
     config_option,
+    field_option,
     morphology_option,
     nexus_option,
     parameters_option,
     quiet_option,
     with_options,
 )
+from simulations.calibration import CalibrationSettings
 
 # -- cell -------------------------------------------------------------------------------------
 
@@ -287,20 +290,18 @@ def _format_verdicts(verdicts: list[Any]) -> str:
 @config_option(
     "A data-stage or run config: calibrate with its protocol, simulation settings and cluster."
 )
-@click.option(
+@field_option(
+    CalibrationSettings,
+    "target_rate_hz",
     "--target-rate",
-    type=float,
-    default=None,
-    help="Output rate (Hz) to reach on the probe. Default: the Hay cell's on the same probe.",
+    help="Output rate (Hz) to reach on the probe; default: the Hay cell's on the same probe",
 )
-@click.option(
-    "--probe-simulations",
-    type=int,
-    default=None,
-    help="6 s probe simulations per tried scale (default 12, the Hay cell's count is known "
-    "for that many).",
+@field_option(
+    CalibrationSettings,
+    "probe_simulations",
+    help="6 s probe simulations per tried scale (the Hay cell's count is known for this many)",
 )
-@click.option("--tolerance", type=float, default=None, help="Accepted relative difference.")
+@field_option(CalibrationSettings, "tolerance")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @with_options(cluster_options)
 @quiet_option
@@ -308,13 +309,14 @@ def cell_calibrate(
     morphology: Path | None,
     parameters: str | None,
     config_path: Path | None,
-    target_rate: float | None,
+    target_rate_hz: float | None,
     probe_simulations: int | None,
     tolerance: float | None,
     as_json: bool,
     cluster: str | None,
     workers: int | None,
     address: str | None,
+    cluster_config: Path | None,
     quiet: bool,
 ) -> None:
     """Find the input scale at which the cell fires as the Hay cell does under NeuronIO.
@@ -352,14 +354,13 @@ def cell_calibrate(
                 "cell.morphology": str(morphology) if morphology else None,
                 "cell.apical_trees": apical_trees(),
                 "cell.parameters": parameters,
-                "calibration.target_rate_hz": target_rate,
+                "calibration.target_rate_hz": target_rate_hz,
                 "calibration.probe_simulations": probe_simulations,
                 "calibration.tolerance": tolerance,
-                "cluster.kind": cluster,
-                "cluster.workers": workers,
-                "cluster.address": address,
             },
         )
+    settings = cluster_settings(cluster, workers, address, cluster_config, base=config.cluster)
+    config = config.model_copy(update={"cluster": settings})
     if not isinstance(config.protocol, NeuronIOProtocol):
         raise InputError(f"{config_path}: protocol: calibration needs generated (neuronio) inputs")
     config = prepared(config)

@@ -328,6 +328,19 @@ def model_options(families: Iterable[str]) -> list[Callable]:
     return made
 
 
+def family_options(families: Iterable[str], what: str) -> list[Callable]:
+    """``--model`` (one of ``families``; the value arrives as ``family``) and every option of
+    those families."""
+    families = tuple(families)
+    choose = click.option(
+        "--model",
+        "family",
+        type=click.Choice(families),
+        help=f"{what} (default: the config's, else elm).",
+    )
+    return [choose, *model_options(families)]
+
+
 def model_options_given(options: dict[str, Any], family: str) -> dict[str, Any]:
     """Pop the ``model_*`` options; those given, as the family's fields. A flag of another
     family is refused, naming the families that take it."""

@@ -14,9 +14,9 @@ from pipelines.commands.common import (
     comma_separated,
     config_option,
     data_option,
+    family_options,
     field_option,
     given,
-    model_options,
     model_options_given,
     out_option,
     quiet_option,
@@ -83,13 +83,7 @@ def _epoch_name(epoch: Any) -> str:
 @click.command(epilog=EPILOG)
 @data_option
 @out_option("Run folder.")
-@click.option(
-    "--model",
-    "family",
-    type=click.Choice(surrogate_families()),
-    help="Model family (default: the config's, else elm).",
-)
-@with_options(model_options(surrogate_families()))
+@with_options(family_options(surrogate_families(), "Model family"))
 @with_options(training_options)
 @config_option("YAML with training settings and a `model:` section (options override it).")
 @field_option(

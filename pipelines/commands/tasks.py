@@ -8,9 +8,9 @@ import click
 
 from pipelines.commands.common import (
     EPILOG,
+    family_options,
     field_option,
     given,
-    model_options,
     model_options_given,
     out_option,
     quiet_option,
@@ -50,13 +50,7 @@ def task() -> None:
     "shd-adding-cpu; `elmpipe task configs` lists them). Default: the shipped TASK.yaml when "
     "there is one.",
 )
-@click.option(
-    "--model",
-    "family",
-    type=click.Choice(encoder_families()),
-    help="Encoder family (default: the config's, else elm).",
-)
-@with_options(model_options(encoder_families()))
+@with_options(family_options(encoder_families(), "Encoder family"))
 @field_option(TaskTrainConfig, "bin_ms")
 @field_option(TaskTrainConfig, "epochs")
 @field_option(TaskTrainConfig, "batches_per_epoch")
