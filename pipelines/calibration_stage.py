@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from elmpipe.dataset import Dataset, DatasetError, DatasetSpec
-from pipelines.cluster import ClusterConfig, Task, executor
+from pipelines.cluster import ClusterConfig, Executor, Task, executor
 from simulations.calibration import (
     PROBE_SEED,
     PROBE_SPLIT,
@@ -71,6 +71,54 @@ def _key(
     return calibration_key(spec.cell["fingerprint"], mechanisms, protocol, settings, options)
 
 
+def _probe_runner(
+    pool: Executor,
+    cell: CellSpec,
+    protocol: NeuronIOProtocol,
+    probe: SimulationSettings,
+    options: CalibrationSettings,
+    progress: bool,
+) -> Callable[[float, Callable[[dict[int, int]], bool]], dict[int, int]]:
+    """What the search calls to try a scale: the probe's simulations as tasks on ``pool``, one
+    per simulation, cancelled as soon as ``enough`` says the direction is clear."""
+    rounds = itertools.count()
+
+    def run_probe(scale: float, enough: Callable[[dict[int, int]], bool]) -> dict[int, int]:
+        job = DatasetJob(
+            store="",
+            split=PROBE_SPLIT,
+            cell=cell,
+            protocol=probe_protocol(protocol, scale),
+            settings=probe,
+            seed=PROBE_SEED,
+        )
+        attempt = next(rounds)  # keys unique per round: a cancelled round's are not reused
+        tasks = [
+            Task(probe_spike_counts, (job, k, k + 1), key=f"probe-{attempt}-{scale:g}-{k}")
+            for k in options.run_order()
+        ]
+        found: dict[int, int] = {}
+
+        def collect(task: Task, counts: list[int]) -> None:
+            found[task.args[1]] = counts[0]
+            if enough(found):
+                raise _FarOff
+
+        try:
+            pool.run(
+                tasks,
+                label=f"probe at input scale {scale:g}",
+                unit="sim",
+                progress=progress,
+                on_result=collect,
+            )
+        except _FarOff:
+            pass  # the rest of the round is cancelled: the direction is clear
+        return found
+
+    return run_probe
+
+
 def run_calibration(
     cell: CellSpec,
     protocol: NeuronIOProtocol,
@@ -101,42 +149,8 @@ def run_calibration(
         )
         log(f"   input scale {result.scale:g}: {spikes} ({result.seconds:.0f} s)")
 
-    rounds = itertools.count()
     with executor(cluster) as pool:
-
-        def run_probe(scale: float, enough: Callable[[dict[int, int]], bool]) -> dict[int, int]:
-            job = DatasetJob(
-                store="",
-                split=PROBE_SPLIT,
-                cell=cell,
-                protocol=probe_protocol(protocol, scale),
-                settings=probe,
-                seed=PROBE_SEED,
-            )
-            attempt = next(rounds)  # keys unique per round: a cancelled round's are not reused
-            tasks = [
-                Task(probe_spike_counts, (job, k, k + 1), key=f"probe-{attempt}-{scale:g}-{k}")
-                for k in options.run_order()
-            ]
-            found: dict[int, int] = {}
-
-            def collect(task: Task, counts: list[int]) -> None:
-                found[task.args[1]] = counts[0]
-                if enough(found):
-                    raise _FarOff
-
-            try:
-                pool.run(
-                    tasks,
-                    label=f"probe at input scale {scale:g}",
-                    unit="sim",
-                    progress=progress,
-                    on_result=collect,
-                )
-            except _FarOff:
-                pass  # the rest of the round is cancelled: the direction is clear
-            return found
-
+        run_probe = _probe_runner(pool, cell, protocol, probe, options, progress)
         try:
             result = calibrate(run_probe, _dendrite_length(spec), options, on_round=on_round)
         finally:

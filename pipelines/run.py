@@ -24,7 +24,7 @@ from typing import Any
 
 from elmpipe.dataset import DatasetSpec
 from elmpipe.errors import ConfigError
-from elmpipe.outputs import check_output_folder, write_json_atomic
+from elmpipe.outputs import check_output_folder, write_json_atomic, write_text_atomic
 from pipelines.cluster import Executor
 from pipelines.config import RunConfig, SimulateConfig, checked
 from pipelines.resumable import evaluate_once, fit_once
@@ -123,31 +123,17 @@ def run_pipeline(
     """Run (or complete) every stage; returns a summary with the report's path."""
     from elmpipe.dataset.statistics import describe
     from pipelines.report import build_report
-    from pipelines.simulation_stage import simulate, simulation_workers
-    from pipelines.sweep import run_sweep
 
     started = _stage(log, "plan")
     plan = plan_run(config, source, progress=progress, log=log)
     out = plan.out
     out.mkdir(parents=True, exist_ok=True)
-    (out / "run-config.json").write_text(config.model_dump_json(indent=2))
+    write_text_atomic(out / "run-config.json", config.model_dump_json(indent=2))
     store = out / "data.zarr"
     timings: dict[str, float] = {"plan": time.perf_counter() - started}
 
     started = _stage(log, "simulate")
-    with simulation_workers(plan.simulate.cluster) as pool:  # one cluster for every split
-        for split, n_sims in config.data.splits.items():
-            summary = simulate(
-                plan.simulate, store, split, n_sims, progress=progress, spec=plan.spec, log=log,
-                pool=pool,
-            )  # fmt: skip
-            repaired = f", {summary.repaired} found damaged and redone" if summary.repaired else ""
-            log(
-                f"   {split}: {summary.simulated} simulated now, {summary.already_done} already "
-                "done" + repaired
-            )
-        for goal in spike_goals(config):
-            _grow_split(goal, plan, store, pool, progress, log)
+    _simulate_splits(config, plan, store, progress, log)
     timings["simulate"] = time.perf_counter() - started
 
     started = _stage(log, "describe")
@@ -158,17 +144,7 @@ def run_pipeline(
     timings["describe"] = time.perf_counter() - started
 
     started = _stage(log, "fit")
-    if config.fit.torch_threads:
-        import torch
-
-        torch.set_num_threads(config.fit.torch_threads)
-    runs = {name: out / "fit" / name for name in plan.points}
-    if config.fit.sweep is not None:
-        sweep = config.fit.sweep.model_copy(update={"train": config.fit.train})
-        run_sweep(sweep, store, out / "fit", config.cluster, progress=progress, points=plan.points)
-    else:
-        for name, train in plan.points.items():
-            fit_once(train, store, runs[name], progress=progress, log=log)
+    runs = _fit(config, plan, store, progress, log)
     timings["fit"] = time.perf_counter() - started
 
     started = _stage(log, "evaluate")
@@ -184,6 +160,51 @@ def run_pipeline(
     log(f"   {report}")
     _track_evaluations(config, runs, evaluations, Path(report).parent)
     return {"out": out, "report": report, "evaluations": evaluations, "timings": timings}
+
+
+def _simulate_splits(
+    config: RunConfig, plan: RunPlan, store: Path, progress: bool, log: Log
+) -> None:
+    """Every split, then the growth its spike goals ask for, on one cluster (each worker builds
+    the cell once)."""
+    from pipelines.simulation_stage import simulate, simulation_workers
+
+    with simulation_workers(plan.simulate.cluster) as pool:
+        for split, n_sims in config.data.splits.items():
+            summary = simulate(
+                plan.simulate, store, split, n_sims, progress=progress, spec=plan.spec, log=log,
+                pool=pool,
+            )  # fmt: skip
+            repaired = f", {summary.repaired} found damaged and redone" if summary.repaired else ""
+            log(
+                f"   {split}: {summary.simulated} simulated now, {summary.already_done} already "
+                "done" + repaired
+            )
+        for goal in spike_goals(config):
+            _grow_split(goal, plan, store, pool, progress, log)
+
+
+def _fit(
+    config: RunConfig, plan: RunPlan, store: Path, progress: bool, log: Log
+) -> dict[str, Path]:
+    """The model or the sweep's grid, each point trained (or resumed, or found finished);
+    returns each point's run folder."""
+    from pipelines.sweep import run_sweep
+
+    if config.fit.torch_threads:
+        import torch
+
+        torch.set_num_threads(config.fit.torch_threads)
+    runs = {name: plan.out / "fit" / name for name in plan.points}
+    if config.fit.sweep is not None:
+        sweep = config.fit.sweep.model_copy(update={"train": config.fit.train})
+        run_sweep(
+            sweep, store, plan.out / "fit", config.cluster, progress=progress, points=plan.points
+        )
+    else:
+        for name, train in plan.points.items():
+            fit_once(train, store, runs[name], progress=progress, log=log)
+    return runs
 
 
 def _track_evaluations(

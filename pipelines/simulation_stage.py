@@ -149,6 +149,31 @@ def simulation_workers(cluster: ClusterConfig) -> Iterator[Executor]:
             release_worker_cell()
 
 
+def _settled_inputs(
+    config: SimulateConfig,
+    spec: DatasetSpec | None,
+    out: Path,
+    n_sims: int,
+    progress: bool,
+    log: Callable[[str], None],
+) -> tuple[SimulateConfig, DatasetSpec]:
+    """The config and dataset description with the inputs decided: a generated protocol's
+    input scale (the store's, a known one, or calibrated now), a replay's source checked."""
+    config = prepared(config)
+    spec = spec or describe_dataset(config)
+    protocol = config.protocol
+    if isinstance(protocol, NeuronIOProtocol) and (
+        protocol.input_scale == "auto" or spec.calibration is None
+    ):
+        config, spec = calibrated(config, spec, out, progress=progress, log=log)
+    if isinstance(config.protocol, ReplayProtocol):
+        config = config.model_copy(
+            update={"protocol": _check_replay(config.protocol, spec, n_sims)}
+        )
+        spec = dataclasses.replace(spec, protocol=config.protocol.model_dump(mode="json"))
+    return config, spec
+
+
 def simulate(
     config: SimulateConfig,
     out: str | Path,
@@ -171,18 +196,7 @@ def simulate(
     out = check_output_folder(out, "dataset").resolve()  # a link that leads nowhere: named
     if n_sims <= 0:
         raise DatasetError(f"the number of simulations must be positive, got {n_sims}")
-    config = prepared(config)
-    spec = spec or describe_dataset(config)
-    protocol = config.protocol
-    if isinstance(protocol, NeuronIOProtocol) and (
-        protocol.input_scale == "auto" or spec.calibration is None
-    ):
-        config, spec = calibrated(config, spec, out, progress=progress, log=log)
-    if isinstance(config.protocol, ReplayProtocol):
-        config = config.model_copy(
-            update={"protocol": _check_replay(config.protocol, spec, n_sims)}
-        )
-        spec = dataclasses.replace(spec, protocol=config.protocol.model_dump(mode="json"))
+    config, spec = _settled_inputs(config, spec, out, n_sims, progress, log)
     plan = prepare_split(out, spec, split, n_sims, config.sims_per_chunk)
     blocks = plan.blocks()
     if blocks:

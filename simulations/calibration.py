@@ -362,6 +362,14 @@ class _Extrapolation:
         )
 
 
+def _whole_round(run_probe: ProbeRunner, scale: float, options: CalibrationSettings) -> Round:
+    """Every probe simulation at ``scale``, none cut short."""
+    began = time.perf_counter()
+    found = run_probe(scale, lambda partial: False)
+    counts = [int(found[k]) for k in options.draws()]
+    return Round(scale, sum(counts), counts, time.perf_counter() - began)
+
+
 def calibrate(
     run_probe: ProbeRunner,
     dendrite_length_um: float,
@@ -399,10 +407,7 @@ def calibrate(
     chosen = scale if converged else search.best(list(search.tried))
     if not any(r.scale == chosen and r.complete for r in rounds):
         # the closest scale was cut short: measure it whole, for the record and the statistics
-        began = time.perf_counter()
-        found = run_probe(chosen, lambda partial: False)
-        counts = [int(found[k]) for k in options.draws()]
-        rounds.append(Round(chosen, sum(counts), counts, time.perf_counter() - began))
+        rounds.append(_whole_round(run_probe, chosen, options))
         if on_round is not None:
             on_round(rounds[-1])
     chosen_counts = next(r.counts for r in rounds if r.scale == chosen and r.complete)
@@ -415,17 +420,22 @@ def calibrate(
         probe_target=options.probe_target(),
         probe_achieved=output_statistics(chosen_counts),
         rounds=rounds,
-        probe={
-            "simulations": len(chosen_counts),
-            "draws": list(options.draws()),
-            "duration_ms": PROBE_DURATION_MS,
-            "seed": PROBE_SEED,
-            "split": PROBE_SPLIT,
-            "tolerance": options.tolerance,
-            "start": geometric_guess(dendrite_length_um),
-        },
+        probe=_probe_record(options, len(chosen_counts), dendrite_length_um),
         seconds=time.perf_counter() - started,
     )
+
+
+def _probe_record(options: CalibrationSettings, simulations: int, length_um: float) -> dict:
+    """What the probe was, for the calibration's record."""
+    return {
+        "simulations": simulations,
+        "draws": list(options.draws()),
+        "duration_ms": PROBE_DURATION_MS,
+        "seed": PROBE_SEED,
+        "split": PROBE_SPLIT,
+        "tolerance": options.tolerance,
+        "start": geometric_guess(length_um),
+    }
 
 
 # -- results known in advance and the cache ------------------------------------------------------

@@ -220,6 +220,41 @@ def _run_with_progress(
     return process.returncode, "".join(lines)
 
 
+def _compile_into(work: Path, source_dir: Path, nrnivmodl: str, variant: str, key: str) -> None:
+    """Run nrnivmodl on a copy of the sources in ``work``; leave the library, the build log and
+    a manifest (what was built, from what, how long it took) there."""
+    mod_dir = work / "mod"
+    mod_dir.mkdir()
+    for path in mod_files(source_dir):
+        shutil.copy2(path, mod_dir / path.name)
+    started = time.perf_counter()
+    # Importing neuron sets NEURONHOME/NMODLHOME for its own use; the CoreNEURON transpiler
+    # would then look for its units file in the wrong place.
+    env = {k: v for k, v in os.environ.items() if k not in _SET_BY_NEURON_IMPORT}
+    returncode, output = _run_with_progress(
+        [nrnivmodl, *VARIANTS[variant], "mod"], work, env, variant
+    )
+    (work / "build.log").write_text(output)
+    if returncode != 0 or _library_in(work) is None:
+        tail = "\n".join(output.splitlines()[-25:])
+        raise MechanismBuildError(
+            f"nrnivmodl failed (exit {returncode}) compiling {source_dir}:\n{tail}"
+        )
+    manifest = {
+        "key": key,
+        "variant": variant,
+        "neuron": neuron_version(),
+        "machine": platform.machine(),
+        "cpu": cpu_signature(),
+        "options": list(VARIANTS[variant]),
+        "build_seconds": round(time.perf_counter() - started, 2),
+        "mod_files": {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in mod_files(mod_dir)
+        },
+    }
+    (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
 def build_mechanisms(
     source_dir: Path = MECHANISM_DIR,
     cache_dir: Path | None = None,
@@ -251,37 +286,7 @@ def build_mechanisms(
             return lib  # another process built it while we waited
         work = Path(tempfile.mkdtemp(prefix=f"{key}.building-", dir=root))
         try:
-            mod_dir = work / "mod"
-            mod_dir.mkdir()
-            for path in mod_files(source_dir):
-                shutil.copy2(path, mod_dir / path.name)
-            started = time.perf_counter()
-            # Importing neuron sets NEURONHOME/NMODLHOME for its own use; the CoreNEURON
-            # transpiler would then look for its units file in the wrong place.
-            env = {k: v for k, v in os.environ.items() if k not in _SET_BY_NEURON_IMPORT}
-            returncode, output = _run_with_progress(
-                [nrnivmodl, *VARIANTS[variant], "mod"], work, env, variant
-            )
-            (work / "build.log").write_text(output)
-            library = _library_in(work)
-            if returncode != 0 or library is None:
-                tail = "\n".join(output.splitlines()[-25:])
-                raise MechanismBuildError(
-                    f"nrnivmodl failed (exit {returncode}) compiling {source_dir}:\n{tail}"
-                )
-            manifest = {
-                "key": key,
-                "variant": variant,
-                "neuron": neuron_version(),
-                "machine": platform.machine(),
-                "cpu": cpu_signature(),
-                "options": list(VARIANTS[variant]),
-                "build_seconds": round(time.perf_counter() - started, 2),
-                "mod_files": {
-                    p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in mod_files(mod_dir)
-                },
-            }
-            (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            _compile_into(work, source_dir, nrnivmodl, variant, key)
             if target.exists():
                 # a forced rebuild: move the old build aside (a running process may still map it)
                 shutil.rmtree(target, ignore_errors=True)

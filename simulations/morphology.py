@@ -121,6 +121,39 @@ def _integer(text: str) -> int:
     return int(value)
 
 
+def _swc_numbers(fields: list[str], line: str, where: str) -> tuple[int, int, int]:
+    """One sample line's id, type and parent, after checking its seven fields: integers where
+    SWC wants them, finite coordinates, a radius that is not negative."""
+    if len(fields) != 7:
+        raise MorphologyError(
+            f"could not parse morphology {where}: expected 7 fields "
+            f"(id type x y z radius parent), found {len(fields)}: {line.strip()!r}"
+        )
+    try:
+        x, y, z, radius = (float(v) for v in fields[2:6])
+    except ValueError:
+        raise MorphologyError(
+            f"could not parse morphology {where}: non-numeric field in {line.strip()!r}"
+        ) from None
+    integers = []
+    for name, value in (("id", fields[0]), ("type", fields[1]), ("parent", fields[6])):
+        try:
+            integers.append(_integer(value))
+        except (ValueError, OverflowError):
+            raise MorphologyError(
+                f"could not parse morphology {where}: the {name} field {value!r} is not an integer"
+            ) from None
+    ident, kind, parent = integers
+    if not all(map(math.isfinite, (x, y, z, radius))):
+        raise MorphologyError(f"could not parse morphology {where}: non-finite coordinate")
+    if radius < 0:
+        raise MorphologyError(
+            f"could not parse morphology {where}: sample {ident} has a negative radius "
+            f"({fields[5]} µm)"
+        )
+    return ident, kind, parent
+
+
 def read_swc(path: Path) -> list[SwcSample]:
     """Parse and check every sample line of an SWC file (blank lines and ``#`` comments skip).
 
@@ -140,34 +173,7 @@ def read_swc(path: Path) -> list[SwcSample]:
         if not fields:
             continue
         where = f"{path}, line {number}"
-        if len(fields) != 7:
-            raise MorphologyError(
-                f"could not parse morphology {where}: expected 7 fields "
-                f"(id type x y z radius parent), found {len(fields)}: {line.strip()!r}"
-            )
-        try:
-            x, y, z, radius = (float(v) for v in fields[2:6])
-        except ValueError:
-            raise MorphologyError(
-                f"could not parse morphology {where}: non-numeric field in {line.strip()!r}"
-            ) from None
-        integers = []
-        for name, value in (("id", fields[0]), ("type", fields[1]), ("parent", fields[6])):
-            try:
-                integers.append(_integer(value))
-            except (ValueError, OverflowError):
-                raise MorphologyError(
-                    f"could not parse morphology {where}: the {name} field {value!r} is not an "
-                    "integer"
-                ) from None
-        ident, kind, parent = integers
-        if not all(map(math.isfinite, (x, y, z, radius))):
-            raise MorphologyError(f"could not parse morphology {where}: non-finite coordinate")
-        if radius < 0:
-            raise MorphologyError(
-                f"could not parse morphology {where}: sample {ident} has a negative radius "
-                f"({fields[5]} µm)"
-            )
+        ident, kind, parent = _swc_numbers(fields, line, where)
         if not 0 <= ident <= MAX_SWC_ID:
             raise MorphologyError(
                 f"could not parse morphology {where}: sample id {ident} is outside 0 … "
@@ -576,44 +582,69 @@ def _import3d_source(
     apical: list[bool],
     work: Path,
 ) -> Path:
-    """The file Import3d builds the sections from, under an ASCII name in ``work``."""
+    """The file Import3d builds the sections from, under an ASCII name in ``work``: the file
+    itself, with its dendrite trees retagged where ``apical`` disagrees with its tags."""
     suffix = path.suffix.lower()
     retag = [t for t, a in zip(trees, apical, strict=True) if (t.tag == "apical") != a]
     if suffix == ".swc":
         assert samples is not None
-        retype: dict[int, int] = {}
-        if retag:
-            swc_trees = [t for t in _swc_trees(samples) if t[0].kind in (3, 4)]
-            _same_trees(path, trees, [tuple(map(float, t[0].fields[2:5])) for t in swc_trees])
-            for tree in retag:
-                for s in swc_trees[tree.index]:
-                    if s.kind in (3, 4):
-                        retype[s.ident] = 4 if apical[tree.index] else 3
-        source = work / "morphology.swc"
-        source.write_text(_swc_for_import3d(samples, retype))
-        return source
+        return _swc_source(path, samples, trees, apical, retag, work)
     if suffix == ".asc":
         source = work / "morphology.asc"
-        if not retag:
+        if retag:
+            _retag_asc(path, trees, apical, source)
+        else:
             shutil.copyfile(path, source)
-            return source
-        text = path.read_bytes().decode("latin-1")  # byte for byte, whatever the encoding
-        tags = _asc_tree_tags(text)
-        if len(tags) != len(trees) or any(
-            tag.lower() != {"basal": "dendrite", "apical": "apical"}[tree.tag]
-            for (_, _, tag), tree in zip(tags, trees, strict=False)
-        ):
-            raise MorphologyError(
-                f"{path}: cannot rename the trees of this Neurolucida file: MorphIO reads "
-                f"{len(trees)} dendrite trees, the file has {len(tags)} top-level (Dendrite) "
-                "or (Apical) tags"
-            )
-        for index, (start, end, _) in reversed(list(enumerate(tags))):
-            word = "Apical" if apical[index] else "Dendrite"
-            text = text[:start] + word + text[end:]
-        source.write_bytes(text.encode("latin-1"))
         return source
-    # HDF5: MorphIO writes what Import3d reads: ASC for a contour soma, SWC for any other
+    return _h5_source(path, morph, apical, retag, work)
+
+
+def _swc_source(
+    path: Path,
+    samples: list[SwcSample],
+    trees: list[DendriteTree],
+    apical: list[bool],
+    retag: list[DendriteTree],
+    work: Path,
+) -> Path:
+    retype: dict[int, int] = {}
+    if retag:
+        swc_trees = [t for t in _swc_trees(samples) if t[0].kind in (3, 4)]
+        _same_trees(path, trees, [tuple(map(float, t[0].fields[2:5])) for t in swc_trees])
+        for tree in retag:
+            for s in swc_trees[tree.index]:
+                if s.kind in (3, 4):
+                    retype[s.ident] = 4 if apical[tree.index] else 3
+    source = work / "morphology.swc"
+    source.write_text(_swc_for_import3d(samples, retype))
+    return source
+
+
+def _retag_asc(path: Path, trees: list[DendriteTree], apical: list[bool], source: Path) -> None:
+    """Write ``path`` to ``source`` with each top-level (Dendrite)/(Apical) tag as ``apical``
+    says."""
+    text = path.read_bytes().decode("latin-1")  # byte for byte, whatever the encoding
+    tags = _asc_tree_tags(text)
+    if len(tags) != len(trees) or any(
+        tag.lower() != {"basal": "dendrite", "apical": "apical"}[tree.tag]
+        for (_, _, tag), tree in zip(tags, trees, strict=False)
+    ):
+        raise MorphologyError(
+            f"{path}: cannot rename the trees of this Neurolucida file: MorphIO reads "
+            f"{len(trees)} dendrite trees, the file has {len(tags)} top-level (Dendrite) "
+            "or (Apical) tags"
+        )
+    for index, (start, end, _) in reversed(list(enumerate(tags))):
+        word = "Apical" if apical[index] else "Dendrite"
+        text = text[:start] + word + text[end:]
+    source.write_bytes(text.encode("latin-1"))
+
+
+def _h5_source(
+    path: Path, morph: Any, apical: list[bool], retag: list[DendriteTree], work: Path
+) -> Path:
+    """HDF5, which Import3d cannot read: MorphIO writes it as ASC for a contour soma, SWC for
+    any other, retagged."""
     import morphio
     from morphio.mut import Morphology as Mutable
 

@@ -336,36 +336,25 @@ def cell_calibrate(
       elmpipe cell calibrate -c configs/demo.yaml -m my_cell.asc --json
     """
     from pipelines.calibration_stage import run_calibration
-    from pipelines.config import (
-        OPTIONS,
-        SimulateConfig,
-        checked,
-        load_simulate_config,
-        with_overrides,
-    )
+    from pipelines.config import OPTIONS, SimulateConfig, load_simulate_config, with_overrides
     from pipelines.simulation_stage import describe_dataset, prepared
     from simulations.inputs import NeuronIOProtocol
 
     config = load_simulate_config(config_path) if config_path else SimulateConfig()
-    with checked(OPTIONS):
-        config = with_overrides(
-            config,
-            {
-                "cell.morphology": str(morphology) if morphology else None,
-                "cell.apical_trees": apical_trees(),
-                "cell.parameters": parameters,
-                "calibration.target_rate_hz": target_rate_hz,
-                "calibration.probe_simulations": probe_simulations,
-                "calibration.tolerance": tolerance,
-            },
-        )
+    overrides = {
+        "cell.morphology": str(morphology) if morphology else None,
+        "cell.apical_trees": apical_trees(),
+        "cell.parameters": parameters,
+        "calibration.target_rate_hz": target_rate_hz,
+        "calibration.probe_simulations": probe_simulations,
+        "calibration.tolerance": tolerance,
+    }
+    config = with_overrides(config, overrides, OPTIONS)
     settings = cluster_settings(cluster, workers, address, cluster_config, base=config.cluster)
-    config = config.model_copy(update={"cluster": settings})
-    if not isinstance(config.protocol, NeuronIOProtocol):
-        raise InputError(f"{config_path}: protocol: calibration needs generated (neuronio) inputs")
-    config = prepared(config)
+    config = prepared(config.model_copy(update={"cluster": settings}))
     protocol = config.protocol
-    assert isinstance(protocol, NeuronIOProtocol)  # checked above; prepared keeps the protocol
+    if not isinstance(protocol, NeuronIOProtocol):
+        raise InputError(f"{config_path}: protocol: calibration needs generated (neuronio) inputs")
     spec = describe_dataset(config)
     log = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     result = run_calibration(

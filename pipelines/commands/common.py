@@ -170,7 +170,7 @@ def field_type(model: type[BaseModel], field: str) -> Any:
     info = model.model_fields[field]
     kind = param_type(info.annotation)
     bounds = _bounds(info.metadata)
-    if kind is float or isinstance(kind, FiniteRange):
+    if isinstance(kind, FiniteRange):
         return FiniteRange(**bounds)
     if kind is int and bounds:
         if bounds.get("min_open"):
@@ -194,14 +194,6 @@ def param_type(annotation: Any) -> Any:
     if annotation in (int, str, bool):
         return annotation
     return str
-
-
-def choices_of(model: type[BaseModel], field: str) -> click.Choice:
-    """The values a ``Literal`` field of ``model`` allows, as a click Choice."""
-    kind = param_type(model.model_fields[field].annotation)
-    if not isinstance(kind, click.Choice):
-        raise TypeError(f"{model.__name__}.{field} is not a Literal")
-    return kind
 
 
 def described(model: type[BaseModel], field: str, text: str | None = None) -> str:
