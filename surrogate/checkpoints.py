@@ -209,6 +209,16 @@ def load_published_elm(path: str | Path, config_json: str | Path | None = None) 
     return model.eval()
 
 
+def trained_cell(path: str | Path) -> dict[str, Any] | None:
+    """The cell record (segment places, landmarks) of the data a checkpoint was trained on, if
+    it says (elmpipe checkpoints from fits that record it; not released state dicts)."""
+    payload = _load(path)
+    if not is_elmpipe_checkpoint(payload):
+        return None
+    cell = (payload.get("provenance") or {}).get("cell")
+    return cell if isinstance(cell, dict) else None
+
+
 def load_any(path: str | Path, published_config: str | Path | None = None) -> nn.Module:
     """Our checkpoint, or a released ELM state dict, in eval mode."""
     if not is_elmpipe_checkpoint(_load(path)):

@@ -22,6 +22,7 @@ spike output is never validated, and the loss's spike term then rewards predicti
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -32,8 +33,9 @@ from pydantic import BaseModel, Field, model_validator
 from sklearn.metrics import roc_auc_score
 
 from elmpipe.dataset import SKIP_MS, Dataset
-from elmpipe.errors import DataWarning
+from elmpipe.errors import DataWarning, InputError
 from surrogate.data import Batch, WindowBatches, soma_mv
+from surrogate.geometry import CellGeometry
 from surrogate.models import ModelConfig, build_model
 from surrogate.train import LoopSettings, RunResult, TrainingError, train
 from surrogate.warm_start import SynapseMapping, resolve_source, warm_start
@@ -62,7 +64,14 @@ class TrainSettings(LoopSettings):
         "'builtin': the shipped surrogate of the built-in cell) instead of random weights",
     )
     init_synapses: SynapseMapping = Field(
-        "by-position", description="a warm start across input layouts: synapse weights"
+        "by-geometry",
+        description="a warm start from another cell: map synapse weights by the place of their "
+        "segment in the cell (by-geometry), by row position, or start them fresh",
+    )
+    init_cell: str | None = Field(
+        None,
+        description="the cell the --init model was trained on, when its file does not say (a "
+        "released ELM: the Hay cell): a dataset of that cell, or its cell record (JSON)",
     )
     select_best: Literal["soma_rmse", "loss", "spike_auc"] = Field(
         "soma_rmse", description="validation metric that picks best.pt (released: soma_rmse)"
@@ -79,6 +88,15 @@ class TrainSettings(LoopSettings):
         description="weight of an auxiliary loss on the nexus voltage, predicted as a third "
         "output (0: off, as released)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warm_start_settings_need_a_warm_start(cls, data: Any) -> Any:
+        """Without ``init``, how synapses would be mapped is no part of the run (so a run
+        written before the default mapping changed still resumes)."""
+        if isinstance(data, dict) and not data.get("init"):
+            data = {k: v for k, v in data.items() if k not in ("init_synapses", "init_cell")}
+        return data
 
     @model_validator(mode="after")
     def _burn_in_inside_the_window(self) -> TrainSettings:
@@ -178,6 +196,31 @@ def validation_metrics(
     }
 
 
+def _geometry_record(cell: dict[str, Any]) -> dict[str, Any] | None:
+    """The places of a dataset's inputs, as a checkpoint keeps them (None: the dataset does not
+    record them, e.g. an import of NeuronIO's files)."""
+    try:
+        return CellGeometry.from_record(cell).record()
+    except ValueError:
+        return None
+
+
+def read_cell_record(source: str | None) -> dict[str, Any] | None:
+    """A cell record from a dataset of that cell or a JSON file holding one (None: none given)."""
+    if source is None:
+        return None
+    path = Path(source).expanduser()
+    if path.is_file():
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--init-cell {path}: not a cell record (JSON): {exc}") from None
+        if not isinstance(record, dict):
+            raise InputError(f"--init-cell {path}: not a cell record (a JSON object)")
+        return record
+    return Dataset(path).cell
+
+
 class NeuronIOFit:
     """The training task: windows of a dataset split in, spike logit and soma out."""
 
@@ -200,6 +243,8 @@ class NeuronIOFit:
                 f"{config.model.num_input}"
             )
         self._require_training_spikes()
+        self.cell: dict[str, Any] = Dataset(data).cell
+        self.cell_geometry = _geometry_record(self.cell)
         self.data_warnings: list[str] = []
         self.valid: list[Batch] = []
         if config.valid_split:
@@ -271,7 +316,13 @@ class NeuronIOFit:
         self.warm_start = None
         if self.config.init:
             source = resolve_source(self.config.init)
-            self.warm_start = warm_start(model, source, self.config.init_synapses)
+            self.warm_start = warm_start(
+                model,
+                source,
+                self.config.init_synapses,
+                target_cell=self.cell,
+                source_cell=read_cell_record(self.config.init_cell),
+            )
         return model
 
     def provenance(self) -> dict[str, Any]:
@@ -281,6 +332,8 @@ class NeuronIOFit:
             "training_minutes": len(self.train.sims) * self.train.n_time / 60_000,
             "warm_start": self.warm_start,
             "warnings": self.data_warnings,
+            # where each input sits: what a later warm start by geometry maps from
+            "cell": self.cell_geometry,
         }
 
     def starts_trained(self) -> bool:

@@ -13,7 +13,15 @@ whether the input layout is the same:
   slot q) keeps the source's weight of slot (j, q) — with the NeuronIO routing that slot reads,
   in both cells, the input at the same relative place of the segment order (basal sections then
   apical, by section, then along each section) — moved by one slot where needed so that every
-  synapse keeps its kind (an excitatory slot takes an excitatory source weight).
+  synapse keeps its kind (an excitatory slot takes an excitatory source weight); or the
+  **by-geometry mapping** (``by-geometry``, the default): every target segment is matched to
+  the source segment at the same place in the cell (surrogate.geometry: subtree, position
+  between soma, nexus and the farthest tip, path distance, diameter); the target's routing walks
+  its segments in the order of their matches, so that each branch reads the segments at the
+  places where the source's branch read, and each synapse takes the weight of the source
+  synapse on its branch that reads its match (of its kind), or the nearest one. It needs both
+  cells: the target's from the training data, the source's from its checkpoint or given
+  (``source_cell``; a released ELM was trained on the Hay cell).
 
 A source with another number of outputs (a fit with or without the auxiliary nexus output,
 ``nexus_weight``) is the second case too, even on the same inputs: the outputs both models have
@@ -28,13 +36,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
-from surrogate.checkpoints import CheckpointError, load_any
+from surrogate.checkpoints import CheckpointError, load_any, trained_cell
+from surrogate.geometry import CellGeometry, nearest_sources, segment_order_like
 from surrogate.models.elm import ELM
+from surrogate.models.routing import neuronio_routing
 
-SynapseMapping = Literal["by-position", "fresh"]
+SynapseMapping = Literal["by-geometry", "by-position", "fresh"]
 #: the surrogate of the built-in cell shipped with elmpipe (configs/pretrain-builtin.yaml made it)
 BUILTIN = Path(__file__).parent / "pretrained" / "builtin-cell-elm-m20-b45.pt"
 #: ELM parameters and buffers that do not depend on the input layout
@@ -50,6 +61,17 @@ HEAD = ("w_y.weight", "w_y.bias")
 
 def _same_layout(target: nn.Module, source: nn.Module) -> bool:
     return type(target) is type(source) and target.config == source.config
+
+
+def _same_places(first: dict, second: dict) -> bool:
+    """Whether two cell records put their segments at the same places (one cell)."""
+    try:
+        a, b = CellGeometry.from_record(first), CellGeometry.from_record(second)
+    except ValueError:
+        return True  # not known: the layout decides
+    return len(a) == len(b) and bool(
+        np.array_equal(a.region, b.region) and np.allclose(a.distance, b.distance)
+    )
 
 
 def _kinds(model: ELM) -> torch.Tensor:
@@ -71,6 +93,66 @@ def _by_position(target: ELM, source: ELM) -> torch.Tensor:
     return weights[chosen].clone()
 
 
+def _walk_rank(model: ELM) -> torch.Tensor:
+    """Each segment's place in the order the model's routing walks them."""
+    n = model.num_input // 2
+    order = model.config.segment_order
+    if order is None:
+        return torch.arange(n)
+    return torch.argsort(torch.as_tensor(order, dtype=torch.int64))
+
+
+def _reroute(model: ELM, order: tuple[int, ...]) -> None:
+    """Give ``model`` (in place) the neuronio routing that walks its segments in ``order``."""
+    config = type(model.config).model_validate(
+        {**model.config.model_dump(), "segment_order": order}
+    )
+    index, mask = neuronio_routing(
+        config.num_input, config.branches, config.synapses_per_branch, order
+    )
+    model.input_to_synapse_indices.copy_(index)
+    model.valid_indices_mask.copy_(mask)
+    model.config = config
+
+
+def _by_geometry(target: ELM, source: ELM, match: np.ndarray) -> torch.Tensor:
+    """Per target synapse, the weight of the source synapse on the same branch that reads the
+    target segment's match (of the same kind), else the one nearest to it in the source's walk."""
+    branches, per_branch = target.config.branches, target.config.synapses_per_branch
+    n_t, n_s = target.num_input // 2, source.num_input // 2
+    rank_s = _walk_rank(source)
+    channel_t, channel_s = target.input_to_synapse_indices, source.input_to_synapse_indices
+    wanted = rank_s[torch.as_tensor(match)[channel_t % n_t]].view(branches, per_branch)
+    found = rank_s[channel_s % n_s].view(branches, per_branch)
+    gap = (found[:, None, :] - wanted[:, :, None]).abs().to(torch.float64)
+    other_kind = (channel_s >= n_s).view(branches, 1, per_branch) != (channel_t >= n_t).view(
+        branches, per_branch, 1
+    )
+    unusable = other_kind | ~source.valid_indices_mask.view(branches, 1, per_branch)
+    choice = torch.where(unusable, gap + 1e9, gap).argmin(dim=2)  # (branches, per_branch)
+    weights = source._proto_w_s.detach().view(branches, per_branch)
+    return weights.gather(1, choice).reshape(-1).clone()
+
+
+def _geometries(
+    source_path: str | Path, target_cell: dict | None, source_cell: dict | None
+) -> tuple[CellGeometry, CellGeometry]:
+    source_cell = source_cell or trained_cell(source_path)
+    if source_cell is None:
+        raise CheckpointError(
+            f"{source_path}: the synapse mapping by geometry needs the cell this model was "
+            "trained on, which its file does not record (a released ELM: the Hay cell); give "
+            "it with --init-cell (a dataset or morphology of that cell), or choose "
+            "--init-synapses by-position"
+        )
+    if target_cell is None:
+        raise CheckpointError("the synapse mapping by geometry needs the training data's cell")
+    try:
+        return CellGeometry.from_record(target_cell), CellGeometry.from_record(source_cell)
+    except ValueError as exc:
+        raise CheckpointError(f"{source_path}: the synapse mapping by geometry: {exc}") from None
+
+
 def resolve_source(name: str) -> Path:
     """``builtin`` is the shipped surrogate of the built-in cell; anything else is a path."""
     if name == "builtin":
@@ -79,12 +161,22 @@ def resolve_source(name: str) -> Path:
 
 
 def warm_start(
-    model: nn.Module, source_path: str | Path, synapses: SynapseMapping = "by-position"
+    model: nn.Module,
+    source_path: str | Path,
+    synapses: SynapseMapping = "by-geometry",
+    *,
+    target_cell: dict | None = None,
+    source_cell: dict | None = None,
 ) -> dict[str, Any]:
-    """Load what ``source_path`` can give into ``model`` (in place); returns what was done."""
+    """Load what ``source_path`` can give into ``model`` (in place); returns what was done.
+
+    ``target_cell``: the cell record of the training data; ``source_cell``: the source model's,
+    when its checkpoint does not record it (both needed by the mapping by geometry)."""
     source = load_any(source_path)
     record: dict[str, Any] = {"source": str(source_path), "synapses": None}
-    if _same_layout(model, source):
+    known = source_cell or trained_cell(source_path)
+    same_cell = known is None or target_cell is None or _same_places(known, target_cell)
+    if _same_layout(model, source) and same_cell:
         model.load_state_dict(source.state_dict())
         record.update(layout="same", transferred="all weights", fresh=[])
         return record
@@ -111,8 +203,17 @@ def warm_start(
         for name, value in given.items()
         if name.startswith(LAYOUT_FREE) and name in own and own[name].shape == value.shape
     }
-    if synapses == "by-position":
+    if synapses == "by-position" or (
+        synapses == "by-geometry" and same_cell and model.num_input == source.num_input
+    ):  # on the same cell, row i is the same segment in both
         taken["_proto_w_s"] = _by_position(model, source)
+    elif synapses == "by-geometry":
+        target_geometry, source_geometry = _geometries(source_path, target_cell, source_cell)
+        match = nearest_sources(target_geometry, source_geometry)
+        source_order = source.config.segment_order
+        _reroute(model, segment_order_like(match, target_geometry, source_order))
+        taken["_proto_w_s"] = _by_geometry(model, source, match)
+        record["matched_segments"] = len(set(match.tolist()))
     shared = min(source.config.num_output, model.config.num_output)
     for name in HEAD:  # outputs both have: the source's rows; an extra output starts fresh
         if name not in taken:
@@ -141,7 +242,11 @@ def describe(record: dict[str, Any]) -> str:
     """One line saying what a warm start took over (for the command line and the report)."""
     if record["layout"] == "same":
         return f"warm start from {record['source']}: every weight (same input layout)"
-    synapses = {"by-position": "mapped by position", "fresh": "started fresh"}[record["synapses"]]
+    synapses = {
+        "by-geometry": "mapped by geometry (each to the source synapse at the same place)",
+        "by-position": "mapped by position",
+        "fresh": "started fresh",
+    }[record["synapses"]]
     new_outputs = [entry for entry in record["fresh"] if entry.startswith("w_y rows")]
     return (
         f"warm start from {record['source']}, input layout {record['layout']}: took over "

@@ -117,7 +117,18 @@ def test_a_released_elm_warm_starts_a_fit_on_another_layout(toy_store, tmp_path)
     released = tmp_path / "neuronio_best_model_state.pt"
     torch.save(released_state_dict(20), released)  # 1278 inputs, 45 branches × 100
     out = tmp_path / "run"
-    result = invoke("fit", "-d", toy_store, "-o", out, "--init", released, *FAST)
+    result = invoke(
+        "fit",
+        "-d",
+        toy_store,
+        "-o",
+        out,
+        "--init",
+        released,
+        "--init-synapses",
+        "by-position",
+        *FAST,
+    )
     assert "warm start from" in result.output and "1278 → 100 inputs" in result.output
     provenance = json.loads((out / "result.json").read_text())["provenance"]
     assert provenance["warm_start"]["synapses"] == "by-position"

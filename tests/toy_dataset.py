@@ -44,6 +44,22 @@ def toy_simulation(rng: np.random.Generator, duration: int) -> SimulationRecord:
     )
 
 
+def toy_geometry(n: int, l_max: float = 1000.0, nexus: float = 600.0) -> dict:
+    """A made-up cell record of ``n`` segments, as datasets store it: the first 40 % basal
+    (20 … 300 µm from the soma), the rest apical up to ``l_max``; diameters thin with distance."""
+    n_basal = int(0.4 * n)
+    distance = np.r_[np.linspace(20, 300, n_basal), np.linspace(40, l_max, n - n_basal)]
+    return {
+        "segment_table": {
+            "region": ["basal"] * n_basal + ["apical"] * (n - n_basal),
+            "distance": distance.tolist(),
+            "diam": (3.0 * np.exp(-distance / 500.0)).tolist(),
+        },
+        "l_max_um": l_max,
+        "nexus": {"distance_um": nexus},
+    }
+
+
 def silenced(record: SimulationRecord) -> SimulationRecord:
     """The same simulation without any output spike (a cell the inputs under-drive)."""
     return replace(record, spikes=np.zeros_like(record.spikes), spike_times=np.zeros(0))
@@ -60,7 +76,7 @@ def make_toy_dataset(
     spike."""
     half = N_INPUT // 2
     spec = DatasetSpec(
-        cell={"fingerprint": "toy-neuron", "segment_table": {"region": ["basal"] * half}},
+        cell={"fingerprint": "toy-neuron", **toy_geometry(half)},
         channels={
             "segment": [*range(half), *range(half)],
             "kind": ["excitatory"] * N_EXC + ["inhibitory"] * N_INH,

@@ -72,8 +72,45 @@ training_options = [
     field_option(TrainSettings, "ema_decay"),
     field_option(TrainSettings, "nexus_weight"),
     field_option(TrainSettings, "patience"),
+    field_option(
+        TrainSettings,
+        "init_synapses",
+        help="A warm start from another cell: map each synapse's weight from the source synapse "
+        "at the same place in the cell (subtree, distance from soma and nexus, diameter), by "
+        "row position, or start them fresh",
+    ),
+    field_option(
+        TrainSettings,
+        "init_cell",
+        help="The cell the --init model was trained on, when its file does not say (a released "
+        "ELM: NeuronIO's Hay cell): a dataset or a morphology (.asc/.swc/.h5) of that cell",
+    ),
 ]
 TRAINING_FIELDS = tuple(TrainSettings.model_fields)
+
+
+MORPHOLOGY_SUFFIXES = (".asc", ".swc", ".h5")
+
+
+def _record_init_cell(options: dict[str, Any], out: Path) -> dict[str, Any]:
+    """``--init-cell`` given as a morphology: its cell record (where each input sits) is
+    written to OUT/init-cell.json, which the training settings then name (so the run folder
+    holds what its warm start mapped from)."""
+    given_cell = options.get("init_cell")
+    if given_cell is None:
+        return options
+    if Path(given_cell).suffix.lower() not in MORPHOLOGY_SUFFIXES:
+        options["init_cell"] = str(Path(given_cell).resolve())  # workers may run elsewhere
+        return options
+    from elmpipe.outputs import write_json_atomic
+    from pipelines.commands.common import build_cell
+
+    cell = build_cell(Path(given_cell), None)
+    out.mkdir(parents=True, exist_ok=True)
+    record_path = (out / "init-cell.json").resolve()
+    write_json_atomic(record_path, cell.provenance())
+    options["init_cell"] = str(record_path)
+    return options
 
 
 def _epoch_name(epoch: Any) -> str:
@@ -91,11 +128,6 @@ def _epoch_name(epoch: Any) -> str:
     "init",
     help="Start from this checkpoint (ours, or a released ELM state dict; 'builtin': the "
     "shipped surrogate of the built-in cell) instead of random weights",
-)
-@field_option(
-    TrainSettings,
-    "init_synapses",
-    help="Warm start across input layouts: map synapse weights by position, or start them fresh",
 )
 @field_option(
     TrainSettings,
@@ -137,6 +169,7 @@ def fit(data, out, family, config_path, resume, export_path, quiet, **options) -
         export_path = check_output_file(export_path, "TorchScript export")
     file_config = load_config(config_path, FitFileConfig) if config_path else FitFileConfig()
     model_in_file = "model" in file_config.model_fields_set
+    _record_init_cell(options, out)
     file_config = with_overrides(file_config, given(options, TRAINING_FIELDS))
     section = dict(file_config.model)
     if family is not None and family != section["family"]:
@@ -259,7 +292,7 @@ def sweep(
     values: dict[str, Any] = {
         "models": comma_separated(models, str, "--models"),
         **sweep_axes_given(options),
-        "train": given(options, TRAINING_FIELDS),
+        "train": given(_record_init_cell(options, out), TRAINING_FIELDS),
         "starts": (("scratch",) if scratch or not starts else ()) + tuple(starts),
         **given(
             {"torch_threads": torch_threads, "evaluate_split": evaluate_split},

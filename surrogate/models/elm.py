@@ -59,6 +59,13 @@ class ELMConfig(StrictModel):
     num_synapse_per_branch: int = Field(100, gt=0, le=MAX_UNITS, description="d_brch")
     routing: Literal["none", "random", "neuronio"] = "neuronio"
     routing_seed: int = 0
+    segment_order: tuple[int, ...] | None = Field(
+        None,
+        description="neuronio routing: the order in which branches walk the segments (a "
+        "permutation of the input rows; None: the dataset's row order). A warm start by "
+        "geometry sets it, so that each branch reads the segments at the places where the "
+        "source model's branch read",
+    )
     version: Literal["v1", "v2"] = "v1"
     dt: float = Field(1.0, gt=0, description="time step, ms")
 
@@ -71,6 +78,14 @@ class ELMConfig(StrictModel):
                 "routing 'none' needs num_branch · num_synapse_per_branch = num_input "
                 f"({self.num_synapses} ≠ {self.num_input}); use num_branch null for vanilla ELM"
             )
+        if self.segment_order is not None:
+            if self.routing != "neuronio":
+                raise ValueError("segment_order applies to the neuronio routing only")
+            if sorted(self.segment_order) != list(range(self.num_input // 2)):
+                raise ValueError(
+                    f"segment_order must order the {self.num_input // 2} segments 0 … "
+                    f"{self.num_input // 2 - 1}, each once"
+                )
         if self.routing == "neuronio":
             stride = math.ceil(self.num_input / self.branches)
             if stride > self.num_synapse_per_branch:
@@ -172,7 +187,7 @@ class ELM(nn.Module):
         else:
             self.register_buffer("_proto_tau_m", logits)
         if c.routing == "neuronio":
-            index, mask = neuronio_routing(c.num_input, d_tree, d_brch)
+            index, mask = neuronio_routing(c.num_input, d_tree, d_brch, c.segment_order)
         elif c.routing == "random":
             index, mask = random_routing(c.num_input, d_s, c.routing_seed)
         else:

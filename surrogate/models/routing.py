@@ -31,7 +31,10 @@ def random_routing(
 
 
 def neuronio_routing(
-    num_input: int, num_branch: int, num_synapse_per_branch: int
+    num_input: int,
+    num_branch: int,
+    num_synapse_per_branch: int,
+    segment_order: tuple[int, ...] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Overlapping windows over interleaved excitatory/inhibitory inputs (all released models).
 
@@ -41,6 +44,8 @@ def neuronio_routing(
     follow the segment order. Branch j reads positions stride·j + q (q < synapses per branch),
     stride = ⌈num_input / num_branch⌉; positions past the end are masked. For 1278 inputs,
     45 × 100 this reproduces the released checkpoints exactly; any even input count works.
+    With ``segment_order``, the positions walk the segments in that order instead (position
+    2k and 2k + 1 are segment ``segment_order[k]``).
     """
     if num_input % 2:
         raise ValueError(
@@ -58,6 +63,9 @@ def neuronio_routing(
     ) * stride + torch.arange(num_synapse_per_branch).repeat(num_branch)
     valid = position < num_input
     position = position.clamp(max=num_input - 1)
-    raw = (position % 2) * half + position // 2
+    segment = position // 2
+    if segment_order is not None:
+        segment = torch.as_tensor(segment_order, dtype=torch.int64)[segment]
+    raw = (position % 2) * half + segment
     raw = torch.where(valid, raw, torch.full_like(raw, num_input - 1))
     return raw.to(torch.int64), valid
