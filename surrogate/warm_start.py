@@ -180,22 +180,8 @@ def warm_start(
         model.load_state_dict(source.state_dict())
         record.update(layout="same", transferred="all weights", fresh=[])
         return record
-    if not (isinstance(model, ELM) and isinstance(source, ELM)):
-        raise CheckpointError(
-            f"{source_path}: a warm start across input layouts needs ELM models on both sides "
-            f"(source {type(source).__name__}, target {type(model).__name__}); with another "
-            "family, give a source trained on the same layout"
-        )
-    differences = [
-        f"{name} {getattr(source.config, name)!r} vs {getattr(model.config, name)!r}"
-        for name in ARCHITECTURE
-        if getattr(source.config, name) != getattr(model.config, name)
-    ]
-    if differences:
-        raise CheckpointError(
-            f"{source_path}: the warm start needs the same architecture; differs in "
-            + ", ".join(differences)
-        )
+    _require_transferable(model, source, source_path)
+    assert isinstance(model, ELM) and isinstance(source, ELM)
     own = model.state_dict()
     given = source.state_dict()
     taken = {
@@ -224,18 +210,41 @@ def warm_start(
     if source.config.num_output != model.config.num_output:
         extra = ", ".join(str(k) for k in range(shared, model.config.num_output))
         fresh.append(f"w_y rows {extra} (outputs the source does not have)")
-    inputs = (source.config.num_input, model.config.num_input)
-    outputs = (source.config.num_output, model.config.num_output)
-    layout = "same inputs" if inputs[0] == inputs[1] else "{} → {} inputs".format(*inputs)
-    if outputs[0] != outputs[1]:
-        layout += ", {} → {} outputs".format(*outputs)
     record.update(
-        layout=f"different ({layout})",
+        layout=_layout_change(source.config, model.config),
         transferred=sorted(taken),
         fresh=fresh,
         synapses=synapses,
     )
     return record
+
+
+def _require_transferable(model: nn.Module, source: nn.Module, source_path: str | Path) -> None:
+    """Across layouts, only between ELMs of the same architecture."""
+    if not (isinstance(model, ELM) and isinstance(source, ELM)):
+        raise CheckpointError(
+            f"{source_path}: a warm start across input layouts needs ELM models on both sides "
+            f"(source {type(source).__name__}, target {type(model).__name__}); with another "
+            "family, give a source trained on the same layout"
+        )
+    differences = [
+        f"{name} {getattr(source.config, name)!r} vs {getattr(model.config, name)!r}"
+        for name in ARCHITECTURE
+        if getattr(source.config, name) != getattr(model.config, name)
+    ]
+    if differences:
+        raise CheckpointError(
+            f"{source_path}: the warm start needs the same architecture; differs in "
+            + ", ".join(differences)
+        )
+
+
+def _layout_change(source: Any, target: Any) -> str:
+    inputs, outputs = (source.num_input, target.num_input), (source.num_output, target.num_output)
+    layout = "same inputs" if inputs[0] == inputs[1] else "{} → {} inputs".format(*inputs)
+    if outputs[0] != outputs[1]:
+        layout += ", {} → {} outputs".format(*outputs)
+    return f"different ({layout})"
 
 
 def describe(record: dict[str, Any]) -> str:

@@ -69,3 +69,41 @@ def test_the_checker_sees_lazy_imports(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from simulations.cell import Cell\n    import neuron.h\n")
     assert imported_modules(sample) == [(2, "simulations"), (3, "neuron")]
+
+
+#: the house style's longest function, in lines of code (its docstring aside: a command's
+#: docstring is its --help text)
+MAX_FUNCTION_LINES = 60
+
+
+def function_lengths(path: Path) -> dict[str, int]:
+    """Lines of code of every function in a file (docstring lines not counted)."""
+    lengths = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            lines = node.end_lineno - node.lineno + 1
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                if isinstance(first.value.value, str):
+                    lines -= first.end_lineno - first.lineno + 1
+            where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+            lengths[f"{where}:{node.lineno} {node.name}"] = lines
+    return lengths
+
+
+def test_no_function_is_longer_than_the_house_style_allows():
+    long = {
+        where: lines
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for where, lines in function_lengths(path).items()  # file:line name
+        if lines > MAX_FUNCTION_LINES
+    }
+    assert not long, f"split these into named steps: {long}"
+
+
+def test_the_length_count_leaves_docstrings_out(tmp_path):
+    source = tmp_path / "f.py"
+    body = "\n".join(f"    x{i} = {i}" for i in range(3))
+    source.write_text(f'def f():\n    """Why,\n    briefly."""\n{body}\n')
+    assert function_lengths(source) == {"f.py:1 f": 4}
