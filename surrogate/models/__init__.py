@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from surrogate.models import classifier, elm, lstm, tcn
+from surrogate.models import classifier, elm, general_elm, lstm, tcn
 from surrogate.models.classifier import Classifier, ClassifierConfig
 from surrogate.models.elm import ELM, ELMConfig
 from surrogate.models.lstm import LSTM, LSTMConfig
@@ -31,7 +31,7 @@ from surrogate.models.registry import (
 )
 from surrogate.models.tcn import TCN, TCNConfig
 
-for _module in (elm, lstm, tcn, classifier):
+for _module in (elm, lstm, tcn, classifier, general_elm):
     register(_module.FAMILY)
 load_plugins()
 

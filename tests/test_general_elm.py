@@ -1,0 +1,76 @@
+"""The cell-general Branch-ELM: one set of weights, a surrogate for any cell's geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from surrogate.checkpoints import load_model, save_checkpoint
+from surrogate.geometry import CellGeometry
+from surrogate.models import build_model, model_config
+from surrogate.models.general_elm import GeneralELM, GeneralELMConfig, canonical_order
+from tests.precision import assert_float32_close
+from tests.toy_dataset import toy_geometry
+
+SMALL = GeneralELMConfig(num_memory=4, num_branch=6, num_synapse_per_branch=30, synapse_hidden=8)
+
+
+def permuted(record: dict, order: np.ndarray) -> dict:
+    """The same cell with its segment table in another row order (another file of it)."""
+    table = {k: [v[i] for i in order] for k, v in record["segment_table"].items()}
+    return {**record, "segment_table": table}
+
+
+def trained_like(model: GeneralELM) -> GeneralELM:
+    """Weights away from their initialisation, so that f_θ depends on the features."""
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+def test_the_same_cell_written_twice_gives_the_same_outputs():
+    model = trained_like(GeneralELM(SMALL))
+    cell = toy_geometry(50)
+    order = np.random.default_rng(0).permutation(50)
+    first, second = model.for_cell(cell), model.for_cell(permuted(cell, order))
+    x = (torch.rand(2, 200, 100, generator=torch.Generator().manual_seed(1)) < 0.05).float()
+    channels = np.r_[order, 50 + order]  # the second file's row i is the first's row order[i]
+    with torch.no_grad():
+        assert_float32_close(second(x[:, :, channels]), first(x), eps_units=200)
+
+
+def test_branches_read_the_same_regions_of_any_cell():
+    geometry = CellGeometry.from_record(toy_geometry(50))
+    order = canonical_order(geometry)
+    subtrees = geometry.subtree()[list(order)]
+    assert (np.diff(subtrees) >= 0).all()  # basal, then up to the nexus, then the tuft
+    within = [geometry.landmark_position()[list(order)][subtrees == k] for k in range(3)]
+    assert all((np.diff(part) >= 0).all() for part in within)
+
+
+def test_a_materialized_cell_model_is_a_plain_elm_with_the_same_outputs(tmp_path):
+    model = trained_like(GeneralELM(SMALL))
+    cell = toy_geometry(40, l_max=1300.0, nexus=700.0)
+    view, plain = model.for_cell(cell), model.materialize(cell)
+    assert type(plain).__name__ == "ELM" and plain.config.segment_order is not None
+    save_checkpoint(tmp_path / "cell.pt", plain)
+    again = load_model(tmp_path / "cell.pt")
+    x = (torch.rand(1, 150, 80, generator=torch.Generator().manual_seed(2)) < 0.05).float()
+    with torch.no_grad():
+        assert_float32_close(again(x), view(x), eps_units=200)
+
+
+def test_training_a_cell_view_trains_the_shared_weights():
+    model = GeneralELM(SMALL)
+    views = [model.for_cell(toy_geometry(n)) for n in (30, 50)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for view, n in zip(views, (30, 50), strict=True):
+        x = (torch.rand(2, 50, 2 * n) < 0.1).float()
+        view(x).square().mean().backward()
+    grads = {name for name, p in model.named_parameters() if p.grad is not None}
+    assert {"synapse_function.0.weight", "mlp.network.0.weight", "w_y.weight"} <= grads
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    # the family is registered: its checkpoints load like any model's
+    assert isinstance(build_model(model_config(SMALL.model_dump())), GeneralELM)
