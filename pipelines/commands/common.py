@@ -152,16 +152,23 @@ def _plain_type(annotation: Any) -> Any:
     return annotation
 
 
+#: bounds this large are the number type's, not a setting's: not shown (pydantic still checks)
+_SHOWN_BOUND = 2**31
+
+
 def _bounds(metadata: Iterable[Any]) -> dict[str, Any]:
     """A pydantic field's ge/gt/le/lt constraints as click range arguments."""
     bounds: dict[str, Any] = {}
     for item in metadata:
-        for name, key, is_open in (("ge", "min", False), ("gt", "min", True)):
-            if getattr(item, name, None) is not None:
-                bounds.update({key: getattr(item, name), "min_open": is_open})
-        for name, key, is_open in (("le", "max", False), ("lt", "max", True)):
-            if getattr(item, name, None) is not None:
-                bounds.update({key: getattr(item, name), "max_open": is_open})
+        for name, key, is_open in (
+            ("ge", "min", False),
+            ("gt", "min", True),
+            ("le", "max", False),
+            ("lt", "max", True),
+        ):
+            value = getattr(item, name, None)
+            if value is not None and abs(value) < _SHOWN_BOUND:
+                bounds.update({key: value, f"{key}_open": is_open})
     return bounds
 
 
