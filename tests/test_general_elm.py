@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from elmpipe.dataset import Dataset
 from surrogate.checkpoints import load_model, save_checkpoint
 from surrogate.geometry import CellGeometry
 from surrogate.models import build_model, model_config
 from surrogate.models.general_elm import GeneralELM, GeneralELMConfig, canonical_order
 from tests.precision import assert_float32_close
-from tests.toy_dataset import toy_geometry
+from tests.toy_dataset import make_toy_dataset, toy_geometry
 
 SMALL = GeneralELMConfig(num_memory=4, num_branch=6, num_synapse_per_branch=30, synapse_hidden=8)
 
@@ -74,3 +75,32 @@ def test_training_a_cell_view_trains_the_shared_weights():
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     # the family is registered: its checkpoints load like any model's
     assert isinstance(build_model(model_config(SMALL.model_dump())), GeneralELM)
+
+
+def test_pretraining_on_two_cells_gives_a_model_that_serves_each(toy_store, tmp_path):
+    from surrogate.evaluate import evaluate
+    from surrogate.general_fit import GeneralTrainConfig, pretrain
+
+    other = make_toy_dataset(
+        tmp_path / "other.zarr",
+        {"train": 12, "valid": 4},
+        seed=5,
+        geometry=toy_geometry(50, l_max=1400.0, nexus=800.0),
+    )
+    config = GeneralTrainConfig(
+        stores=(str(toy_store), str(other)),
+        model=SMALL,
+        epochs=2,
+        batches_per_epoch=6,
+        valid_batches=2,
+        loader_workers=1,
+    )
+    result = pretrain(config, tmp_path / "run", progress=False)
+    assert result.epochs_run == 2
+    assert {"valid_0_loss", "valid_1_loss", "valid_loss", "valid_spike_auc"} <= set(result.best)
+    assert result.summary["provenance"]["train_simulations"] == [24, 12]
+    model = load_model(tmp_path / "run" / "best.pt")
+    assert isinstance(model, GeneralELM)
+    for store, split in ((toy_store, "valid"), (other, "train")):  # each cell's surrogate
+        metrics = evaluate(model.materialize(Dataset(store).cell), store, split).metrics
+        assert 0.0 <= metrics["spike_auc"] <= 1.0 and metrics["soma_rmse_mv"] > 0

@@ -71,12 +71,13 @@ def make_toy_dataset(
     duration: int = 1200,
     seed: int = 0,
     silent: tuple[str, ...] = (),
+    geometry: dict | None = None,
 ) -> Path:
     """A toy store with ``splits`` (name: simulations); the splits in ``silent`` have no output
-    spike."""
+    spike. ``geometry``: the cell record of its inputs' places (default :func:`toy_geometry`)."""
     half = N_INPUT // 2
     spec = DatasetSpec(
-        cell={"fingerprint": "toy-neuron", **toy_geometry(half)},
+        cell={"fingerprint": "toy-neuron", **(geometry or toy_geometry(half))},
         channels={
             "segment": [*range(half), *range(half)],
             "kind": ["excitatory"] * N_EXC + ["inhibitory"] * N_INH,
