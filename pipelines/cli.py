@@ -51,6 +51,10 @@ COMMANDS = {
         "pipelines.commands.fit",
         "Train a grid of surrogates, one task per grid point, and tabulate them.",
     ),
+    "pretrain": (
+        "pipelines.commands.fit",
+        "Pretrain the cell-general Branch-ELM on datasets of several cells.",
+    ),
     "evaluate": (
         "pipelines.commands.evaluate",
         "Evaluate a surrogate with the NeuronIO protocol; write metrics.json, roc.png, "

@@ -48,6 +48,8 @@ from surrogate.models.routing import neuronio_routing
 SynapseMapping = Literal["by-geometry", "by-position", "fresh"]
 #: the surrogate of the built-in cell shipped with elmpipe (configs/pretrain-builtin.yaml made it)
 BUILTIN = Path(__file__).parent / "pretrained" / "builtin-cell-elm-m20-b45.pt"
+#: the cell-general Branch-ELM shipped with elmpipe (configs/pretrain-general.yaml makes it)
+GENERAL = Path(__file__).parent / "pretrained" / "general-elm-m20-b45.pt"
 #: ELM parameters and buffers that do not depend on the input layout
 LAYOUT_FREE = ("_proto_tau_m", "tau_s", "tau_b", "mlp.", "w_y.")
 ROUTING = ("input_to_synapse_indices", "valid_indices_mask", "synapse_branch")
@@ -154,10 +156,36 @@ def _geometries(
 
 
 def resolve_source(name: str) -> Path:
-    """``builtin`` is the shipped surrogate of the built-in cell; anything else is a path."""
+    """``builtin`` is the shipped surrogate of the built-in cell, ``general`` the shipped
+    cell-general model; anything else is a path."""
     if name == "builtin":
         return BUILTIN
+    if name == "general":
+        if not GENERAL.is_file():
+            raise CheckpointError(
+                "this version of elmpipe ships no pretrained cell-general model yet: pretrain "
+                "one (`elmpipe pretrain -d CELL1.zarr -d CELL2.zarr … -o runs/general`) and give "
+                "its best.pt"
+            )
+        return GENERAL
     return Path(name).expanduser()
+
+
+def for_the_cell(model: nn.Module, cell: dict | None, what: str) -> nn.Module:
+    """A cell-general model as the plain ELM of ``cell`` (the cell record of the data it is to
+    serve); any other model as it is."""
+    from surrogate.models.general_elm import GeneralELM
+
+    if not isinstance(model, GeneralELM):
+        return model
+    if cell is None:
+        raise CheckpointError(f"{what} is a cell-general model: it needs the data's cell")
+    try:
+        return model.materialize(cell)
+    except ValueError as exc:
+        raise CheckpointError(
+            f"{what}: the cell-general model cannot place the inputs: {exc}"
+        ) from None
 
 
 def warm_start(
@@ -174,6 +202,8 @@ def warm_start(
     when its checkpoint does not record it (both needed by the mapping by geometry)."""
     source = load_any(source_path)
     record: dict[str, Any] = {"source": str(source_path), "synapses": None}
+    if (general := for_the_cell(source, target_cell, str(source_path))) is not source:
+        return _from_general(model, general, record, str(source_path))
     known = source_cell or trained_cell(source_path)
     same_cell = known is None or target_cell is None or _same_places(known, target_cell)
     if _same_layout(model, source) and same_cell:
@@ -219,6 +249,24 @@ def warm_start(
     return record
 
 
+def _from_general(
+    model: nn.Module, cell_model: nn.Module, record: dict[str, Any], source_path: str
+) -> dict[str, Any]:
+    """Every weight of the cell-general model's ELM of this cell (its routing included)."""
+    _require_transferable(model, cell_model, source_path)
+    assert isinstance(model, ELM) and isinstance(cell_model, ELM)
+    assert cell_model.config.segment_order is not None
+    _reroute(model, cell_model.config.segment_order)
+    model.load_state_dict(cell_model.state_dict())
+    record.update(
+        layout="the cell-general model's ELM of this cell",
+        transferred="all weights",
+        fresh=[],
+        synapses="by-geometry",
+    )
+    return record
+
+
 def _require_transferable(model: nn.Module, source: nn.Module, source_path: str | Path) -> None:
     """Across layouts, only between ELMs of the same architecture."""
     if not (isinstance(model, ELM) and isinstance(source, ELM)):
@@ -251,6 +299,8 @@ def describe(record: dict[str, Any]) -> str:
     """One line saying what a warm start took over (for the command line and the report)."""
     if record["layout"] == "same":
         return f"warm start from {record['source']}: every weight (same input layout)"
+    if record["transferred"] == "all weights":
+        return f"warm start from {record['source']}: {record['layout']}, every weight"
     synapses = {
         "by-geometry": "mapped by geometry (each to the source synapse at the same place)",
         "by-position": "mapped by position",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -104,3 +107,46 @@ def test_pretraining_on_two_cells_gives_a_model_that_serves_each(toy_store, tmp_
     for store, split in ((toy_store, "valid"), (other, "train")):  # each cell's surrogate
         metrics = evaluate(model.materialize(Dataset(store).cell), store, split).metrics
         assert 0.0 <= metrics["spike_auc"] <= 1.0 and metrics["soma_rmse_mv"] > 0
+
+
+def test_pretrain_then_fit_and_evaluate_a_cell_from_the_command_line(toy_store, tmp_path):
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+    from pipelines.config import load_config
+    from surrogate.general_fit import GeneralTrainConfig
+
+    other = make_toy_dataset(
+        tmp_path / "other.zarr",
+        {"train": 12, "valid": 4},
+        seed=6,
+        geometry=toy_geometry(50, 1400.0),
+    )
+    fast = ["--epochs", "1", "--batches-per-epoch", "4", "-q"]
+    small = ["--num-memory", "4", "--num-branch", "6", "--synapses-per-branch", "30"]
+    runner = CliRunner()
+    general = tmp_path / "general"
+    done = runner.invoke(
+        cli, ["pretrain", "-d", str(toy_store), "-d", str(other), "-o", str(general), *small, *fast]
+    )
+    assert done.exit_code == 0, done.output
+    assert str(other) in done.output and "valid AUC" in done.output
+    # a new cell's fit starts from the general model's ELM of that cell
+    fit = runner.invoke(
+        cli, ["fit", "-d", str(toy_store), "-o", str(tmp_path / "fit"), "--init",
+              str(general / "best.pt"), *small, *fast],
+    )  # fmt: skip
+    assert fit.exit_code == 0, fit.output
+    assert "the cell-general model's ELM of this cell, every weight" in fit.output
+    zero_shot = runner.invoke(
+        cli, ["evaluate", "-k", str(general / "best.pt"), "-d", str(toy_store), "--split",
+              "valid", "-o", str(tmp_path / "zero-shot")],
+    )  # fmt: skip
+    assert zero_shot.exit_code == 0, zero_shot.output
+    assert "spike_auc" in json.loads((tmp_path / "zero-shot" / "metrics.json").read_text())
+    # not shipped yet: named, not a traceback
+    shipped = runner.invoke(cli, ["evaluate", "-k", "general", "-d", str(toy_store)])
+    assert shipped.exit_code == 2 and "ships no pretrained cell-general model" in shipped.output
+    # the shipped pretraining config is valid
+    config = Path(__file__).resolve().parents[1] / "configs" / "pretrain-general.yaml"
+    assert load_config(config, GeneralTrainConfig).model.num_memory == 20

@@ -9,6 +9,9 @@ import click
 from pipelines.commands.common import EPILOG, data_option, field_option, given, out_option
 from pipelines.config import OPTIONS, EvaluateStage, checked
 
+#: models that ship with elmpipe, named instead of a path
+SHIPPED = ("builtin", "general")
+
 # -- evaluate ---------------------------------------------------------------------------------
 
 
@@ -18,7 +21,9 @@ from pipelines.config import OPTIONS, EvaluateStage, checked
     "-k",
     required=True,
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Our checkpoint (best.pt) or a released ELM neuronio_best_model_state.pt.",
+    help="Our checkpoint (best.pt), a released ELM neuronio_best_model_state.pt, or a model "
+    "that ships with elmpipe: 'builtin' (the built-in cell's surrogate) or 'general' (the "
+    "cell-general model, zero-shot on the data's cell).",
 )
 @data_option
 @field_option(EvaluateStage, "split", help="Split to evaluate")
@@ -56,6 +61,7 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
       elmpipe evaluate -k neuronio_best_model_state.pt -d neuronio.zarr \\
           --published-config model_config.json
     """
+    from elmpipe.dataset import Dataset
     from elmpipe.outputs import check_output_folder
     from pipelines.evaluation_output import write_evaluation
     from surrogate.checkpoints import load_any
@@ -63,6 +69,7 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     from surrogate.evaluate import evaluate as run_evaluate
     from surrogate.metric_table import METRICS
     from surrogate.train import pick_device
+    from surrogate.warm_start import for_the_cell, resolve_source
 
     with checked(OPTIONS):
         stage = EvaluateStage(
@@ -72,9 +79,12 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
             )
         )
     split = stage.split
+    if str(checkpoint) in SHIPPED:  # a model that ships with elmpipe: evaluated into ./
+        out = out or Path(f"eval-{checkpoint}-{split}")
+        checkpoint = resolve_source(str(checkpoint))
     out = check_output_folder(out or checkpoint.parent / f"eval-{split}", "evaluation folder")
     device = pick_device(stage.device)
-    model = load_any(checkpoint, published_config)
+    model = for_the_cell(load_any(checkpoint, published_config), Dataset(data).cell, checkpoint)
     result = run_evaluate(
         model, data, split, EvaluationConfig(sims_per_file=stage.sims_per_file), device
     )

@@ -26,6 +26,7 @@ from pipelines.commands.common import (
 )
 from pipelines.sweep import SweepConfig
 from surrogate.models import surrogate_families
+from surrogate.models.general_elm import GeneralELMConfig
 from surrogate.neuronio_fit import TrainSettings
 
 # -- fit and sweep ----------------------------------------------------------------------------
@@ -72,6 +73,9 @@ training_options = [
     field_option(TrainSettings, "ema_decay"),
     field_option(TrainSettings, "nexus_weight"),
     field_option(TrainSettings, "patience"),
+]
+#: how `fit` and `sweep` start from another model (`--init`)
+warm_start_options = [
     field_option(
         TrainSettings,
         "init_synapses",
@@ -122,6 +126,7 @@ def _epoch_name(epoch: Any) -> str:
 @out_option("Run folder.")
 @with_options(family_options(surrogate_families(), "Model family"))
 @with_options(training_options)
+@with_options(warm_start_options)
 @config_option("YAML with training settings and a `model:` section (options override it).")
 @field_option(
     TrainSettings,
@@ -221,6 +226,7 @@ def fit(data, out, family, config_path, resume, export_path, quiet, **options) -
 )
 @with_options(sweep_axis_options())
 @with_options(training_options)
+@with_options(warm_start_options)
 @with_options(cluster_options)
 @field_option(SweepConfig, "torch_threads")
 @click.option(
@@ -333,3 +339,71 @@ def _print_table(table: list[dict[str, Any]], evaluate_split: str | None) -> Non
     for row in table:
         cells = " ".join(f"{m.format(row.get(f'{prefix}_{m.key}'), '-'):>22}" for m in metrics)
         click.echo(f"{row['name']:<28} {row['parameters']:>9} {cells}")
+
+
+@click.command(epilog=EPILOG)
+@click.option(
+    "--data",
+    "-d",
+    "stores",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A dataset of one cell; repeat it for every cell (the config's `stores` otherwise).",
+)
+@out_option("Run folder.")
+@field_option(GeneralELMConfig, "num_memory", help="Memory units d_m")
+@field_option(GeneralELMConfig, "num_branch", help="Branches d_tree")
+@field_option(
+    GeneralELMConfig, "num_synapse_per_branch", "--synapses-per-branch", help="Synapses per branch"
+)
+@field_option(
+    GeneralELMConfig,
+    "synapse_hidden",
+    help="Hidden units of the function that gives each synapse its weight from its place",
+)
+@with_options(training_options)
+@config_option("YAML with `stores`, a `model:` section and training settings (options win).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
+@quiet_option
+def pretrain(stores, out, config_path, resume, quiet, **options) -> None:
+    """Pretrain the cell-general Branch-ELM on datasets of several cells.
+
+    \b
+    One model for any morphology: each cell's routing and synapse weights come from where its
+    segments sit (docs/surrogates.md), the rest is shared. Batches take every cell in turn;
+    the epoch kept has the lowest validation loss averaged over the cells. Its best.pt then
+    starts a fit of a new cell (`elmpipe fit --init OUT/best.pt`) or scores a cell zero-shot
+    (`elmpipe evaluate -k OUT/best.pt -d CELL.zarr`).
+    \b
+    Examples:
+      elmpipe pretrain -d cell2.zarr -d cell3.zarr -d builtin.zarr -o runs/general
+      elmpipe pretrain -c configs/pretrain-general.yaml -o runs/general --epochs 40
+    """
+    from elmpipe.errors import ConfigError
+    from elmpipe.outputs import check_output_folder
+    from pipelines.config import OPTIONS, checked, read_yaml
+    from surrogate.general_fit import GeneralTrainConfig
+    from surrogate.general_fit import pretrain as run_pretrain
+
+    check_output_folder(out, "run folder")
+    values: dict[str, Any] = read_yaml(config_path) if config_path else {}
+    values.update(given(options, TRAINING_FIELDS))
+    model = given(options, GeneralELMConfig.model_fields)
+    values["model"] = {**(values.get("model") or {}), **model}
+    if stores:
+        values["stores"] = [str(Path(store).resolve()) for store in stores]
+    elif "stores" not in values:
+        raise ConfigError("give the cells' datasets: -d CELL.zarr (repeated) or `stores:`")
+    sources = [str(config_path)] if config_path else []
+    with checked(" and ".join([*sources, OPTIONS])):
+        config = GeneralTrainConfig.model_validate(values)
+    result = run_pretrain(config, out, resume=resume, progress=not quiet)
+    best = result.best
+    click.echo(
+        f"{out}: {result.parameters} parameters, {result.epochs_run} epochs in "
+        f"{result.seconds:.0f} s; best epoch {best.get('epoch')}: mean valid loss "
+        f"{best.get('valid_loss')}"
+    )
+    for k, store in enumerate(config.stores):
+        auc, rmse = best.get(f"valid_{k}_spike_auc"), best.get(f"valid_{k}_soma_rmse_mv")
+        click.echo(f"  {store}: valid AUC {auc}, soma RMSE {rmse} mV")
