@@ -48,6 +48,8 @@ from surrogate.models.routing import neuronio_routing
 SynapseMapping = Literal["by-geometry", "by-position", "fresh"]
 #: the surrogate of the built-in cell shipped with elmpipe (configs/pretrain-builtin.yaml made it)
 BUILTIN = Path(__file__).parent / "pretrained" / "builtin-cell-elm-m20-b45.pt"
+#: models that ship with elmpipe, named instead of a path
+SHIPPED = ("builtin", "general")
 #: the cell-general Branch-ELM shipped with elmpipe (configs/pretrain-general.yaml makes it)
 GENERAL = Path(__file__).parent / "pretrained" / "general-elm-m20-b45.pt"
 #: ELM parameters and buffers that do not depend on the input layout
@@ -104,8 +106,9 @@ def _walk_rank(model: ELM) -> torch.Tensor:
     return torch.argsort(torch.as_tensor(order, dtype=torch.int64))
 
 
-def _reroute(model: ELM, order: tuple[int, ...]) -> None:
-    """Give ``model`` (in place) the neuronio routing that walks its segments in ``order``."""
+def _reroute(model: ELM, order: tuple[int, ...] | None) -> None:
+    """Give ``model`` (in place) the neuronio routing that walks its segments in ``order``
+    (None: the dataset's row order)."""
     config = type(model.config).model_validate(
         {**model.config.model_dump(), "segment_order": order}
     )
@@ -206,6 +209,15 @@ def warm_start(
         return _from_general(model, general, record, str(source_path))
     known = source_cell or trained_cell(source_path)
     same_cell = known is None or target_cell is None or _same_places(known, target_cell)
+    if same_cell and isinstance(model, ELM) and isinstance(source, ELM):
+        order = source.config.segment_order  # a source warm-started by geometry: its walk
+        same_rule = model.config.routing == source.config.routing == "neuronio"
+        if (
+            same_rule
+            and model.num_input == source.num_input
+            and order != model.config.segment_order
+        ):
+            _reroute(model, order)
     if _same_layout(model, source) and same_cell:
         model.load_state_dict(source.state_dict())
         record.update(layout="same", transferred="all weights", fresh=[])

@@ -155,3 +155,20 @@ def test_a_released_elm_warm_starts_by_geometry_from_its_cell(toy_store, tmp_pat
     assert provenance["warm_start"]["synapses"] == "by-geometry"
     assert provenance["cell"] == CellGeometry.from_record(toy_geometry(50)).record()
     assert load_model(out / "best.pt").config.segment_order is not None
+
+
+def test_a_model_warm_started_by_geometry_hands_its_routing_on_within_its_cell(tmp_path):
+    """Fine-tuning it again on the same cell (a second warm start) keeps its walk and weights."""
+    source = small_elm(6)
+    first = tmp_path / "source.pt"
+    save_checkpoint(first, source, provenance={"cell": SOURCE.record()})
+    moved = small_elm(7)
+    warm_start(moved, first, target_cell=TARGET.record())
+    second = tmp_path / "moved.pt"
+    save_checkpoint(second, moved, provenance={"cell": TARGET.record()})
+    again = small_elm(7)  # built from a plain config, as a new fit builds it
+    assert warm_start(again, second, target_cell=TARGET.record())["layout"] == "same"
+    assert again.config.segment_order == moved.config.segment_order
+    x = (torch.rand(2, 40, 14) < 0.1).float()
+    with torch.no_grad():
+        assert torch.equal(again(x), moved(x))

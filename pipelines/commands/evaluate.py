@@ -9,9 +9,6 @@ import click
 from pipelines.commands.common import EPILOG, data_option, field_option, given, out_option
 from pipelines.config import OPTIONS, EvaluateStage, checked
 
-#: models that ship with elmpipe, named instead of a path
-SHIPPED = ("builtin", "general")
-
 # -- evaluate ---------------------------------------------------------------------------------
 
 
@@ -69,7 +66,7 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     from surrogate.evaluate import evaluate as run_evaluate
     from surrogate.metric_table import METRICS
     from surrogate.train import pick_device
-    from surrogate.warm_start import for_the_cell, resolve_source
+    from surrogate.warm_start import SHIPPED, for_the_cell, resolve_source
 
     with checked(OPTIONS):
         stage = EvaluateStage(

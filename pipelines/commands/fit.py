@@ -28,6 +28,7 @@ from pipelines.sweep import SweepConfig
 from surrogate.models import surrogate_families
 from surrogate.models.general_elm import GeneralELMConfig
 from surrogate.neuronio_fit import TrainSettings
+from surrogate.warm_start import SHIPPED
 
 # -- fit and sweep ----------------------------------------------------------------------------
 
@@ -294,7 +295,7 @@ def sweep(
 
     check_output_folder(out, "sweep folder")
     cluster_settings_ = cluster_settings(cluster, workers, address, cluster_config)
-    starts = [init if init == "builtin" else str(Path(init).resolve()) for init in inits]
+    starts = [init if init in SHIPPED else str(Path(init).resolve()) for init in inits]
     values: dict[str, Any] = {
         "models": comma_separated(models, str, "--models"),
         **sweep_axes_given(options),
