@@ -64,9 +64,9 @@ class TrainSettings(LoopSettings):
         "'builtin': the shipped surrogate of the built-in cell) instead of random weights",
     )
     init_synapses: SynapseMapping = Field(
-        "by-geometry",
-        description="a warm start from another cell: map synapse weights by the place of their "
-        "segment in the cell (by-geometry), by row position, or start them fresh",
+        "by-position",
+        description="a warm start from another cell: map synapse weights by row position, by "
+        "the place of their segment in the cell (by-geometry), or start them fresh",
     )
     init_cell: str | None = Field(
         None,

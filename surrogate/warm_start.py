@@ -14,7 +14,7 @@ whether the input layout is the same:
   in both cells, the input at the same relative place of the segment order (basal sections then
   apical, by section, then along each section) — moved by one slot where needed so that every
   synapse keeps its kind (an excitatory slot takes an excitatory source weight); or the
-  **by-geometry mapping** (``by-geometry``, the default): every target segment is matched to
+  **by-geometry mapping** (``by-geometry``): every target segment is matched to
   the source segment at the same place in the cell (surrogate.geometry: subtree, position
   between soma, nexus and the farthest tip, path distance, diameter); the target's routing walks
   its segments in the order of their matches, so that each branch reads the segments at the
@@ -194,7 +194,7 @@ def for_the_cell(model: nn.Module, cell: dict | None, what: str) -> nn.Module:
 def warm_start(
     model: nn.Module,
     source_path: str | Path,
-    synapses: SynapseMapping = "by-geometry",
+    synapses: SynapseMapping = "by-position",
     *,
     target_cell: dict | None = None,
     source_cell: dict | None = None,

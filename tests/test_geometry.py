@@ -80,7 +80,7 @@ def test_warm_start_by_geometry_gives_each_synapse_its_matched_source_weight(tmp
     path = tmp_path / "source.pt"
     save_checkpoint(path, source, provenance={"cell": SOURCE.record()})
     target = small_elm(7)
-    record = warm_start(target, path, target_cell=TARGET.record())
+    record = warm_start(target, path, "by-geometry", target_cell=TARGET.record())
     assert record["synapses"] == "by-geometry" and "_proto_w_s" in record["transferred"]
     match = nearest_sources(TARGET, SOURCE)
     assert target.config.segment_order == segment_order_like(match, TARGET)
@@ -108,7 +108,7 @@ def test_a_geometric_warm_start_survives_the_checkpoint_round_trip(tmp_path):
     path = tmp_path / "source.pt"
     save_checkpoint(path, source, provenance={"cell": SOURCE.record()})
     target = small_elm(7)
-    warm_start(target, path, target_cell=TARGET.record())
+    warm_start(target, path, "by-geometry", target_cell=TARGET.record())
     save_checkpoint(tmp_path / "target.pt", target)
     again = load_model(tmp_path / "target.pt")
     assert again.config.segment_order == target.config.segment_order
@@ -134,7 +134,7 @@ def test_without_the_source_cell_the_error_says_what_to_give(tmp_path):
     path = tmp_path / "source.pt"
     save_checkpoint(path, source)  # no cell recorded, as a released state dict
     with pytest.raises(ValueError, match="--init-cell"):
-        warm_start(small_elm(7), path, target_cell=TARGET.record())
+        warm_start(small_elm(7), path, "by-geometry", target_cell=TARGET.record())
 
 
 def test_a_released_elm_warm_starts_by_geometry_from_its_cell(toy_store, tmp_path):
@@ -148,6 +148,7 @@ def test_a_released_elm_warm_starts_by_geometry_from_its_cell(toy_store, tmp_pat
     hay_like.write_text(json.dumps(toy_geometry(639, l_max=1300.0, nexus=690.0)))
     out = tmp_path / "run"
     args = ["fit", "-d", toy_store, "-o", out, "--init", released, "--init-cell", hay_like]
+    args += ["--init-synapses", "by-geometry"]
     result = CliRunner().invoke(cli, [*map(str, args), "--epochs", "1", "--batches-per-epoch", "3"])
     assert result.exit_code == 0, result.output
     assert "mapped by geometry" in result.output
@@ -163,7 +164,7 @@ def test_a_model_warm_started_by_geometry_hands_its_routing_on_within_its_cell(t
     first = tmp_path / "source.pt"
     save_checkpoint(first, source, provenance={"cell": SOURCE.record()})
     moved = small_elm(7)
-    warm_start(moved, first, target_cell=TARGET.record())
+    warm_start(moved, first, "by-geometry", target_cell=TARGET.record())
     second = tmp_path / "moved.pt"
     save_checkpoint(second, moved, provenance={"cell": TARGET.record()})
     again = small_elm(7)  # built from a plain config, as a new fit builds it

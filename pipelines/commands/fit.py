@@ -80,9 +80,9 @@ warm_start_options = [
     field_option(
         TrainSettings,
         "init_synapses",
-        help="A warm start from another cell: map each synapse's weight from the source synapse "
-        "at the same place in the cell (subtree, distance from soma and nexus, diameter), by "
-        "row position, or start them fresh",
+        help="A warm start from another cell: map each synapse's weight by row position, from "
+        "the source synapse at the same place in the cell (subtree, distance from soma and "
+        "nexus, diameter), or start them fresh",
     ),
     field_option(
         TrainSettings,
