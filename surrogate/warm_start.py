@@ -209,15 +209,8 @@ def warm_start(
         return _from_general(model, general, record, str(source_path))
     known = source_cell or trained_cell(source_path)
     same_cell = known is None or target_cell is None or _same_places(known, target_cell)
-    if same_cell and isinstance(model, ELM) and isinstance(source, ELM):
-        order = source.config.segment_order  # a source warm-started by geometry: its walk
-        same_rule = model.config.routing == source.config.routing == "neuronio"
-        if (
-            same_rule
-            and model.num_input == source.num_input
-            and order != model.config.segment_order
-        ):
-            _reroute(model, order)
+    if same_cell:
+        _follow_the_walk(model, source)
     if _same_layout(model, source) and same_cell:
         model.load_state_dict(source.state_dict())
         record.update(layout="same", transferred="all weights", fresh=[])
@@ -259,6 +252,17 @@ def warm_start(
         synapses=synapses,
     )
     return record
+
+
+def _follow_the_walk(model: nn.Module, source: nn.Module) -> None:
+    """On the source's own cell, walk its segments as it does (a source warm-started by
+    geometry walks them in another order than the dataset's rows)."""
+    if not (isinstance(model, ELM) and isinstance(source, ELM)):
+        return
+    order = source.config.segment_order
+    same_rule = model.config.routing == source.config.routing == "neuronio"
+    if same_rule and model.num_input == source.num_input and order != model.config.segment_order:
+        _reroute(model, order)
 
 
 def _from_general(
