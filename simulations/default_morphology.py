@@ -14,8 +14,9 @@ behaviour.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar, cast
 
 import numpy as np
 
@@ -47,6 +48,41 @@ class Design:
     step: float = 10.0  # distance between successive SWC samples
     wiggle: float = 0.10  # s.d. (radians) of the random turn between samples
     length_jitter: float = 0.10  # relative s.d. of branch lengths
+
+
+_Sizes = TypeVar("_Sizes", bound=tuple[float, ...])
+
+
+def variant(seed: int, scale: float = 1.0, basal_trees: int | None = None) -> Design:
+    """Another cell of the same kind: the built-in design with its own random stream (branch
+    angles, wiggles, length jitter), every length × ``scale`` (diameters × √scale, so that a
+    bigger cell is also thicker, as larger L5 cells are) and optionally another number of basal
+    trees. Pretraining a cell-general surrogate wants many cells; these are cheap ones."""
+    if not 0.5 <= scale <= 2.0:
+        raise ValueError(f"scale {scale} is outside 0.5 … 2 (an L5 pyramidal cell's range)")
+    base = Design()
+    thick = float(np.sqrt(scale))
+
+    def longer(values: _Sizes) -> _Sizes:
+        return cast(_Sizes, tuple(v * scale for v in values))
+
+    def thicker(values: _Sizes) -> _Sizes:
+        return cast(_Sizes, tuple(v * thick for v in values))
+
+    return replace(
+        base,
+        seed=seed,
+        basal_trees=basal_trees or base.basal_trees,
+        basal_lengths=longer(base.basal_lengths),
+        basal_diams=thicker(base.basal_diams),
+        trunk_length=base.trunk_length * scale,
+        trunk_diams=thicker(base.trunk_diams),
+        oblique_at=longer(base.oblique_at),
+        oblique_lengths=longer(base.oblique_lengths),
+        oblique_diams=thicker(base.oblique_diams),
+        tuft_lengths=longer(base.tuft_lengths),
+        tuft_diams=thicker(base.tuft_diams),
+    )
 
 
 class _Writer:

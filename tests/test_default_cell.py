@@ -59,3 +59,28 @@ def test_fires_under_current_injection(default_cell):
     firing = ephys.spikes_during_step(ephys.current_step(default_cell, 0.8))
     assert len(quiet) == 0
     assert 5 <= len(firing) <= 40
+
+
+def test_variants_are_other_cells_of_the_same_kind(tmp_path):
+    """`elmpipe cell generate`: another random stream and size gives another valid cell; the
+    built-in seed at scale 1 is the built-in cell itself."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+    from simulations.cell import Cell
+    from simulations.default_morphology import Design, generate_swc, variant
+
+    assert variant(Design().seed) == Design()
+    assert generate_swc(variant(1)) != generate_swc(variant(2))
+    runner = CliRunner()
+    sizes = {}
+    for name, args in {"small": ["--scale", "0.8"], "large": ["--scale", "1.3"]}.items():
+        path = tmp_path / f"{name}.swc"
+        done = runner.invoke(cli, ["cell", "generate", "-o", str(path), "--seed", "3", *args])
+        assert done.exit_code == 0, done.output
+        sizes[name] = Cell(path).l_max
+    assert 1.4 < sizes["large"] / sizes["small"] < 1.9  # lengths × 1.3 / 0.8, branching aside
+    refused = runner.invoke(
+        cli, ["cell", "generate", "-o", str(tmp_path / "x.swc"), "--scale", "5"]
+    )
+    assert refused.exit_code == 2 and "--scale" in refused.output

@@ -21,6 +21,7 @@ from pipelines.commands.common import (
     field_option,
     morphology_option,
     nexus_option,
+    out_option,
     parameters_option,
     quiet_option,
     with_options,
@@ -282,6 +283,45 @@ def _format_verdicts(verdicts: list[Any]) -> str:
 
 
 # -- calibrate --------------------------------------------------------------------------------
+
+
+@cell.command("generate", epilog=EPILOG)
+@out_option("SWC file to write.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=1, show_default=True, help="Random stream."
+)
+@click.option(
+    "--scale",
+    type=FiniteRange(min=0.5, max=2.0),
+    default=1.0,
+    show_default=True,
+    help="Every length × this (diameters × its square root).",
+)
+@click.option("--basal-trees", type=click.IntRange(min=1, max=12), help="Default: 5.")
+def cell_generate(out: Path, seed: int, scale: float, basal_trees: int | None) -> None:
+    """Write a cell of the built-in kind with another random stream and size (SWC).
+
+    \b
+    The built-in cell's generator (docs/cell.md) with its own branch angles and lengths: more
+    cells for pretraining a cell-general surrogate (`elmpipe pretrain`), each then simulated
+    with inputs calibrated to it like any reconstruction.
+    \b
+    Examples:
+      elmpipe cell generate -o cells/variant1.swc --seed 1
+      elmpipe cell generate -o cells/big.swc --seed 2 --scale 1.3 --basal-trees 7
+      elmpipe cell check -m cells/big.swc
+    """
+    from elmpipe.outputs import check_output_file, write_text_atomic
+    from simulations.default_morphology import generate_swc, variant
+
+    out = check_output_file(out, "morphology")
+    write_text_atomic(out, generate_swc(variant(seed, scale, basal_trees)))
+    cell = build_cell(out, None)
+    summary = cell.summary()
+    click.echo(
+        f"{out}: {summary['segments']['dendritic']} dendritic segments, l_max "
+        f"{summary['l_max_um']:.0f} µm, nexus at {summary['nexus']['distance_um']:.0f} µm"
+    )
 
 
 @cell.command("calibrate", epilog=EPILOG)
