@@ -20,7 +20,12 @@ from pydantic import Field, model_validator
 from elmpipe.dataset import Dataset
 from surrogate.data import Batch, WindowBatches
 from surrogate.models.general_elm import GeneralELM, GeneralELMConfig
-from surrogate.neuronio_fit import TrainSettings, loss_fn, validation_metrics
+from surrogate.neuronio_fit import (
+    TrainSettings,
+    loss_fn,
+    validation_metrics,
+    validation_windows,
+)
 from surrogate.train import RunResult, train
 
 
@@ -61,17 +66,7 @@ class GeneralFit:
         self.valid: list[list[Batch]] = []
         if config.valid_split:
             for k, store in enumerate(config.stores):
-                available = len(Dataset(store).split(config.valid_split).require_intact())
-                source = WindowBatches(
-                    store,
-                    config.valid_split,
-                    batch_size=max(1, min(config.batch_size, 8, available)),
-                    window=config.window_ms,
-                    min_start=config.min_start_ms,
-                    seed=config.seed + 1_000_003 + k,
-                    events=True,
-                )
-                self.valid.append([source[i] for i in range(config.valid_batches)])
+                self.valid.append(validation_windows(store, config, k, events=True)[1])
         self.views: list[Any] = []
 
     @property

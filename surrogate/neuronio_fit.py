@@ -196,6 +196,31 @@ def validation_metrics(
     }
 
 
+def validation_windows(
+    store: str | Path,
+    config: TrainSettings,
+    seed_offset: int = 0,
+    *,
+    events: bool,
+    nexus: bool = False,
+) -> tuple[WindowBatches, list[Batch]]:
+    """The fixed validation batches of a store's ``valid_split`` (batches of at most 8 of its
+    simulations, seeded apart from the training batches), and their source."""
+    assert config.valid_split is not None
+    available = len(Dataset(store).split(config.valid_split).require_intact())
+    source = WindowBatches(
+        store,
+        config.valid_split,
+        batch_size=max(1, min(config.batch_size, 8, available)),
+        window=config.window_ms,
+        min_start=config.min_start_ms,
+        seed=config.seed + 1_000_003 + seed_offset,
+        events=events,
+        nexus=nexus,
+    )
+    return source, [source[i] for i in range(config.valid_batches)]
+
+
 def _geometry_record(cell: dict[str, Any]) -> dict[str, Any] | None:
     """The places of a dataset's inputs, as a checkpoint keeps them (None: the dataset does not
     record them, e.g. an import of NeuronIO's files)."""
@@ -248,18 +273,12 @@ class NeuronIOFit:
         self.data_warnings: list[str] = []
         self.valid: list[Batch] = []
         if config.valid_split:
-            available = len(Dataset(data).split(config.valid_split).require_intact())
-            source = WindowBatches(
+            source, self.valid = validation_windows(
                 data,
-                config.valid_split,
-                batch_size=max(1, min(config.batch_size, 8, available)),
-                window=config.window_ms,
-                min_start=config.min_start_ms,
-                seed=config.seed + 1_000_003,
+                config,
                 events=config.model.family == "elm",
                 nexus=config.nexus_weight > 0,
             )
-            self.valid = [source[i] for i in range(config.valid_batches)]
             self._check_validation_spikes(source)
 
     def _require_training_spikes(self) -> None:
