@@ -22,8 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import auc as trapezoid_auc
-from sklearn.metrics import roc_curve
 
 from elmpipe.errors import InputError
 
@@ -60,11 +58,15 @@ class ROC:
                 f"spike metrics are undefined: the evaluated simulations contain {what} "
                 f"({labels.size} time bins); evaluate on simulations with output spikes"
             )
+        from sklearn.metrics import roc_curve  # here: commands that never score need not load it
+
         fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=True)
         return cls(fpr, tpr)
 
     @property
     def auc(self) -> float:
+        from sklearn.metrics import auc as trapezoid_auc
+
         return float(trapezoid_auc(self.fpr, self.tpr))
 
     def tp_at(self, fp_rate: float) -> float:

@@ -30,7 +30,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, Field, model_validator
-from sklearn.metrics import roc_auc_score
 
 from elmpipe.dataset import SKIP_MS, Dataset
 from elmpipe.errors import DataWarning, InputError
@@ -186,6 +185,8 @@ def validation_metrics(
         errors.append(
             soma_mv(out[:, burn_in:, 1] - batch.soma[:, burn_in:]).flatten().cpu().numpy()
         )
+    from sklearn.metrics import roc_auc_score  # here: `elmpipe fit --help` need not load it
+
     y, p = np.concatenate(labels), np.concatenate(probs)
     auc = float(roc_auc_score(y, p)) if 0 < y.sum() < y.size else None
     return {
