@@ -4,6 +4,7 @@ the cell, and the target's branches read the places the source's branches read."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,10 +104,15 @@ def test_warm_start_by_geometry_gives_each_synapse_its_matched_source_weight(tmp
             assert source_channel % n_s == match[segment]
 
 
+def saved_source(tmp_path, cell: CellGeometry | None = SOURCE) -> tuple[ELM, Path]:
+    """A small source model of ``cell`` in a checkpoint (None: the file does not say its cell)."""
+    source, path = small_elm(6), tmp_path / "source.pt"
+    save_checkpoint(path, source, **({"provenance": {"cell": cell.record()}} if cell else {}))
+    return source, path
+
+
 def test_a_geometric_warm_start_survives_the_checkpoint_round_trip(tmp_path):
-    source = small_elm(6)
-    path = tmp_path / "source.pt"
-    save_checkpoint(path, source, provenance={"cell": SOURCE.record()})
+    _, path = saved_source(tmp_path)
     target = small_elm(7)
     warm_start(target, path, "by-geometry", target_cell=TARGET.record())
     save_checkpoint(tmp_path / "target.pt", target)
@@ -119,9 +125,7 @@ def test_a_geometric_warm_start_survives_the_checkpoint_round_trip(tmp_path):
 
 
 def test_the_same_cell_takes_every_weight(tmp_path):
-    source = small_elm(6)
-    path = tmp_path / "source.pt"
-    save_checkpoint(path, source, provenance={"cell": SOURCE.record()})
+    source, path = saved_source(tmp_path)
     target = small_elm(6)
     assert warm_start(target, path, target_cell=SOURCE.record())["layout"] == "same"
     x = (torch.rand(2, 40, 12) < 0.1).float()
@@ -130,9 +134,7 @@ def test_the_same_cell_takes_every_weight(tmp_path):
 
 
 def test_without_the_source_cell_the_error_says_what_to_give(tmp_path):
-    source = small_elm(6)
-    path = tmp_path / "source.pt"
-    save_checkpoint(path, source)  # no cell recorded, as a released state dict
+    _, path = saved_source(tmp_path, None)  # no cell recorded, as a released state dict
     with pytest.raises(ValueError, match="--init-cell"):
         warm_start(small_elm(7), path, "by-geometry", target_cell=TARGET.record())
 
@@ -160,9 +162,7 @@ def test_a_released_elm_warm_starts_by_geometry_from_its_cell(toy_store, tmp_pat
 
 def test_a_model_warm_started_by_geometry_hands_its_routing_on_within_its_cell(tmp_path):
     """Fine-tuning it again on the same cell (a second warm start) keeps its walk and weights."""
-    source = small_elm(6)
-    first = tmp_path / "source.pt"
-    save_checkpoint(first, source, provenance={"cell": SOURCE.record()})
+    _, first = saved_source(tmp_path)
     moved = small_elm(7)
     warm_start(moved, first, "by-geometry", target_cell=TARGET.record())
     second = tmp_path / "moved.pt"

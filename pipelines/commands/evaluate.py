@@ -65,6 +65,7 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     from surrogate.evaluate import EvaluationConfig
     from surrogate.evaluate import evaluate as run_evaluate
     from surrogate.metric_table import METRICS
+    from surrogate.models.general_elm import GeneralELM
     from surrogate.train import pick_device
     from surrogate.warm_start import SHIPPED, for_the_cell, resolve_source
 
@@ -81,7 +82,9 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
         checkpoint = resolve_source(str(checkpoint))
     out = check_output_folder(out or checkpoint.parent / f"eval-{split}", "evaluation folder")
     device = pick_device(stage.device)
-    model = for_the_cell(load_any(checkpoint, published_config), Dataset(data).cell, checkpoint)
+    model = load_any(checkpoint, published_config)
+    if isinstance(model, GeneralELM):  # only a cell-general model needs the data's cell
+        model = for_the_cell(model, Dataset(data).cell, checkpoint)
     result = run_evaluate(
         model, data, split, EvaluationConfig(sims_per_file=stage.sims_per_file), device
     )
