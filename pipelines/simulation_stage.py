@@ -24,7 +24,6 @@ from elmpipe.outputs import check_output_folder
 from pipelines.calibration_stage import resolve_input_scale, with_scale
 from pipelines.cluster import ClusterConfig, Executor, Task, executor
 from pipelines.config import SimulateConfig
-from simulations.cell import CellSpec
 from simulations.inputs import NeuronIOProtocol, ReplayProtocol
 from simulations.runner import DatasetJob, dataset_spec, release_worker_cell, run_block
 from simulations.simulator import prepare_engine
@@ -44,12 +43,6 @@ class SimulateSummary:
     peak_worker_rss_mb: float = 0.0  # the largest resident memory of a worker that simulated
 
 
-def _absolute(spec: CellSpec) -> CellSpec:
-    if spec.morphology is None:
-        return spec
-    return spec.model_copy(update={"morphology": str(Path(spec.morphology).expanduser().resolve())})
-
-
 def _lockout_of_origin(protocol) -> bool:
     """What the t = 0 lock-out should be when left to the inputs' origin: on for replays of
     NeuronIO data (the reference model had it), as the source for replays of our datasets, off
@@ -63,10 +56,10 @@ def _lockout_of_origin(protocol) -> bool:
 
 
 def prepared(config: SimulateConfig) -> SimulateConfig:
-    """The config as a dataset records it: the morphology path absolute (workers may run
+    """The config as a dataset records it: the cell's file paths absolute (workers may run
     elsewhere), the engine's step and the t = 0 lock-out made explicit."""
     settings = config.simulation.resolved(t0_lockout=_lockout_of_origin(config.protocol))
-    return config.model_copy(update={"cell": _absolute(config.cell), "simulation": settings})
+    return config.model_copy(update={"cell": config.cell.absolute(), "simulation": settings})
 
 
 def describe_dataset(config: SimulateConfig) -> DatasetSpec:

@@ -11,13 +11,13 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from elmpipe.settings import StrictModel
 from simulations._neuron import hoc
@@ -28,6 +28,14 @@ from simulations.morphology import (
     check_sections,
     default_morphology_path,
     import_morphology,
+)
+from simulations.template import (
+    CellModelError,
+    LabSynapse,
+    TemplateModel,
+    check_in_child,
+    checked_before,
+    instantiate,
 )
 
 if TYPE_CHECKING:
@@ -44,7 +52,7 @@ AXON_SECTION_LENGTH = 30.0  # µm, each of the two replacement axon sections
 AXON_DIAMETER = 1.0  # µm
 MAX_NSEG = 32767  # NEURON's limit on segments per section
 
-_SITE = re.compile(r"^\s*(soma|dend|apic|axon)\[(\d+)\]\((\d*\.?\d+)\)\s*$")
+_SITE = re.compile(r"^\s*(.+?)\((\d*\.?\d+)\)\s*$")
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,12 @@ def _point_along(sec: Any, x: float) -> tuple[float, float, float]:
 
 
 class CellSpec(StrictModel):
-    """What to build a cell from: enough to rebuild the identical cell in another process."""
+    """What to build a cell from: enough to rebuild the identical cell in another process.
+
+    Either a morphology with a parameter set over elmpipe's mechanisms, or a lab's own model: a
+    NEURON template (``template``, ``name``, ``args``, ``preload``, ``mechanisms``;
+    docs/own-model.md), which brings its own geometry, discretisation and biophysics.
+    """
 
     morphology: str | None = Field(None, description="ASC/SWC/H5 path; None: the built-in cell")
     parameters: str = Field("hay-5b", description="bundled parameter-set name or YAML path")
@@ -119,6 +132,86 @@ class CellSpec(StrictModel):
         min_length=1,
         description="dendrite trees (numbered in file order) that are apical; None: the tags",
     )
+    template: str | None = Field(
+        None, description="a lab's cell model: NEURON template file (.hoc or .py)"
+    )
+    name: str | None = Field(None, description="the template's (or Python class's) name")
+    args: list[str | float] = Field(
+        default_factory=list, description="arguments the template is instantiated with"
+    )
+    preload: list[str] = Field(
+        default_factory=list, description="hoc files the template expects loaded first"
+    )
+    mechanisms: str | None = Field(
+        None, description="folder of the model's .mod files (None: elmpipe's own channels)"
+    )
+    section_lists: dict[Literal["soma", "basal", "apical", "axon"], str] = Field(
+        default_factory=dict,
+        description="the instance's attribute holding each region's sections, where the "
+        "defaults (somatic/soma, basal/dend, apical/apic, axonal/axon) do not fit",
+    )
+    synapse_mechanisms: dict[Literal["excitatory", "inhibitory"], LabSynapse] = Field(
+        default_factory=dict,
+        description="a lab's synapse mechanism (with its parameters) instead of elmpipe's "
+        "AmpaNmda / GabaA",
+    )
+
+    @model_validator(mode="after")
+    def _one_kind_of_model(self) -> CellSpec:
+        model_only = ("name", "args", "preload", "mechanisms", "section_lists")
+        if self.template is None:
+            given = [f for f in model_only if getattr(self, f)]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for a template cell (template: PATH)")
+            return self
+        if self.name is None:
+            raise ValueError("template: name the template (name: TemplateName)")
+        conflicting = [
+            what
+            for what, set_ in (
+                ("morphology (name the file in args)", self.morphology is not None),
+                ("parameters (the template sets its biophysics)", self.parameters != "hay-5b"),
+                ("max_segment_length (the template discretises)", self.max_segment_length != 40),
+                ("apical_trees (use section_lists)", self.apical_trees is not None),
+            )
+            if set_
+        ]
+        if conflicting:
+            raise ValueError(f"a template cell takes no {'; no '.join(conflicting)}")
+        return self
+
+    def template_model(self) -> TemplateModel | None:
+        if self.template is None:
+            return None
+        assert self.name is not None
+        return TemplateModel(
+            path=Path(self.template).expanduser(),
+            name=self.name,
+            args=tuple(self.args),
+            preload=tuple(Path(p).expanduser() for p in self.preload),
+            mechanisms=None if self.mechanisms is None else Path(self.mechanisms).expanduser(),
+            section_lists=tuple(sorted(self.section_lists.items())),
+        )
+
+    def absolute(self) -> CellSpec:
+        """The same cell with its files named by absolute paths (workers may run elsewhere)."""
+
+        def full(path: str) -> str:
+            return str(Path(path).expanduser().resolve())
+
+        update: dict[str, Any] = {}
+        if self.morphology is not None:
+            update["morphology"] = full(self.morphology)
+        if self.template is not None:
+            update["template"] = full(self.template)
+            update["preload"] = [full(p) for p in self.preload]
+            update["args"] = [
+                full(a) if isinstance(a, str) and Path(a).expanduser().is_file() else a
+                for a in self.args
+            ]
+        if self.mechanisms is not None:
+            update["mechanisms"] = full(self.mechanisms)
+        return self.model_copy(update=update)
 
     def build(self) -> Cell:
         return Cell(
@@ -127,6 +220,8 @@ class CellSpec(StrictModel):
             max_segment_length=self.max_segment_length,
             nexus=self.nexus,
             apical_trees=self.apical_trees,
+            template=self.template_model(),
+            synapse_mechanisms={str(k): v for k, v in self.synapse_mechanisms.items()},
         )
 
 
@@ -161,38 +256,71 @@ class Cell:
         max_segment_length: float = 40.0,
         nexus: str | None = None,
         apical_trees: Sequence[int] | None = None,
+        template: TemplateModel | None = None,
+        synapse_mechanisms: Mapping[str, LabSynapse] | None = None,
     ) -> None:
         if max_segment_length <= 0:
             raise MorphologyError("max_segment_length must be positive")
-        load_mechanisms()
         self._name = f"L5PC[{next(self._ids)}]"
-        self.morphology_path = Path(morphology or default_morphology_path()).expanduser()
-        self.parameters = load_parameter_set(parameters)
+        self.template = template
+        self.synapse_mechanisms = dict(synapse_mechanisms or {})
         self.soma: list = []
         self.dend: list = []
         self.apic: list = []
         self.axon: list = []
         self.all: list = []
         self.apical_trees = None if apical_trees is None else [int(k) for k in apical_trees]
+        self.max_segment_length = max_segment_length
+        self.parameters: ParameterSet | None = None
+        if template is None:
+            load_mechanisms()
+            self.parameters = load_parameter_set(parameters)
+            self._build_from_morphology(Path(morphology or default_morphology_path()).expanduser())
+        else:
+            self._build_from_template(template)
+        self.l_max = self._longest_apical_path()
+        if self.parameters is not None:
+            apply_parameter_set(self, self.parameters)
+        self._by_name = {self.short_name(sec): sec for sec in self.all}
+        self.segments = self._segment_table()
+        self.nexus = self._site(nexus) if nexus else self._find_nexus()
+
+    def _build_from_morphology(self, path: Path) -> None:
+        """Import3d's sections, the nseg rule, NeuronIO's two-section axon."""
+        self.morphology_path = path
         import_morphology(self.morphology_path, self, self.apical_trees)
         self.morphology_sha256 = hashlib.sha256(self.morphology_path.read_bytes()).hexdigest()
         for sec in self.all:
-            nseg = 1 + 2 * int(sec.L / max_segment_length)
+            nseg = 1 + 2 * int(sec.L / self.max_segment_length)
             if nseg > MAX_NSEG:
                 raise MorphologyError(
                     f"{self.morphology_path}: section {self.short_name(sec)} is {sec.L:.4g} µm "
-                    f"long: {nseg} segments of at most {max_segment_length:g} µm, more than "
+                    f"long: {nseg} segments of at most {self.max_segment_length:g} µm, more than "
                     f"NEURON's {MAX_NSEG}"
                 )
             sec.nseg = nseg
-        self.max_segment_length = max_segment_length
         check_sections(self, self.morphology_path)
         self._replace_axon()
         self.all = [*self.soma, *self.dend, *self.apic, *self.axon]
-        self.l_max = self._longest_apical_path()
-        apply_parameter_set(self, self.parameters)
-        self.segments = self._segment_table()
-        self.nexus = self._site(nexus) if nexus else self._find_nexus()
+
+    def _build_from_template(self, template: TemplateModel) -> None:
+        """The lab's instance as it is: its sections, discretisation and biophysics."""
+        if not checked_before(template):
+            check_in_child(template)
+        self._instance, sections = instantiate(template)
+        self.soma, self.dend = sections["soma"], sections["basal"]
+        self.apic, self.axon = sections["apical"], sections["axon"]
+        for region in ("soma", "basal", "apical"):
+            if not sections[region]:
+                raise CellModelError(
+                    f"{template.name} (from {template.path}) has no {region} sections: an L5PC "
+                    "model needs a soma, basal and apical dendrites"
+                )
+        self._name = self.soma[0].name().rpartition(".")[0]
+        self.morphology_path = template.morphology() or template.path
+        self.morphology_sha256 = hashlib.sha256(self.morphology_path.read_bytes()).hexdigest()
+        check_sections(self, template.path)
+        self.all = [*self.soma, *self.dend, *self.apic, *self.axon]
 
     def __repr__(self) -> str:
         # Import3d names the sections after this, e.g. "L5PC[0].apic[50]"
@@ -267,7 +395,7 @@ class Cell:
         return path
 
     def short_name(self, sec: Any) -> str:
-        return sec.name().removeprefix(f"{self._name}.")
+        return sec.name().removeprefix(f"{self._name}.") if self._name else sec.name()
 
     def _segment_table(self) -> SegmentTable:
         rows = []
@@ -315,23 +443,20 @@ class Cell:
         match = _SITE.match(spec)
         if not match:
             raise MorphologyError(f"nexus site {spec!r} is not of the form apic[50](0.9)")
-        kind, index, x = match.group(1), int(match.group(2)), float(match.group(3))
-        sections = getattr(self, kind)
-        if index >= len(sections) or not 0 <= x <= 1:
+        name, x = match.group(1).strip(), float(match.group(2))
+        if name not in self._by_name or not 0 <= x <= 1:
             raise MorphologyError(
-                f"site {spec!r} does not exist in {self.morphology_path} ({len(sections)} {kind})"
+                f"site {spec!r} does not exist in {self.morphology_path} (sections "
+                f"{self.short_name(self.all[0])} … {self.short_name(self.all[-1])}; x in 0…1)"
             )
-        sec = sections[index]
+        sec = self._by_name[name]
         return self._site_of(sec, sec(x))
 
     # -- access -------------------------------------------------------------------------------
 
     def section(self, name: str) -> Any:
         """A section by its short name, e.g. ``"apic[50]"``."""
-        match = re.match(r"^(soma|dend|apic|axon)\[(\d+)\]$", name)
-        if not match:
-            raise KeyError(name)
-        return getattr(self, match.group(1))[int(match.group(2))]
+        return self._by_name[name]
 
     def location(self, site: Site) -> Any:
         """The NEURON segment of a :class:`Site`."""
@@ -344,25 +469,40 @@ class Cell:
 
     def fingerprint(self) -> str:
         """Identifies the cell as simulated: morphology bytes, parameters, discretisation, nexus
-        (and the apical trees, when named)."""
-        identity = {
-            "morphology_sha256": self.morphology_sha256,
-            "parameters": self.parameters.model_dump(mode="json"),
-            "max_segment_length": self.max_segment_length,
-            "nexus": [self.nexus.section, self.nexus.x],
-        }
+        (and the apical trees, when named); for a lab's model, its files' contents, arguments,
+        mechanisms and section lists instead (paths do not count: a moved model is the same)."""
+        identity: dict[str, Any] = {"nexus": [self.nexus.section, self.nexus.x]}
+        if self.template is not None:
+            record = self.template.record()
+            identity["template"] = {
+                "name": record["name"],
+                "args": [record["files_sha256"].get(str(a), a) for a in record["args"]],
+                "files_sha256": sorted(record["files_sha256"].values()),
+                "mechanisms_sha256": record["mechanisms_sha256"],
+                "section_lists": record["section_lists"],
+            }
+        else:
+            assert self.parameters is not None
+            identity["morphology_sha256"] = self.morphology_sha256
+            identity["parameters"] = self.parameters.model_dump(mode="json")
+            identity["max_segment_length"] = self.max_segment_length
         if self.apical_trees is not None:  # absent otherwise: earlier cells keep their print
             identity["apical_trees"] = sorted(self.apical_trees)
+        if self.synapse_mechanisms:
+            identity["synapse_mechanisms"] = {
+                k: v.model_dump(mode="json") for k, v in sorted(self.synapse_mechanisms.items())
+            }
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def provenance(self) -> dict[str, Any]:
         """Everything a dataset records about its cell (JSON-ready): the summary, the
-        fingerprint, the full parameter set and the segment table."""
+        fingerprint, the full parameter set (or the lab's model) and the segment table."""
+        own = self.template is None
         return {
             **self.summary(),
             "fingerprint": self.fingerprint(),
-            "max_segment_length_um": self.max_segment_length,
-            "parameter_set": self.parameters.model_dump(mode="json"),
+            "max_segment_length_um": self.max_segment_length if own else None,
+            "parameter_set": self.parameters.model_dump(mode="json") if self.parameters else None,
             "segment_table": self.segments.to_dict(),
         }
 
@@ -370,11 +510,19 @@ class Cell:
         """Geometry summary for people (no simulation): counts, lengths, l_max, nexus."""
         table = self.segments
         basal = table.region == "basal"
-        chosen = {} if self.apical_trees is None else {"apical_trees": self.apical_trees}
+        chosen: dict[str, Any] = {}
+        if self.apical_trees is not None:
+            chosen["apical_trees"] = self.apical_trees
+        if self.template is not None:
+            chosen["template"] = self.template.record()
+        if self.synapse_mechanisms:
+            chosen["synapse_mechanisms"] = {
+                k: v.model_dump(mode="json") for k, v in self.synapse_mechanisms.items()
+            }
         return {
             "morphology": str(self.morphology_path),
             "morphology_sha256": self.morphology_sha256,
-            "parameters": self.parameters.name,
+            "parameters": self.parameters.name if self.parameters else "the template's",
             **chosen,
             "sections": {
                 "soma": len(self.soma),

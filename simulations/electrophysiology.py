@@ -335,6 +335,13 @@ class CalciumResponse:
     peak_after_mv: float = float("nan")
 
 
+def has_calcium_at_nexus(cell: Cell) -> bool:
+    """Whether the nexus carries a calcium current (a lab's model may have none there)."""
+    from simulations._neuron import hoc
+
+    return bool(hoc().ismembrane("ca_ion", sec=cell.location(cell.nexus).sec))
+
+
 def calcium_response(
     cell: Cell,
     amplitude: float = 1.0,

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -63,7 +65,14 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 #: environment variables that ``import neuron`` sets and a child nrnivmodl must not inherit
 _SET_BY_NEURON_IMPORT = ("NEURONHOME", "NMODLHOME", "NMODL_PYLIB")
 
+#: elmpipe's synapse mechanisms, added to a lab's own set (see :func:`with_elmpipe_synapses`)
+SYNAPSE_FILES = ("AmpaNmda.mod", "GabaA.mod")
+
+#: a mechanism set: a folder of .mod files, or the files themselves
+Sources = Path | Sequence[Path]
+
 _loaded_library: Path | None = None
+_loaded_sources: list[Path] | None = None
 
 
 class MechanismBuildError(EnvironmentProblem):
@@ -98,17 +107,76 @@ def neuron_version() -> str:
 
 
 def mod_files(source_dir: Path = MECHANISM_DIR) -> list[Path]:
-    files = sorted(Path(source_dir).glob("*.mod"))
+    source_dir = Path(source_dir).expanduser()
+    if not source_dir.is_dir():
+        raise MechanismBuildError(f"mechanisms folder not found: {source_dir}")
+    files = sorted(source_dir.glob("*.mod"))
     if not files:
         raise MechanismBuildError(f"no .mod files found in {source_dir}")
     return files
 
 
-def mechanisms_sha256(source_dir: Path = MECHANISM_DIR) -> str:
+def source_files(sources: Sources | None = None) -> list[Path]:
+    """The .mod files of a mechanism set: a folder's, a list of files, or (None) the set this
+    process has loaded — elmpipe's own until a lab's model loads its set."""
+    if sources is None:
+        sources = _loaded_sources or MECHANISM_DIR
+    if isinstance(sources, str | Path):
+        return mod_files(Path(sources))
+    files = sorted((Path(p) for p in sources), key=lambda p: p.name)
+    if not files:
+        raise MechanismBuildError("an empty set of mechanisms")
+    return files
+
+
+def _without_comments(text: str) -> str:
+    text = re.sub(r"(?ms)^\s*COMMENT\b.*?^\s*ENDCOMMENT\b", "", text)
+    return re.sub(r"(?m):.*$", "", text)
+
+
+def nmodl_names(path: Path) -> list[str]:
+    """The mechanism names a .mod file declares (SUFFIX, POINT_PROCESS, ARTIFICIAL_CELL): what
+    NEURON will call them, whatever the file is called."""
+    try:
+        text = _without_comments(Path(path).read_text(errors="replace"))
+    except OSError as exc:
+        raise MechanismBuildError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return re.findall(r"\b(?:SUFFIX|POINT_PROCESS|ARTIFICIAL_CELL)\s+(\w+)", text)
+
+
+def with_elmpipe_synapses(lab_dir: Path) -> list[Path]:
+    """A lab's mechanisms plus elmpipe's two synapses: the set a lab's cell model runs with.
+
+    The lab's channels replace elmpipe's (labs' L5 models reuse the names NaTa_t, Ih, SK_E2 …
+    for their own versions, and NEURON holds one mechanism per name); a lab mechanism named as
+    one of elmpipe's synapses, or two lab files declaring one name, would be a silent swap or a
+    failed build, so either is refused naming both files.
+    """
+    lab = mod_files(Path(lab_dir))
+    ours = [MECHANISM_DIR / name for name in SYNAPSE_FILES]
+    declared: dict[str, Path] = {n: p for p in ours for n in nmodl_names(p)}
+    for path in lab:
+        for name in nmodl_names(path):
+            if name in declared:
+                raise MechanismBuildError(
+                    f"{path} declares the mechanism {name}, as {declared[name]} does"
+                    + (" (elmpipe's synapse)" if declared[name].parent == MECHANISM_DIR else "")
+                    + ": NEURON can hold only one mechanism of a name; rename one of them"
+                )
+            declared[name] = path
+        if path.name in SYNAPSE_FILES:
+            raise MechanismBuildError(
+                f"{path} has the file name of elmpipe's synapse {MECHANISM_DIR / path.name}; "
+                "rename the lab's file"
+            )
+    return [*lab, *ours]
+
+
+def mechanisms_sha256(sources: Sources | None = None) -> str:
     """The mechanisms' source, as one hash: a dataset records what computed it, so that a store
     is never continued by mechanisms whose equations have changed since it was started."""
     digest = hashlib.sha256()
-    for path in mod_files(source_dir):
+    for path in source_files(sources):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -126,7 +194,7 @@ def cpu_signature() -> str:
     return f"{platform.machine()} {model} {hashlib.sha256(flags.encode()).hexdigest()[:12]}"
 
 
-def cache_key(source_dir: Path = MECHANISM_DIR, variant: str = "neuron") -> str:
+def cache_key(sources: Sources | None = None, variant: str = "neuron") -> str:
     """A short name that changes whenever the mod contents, NEURON version or variant change
     (and, for the CPU-specific CoreNEURON build, the CPU and the compile flags)."""
     if variant not in VARIANTS:
@@ -135,7 +203,7 @@ def cache_key(source_dir: Path = MECHANISM_DIR, variant: str = "neuron") -> str:
     digest.update(f"variant={variant}\nneuron={neuron_version()}\n".encode())
     if variant == "coreneuron":
         digest.update(f"flags={' '.join(VARIANTS[variant])}\ncpu={cpu_signature()}\n".encode())
-    for path in mod_files(source_dir):
+    for path in source_files(sources):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return f"{variant}-nrn{neuron_version()}-{digest.hexdigest()[:16]}"
 
@@ -176,15 +244,15 @@ def _library_in(build_dir: Path) -> Path | None:
     return None
 
 
-def _target(source_dir: Path, cache_dir: Path | None, variant: str) -> Path:
-    return (cache_dir or cache_root()) / "mechanisms" / cache_key(source_dir, variant)
+def _target(sources: Sources | None, cache_dir: Path | None, variant: str) -> Path:
+    return (cache_dir or cache_root()) / "mechanisms" / cache_key(sources, variant)
 
 
 def compiled_library(
-    source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None, variant: str = "neuron"
+    sources: Sources | None = None, cache_dir: Path | None = None, variant: str = "neuron"
 ) -> Path | None:
     """The cached library for the current sources, if it has been built."""
-    target = _target(source_dir, cache_dir, variant)
+    target = _target(sources, cache_dir, variant)
     return _library_in(target) if (target / "manifest.json").exists() else None
 
 
@@ -220,12 +288,14 @@ def _run_with_progress(
     return process.returncode, "".join(lines)
 
 
-def _compile_into(work: Path, source_dir: Path, nrnivmodl: str, variant: str, key: str) -> None:
+def _compile_into(
+    work: Path, sources: Sources | None, nrnivmodl: str, variant: str, key: str
+) -> None:
     """Run nrnivmodl on a copy of the sources in ``work``; leave the library, the build log and
     a manifest (what was built, from what, how long it took) there."""
     mod_dir = work / "mod"
     mod_dir.mkdir()
-    for path in mod_files(source_dir):
+    for path in source_files(sources):
         shutil.copy2(path, mod_dir / path.name)
     started = time.perf_counter()
     # Importing neuron sets NEURONHOME/NMODLHOME for its own use; the CoreNEURON transpiler
@@ -237,8 +307,16 @@ def _compile_into(work: Path, source_dir: Path, nrnivmodl: str, variant: str, ke
     (work / "build.log").write_text(output)
     if returncode != 0 or _library_in(work) is None:
         tail = "\n".join(output.splitlines()[-25:])
+        files = source_files(sources)
+        culprits = ", ".join(str(p) for p in _failing_files(output, files))
+        blame = ""
+        if culprits:
+            blame = f": CoreNEURON cannot take {culprits}" if variant == "coreneuron" else ""
+            blame = blame or f": the error is in {culprits}"
+        folders = ", ".join(sorted({str(p.parent) for p in files}))
         raise MechanismBuildError(
-            f"nrnivmodl failed (exit {returncode}) compiling {source_dir}:\n{tail}"
+            f"nrnivmodl failed (exit {returncode}) compiling the {variant} build of the "
+            f"mechanisms in {folders}{blame}\n{tail}"
         )
     manifest = {
         "key": key,
@@ -255,8 +333,19 @@ def _compile_into(work: Path, source_dir: Path, nrnivmodl: str, variant: str, ke
     (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
+def _failing_files(output: str, files: list[Path]) -> list[Path]:
+    """The .mod files an nrnivmodl log blames: named (as NAME.mod, or the NAME.cpp it was
+    translated to) on a line that reports an error."""
+    errors = [line for line in output.splitlines() if "error" in line.lower()]
+    return [
+        path
+        for path in files
+        if any(re.search(rf"\b{re.escape(path.stem)}\.(mod|cpp|c)\b", line) for line in errors)
+    ]
+
+
 def build_mechanisms(
-    source_dir: Path = MECHANISM_DIR,
+    sources: Sources | None = None,
     cache_dir: Path | None = None,
     *,
     force: bool = False,
@@ -266,9 +355,9 @@ def build_mechanisms(
 
     Returns at once when the current sources are already built (unless ``force``).
     """
-    target = _target(source_dir, cache_dir, variant)
+    target = _target(sources, cache_dir, variant)
     root, key = target.parent, target.name
-    if not force and (lib := compiled_library(source_dir, cache_dir, variant)) is not None:
+    if not force and (lib := compiled_library(sources, cache_dir, variant)) is not None:
         return lib
     find_compiler()
     nrnivmodl = _nrnivmodl()
@@ -282,11 +371,11 @@ def build_mechanisms(
         ) from None
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not force and (lib := compiled_library(source_dir, cache_dir, variant)) is not None:
+        if not force and (lib := compiled_library(sources, cache_dir, variant)) is not None:
             return lib  # another process built it while we waited
         work = Path(tempfile.mkdtemp(prefix=f"{key}.building-", dir=root))
         try:
-            _compile_into(work, source_dir, nrnivmodl, variant, key)
+            _compile_into(work, sources, nrnivmodl, variant, key)
             if target.exists():
                 # a forced rebuild: move the old build aside (a running process may still map it)
                 shutil.rmtree(target, ignore_errors=True)
@@ -300,16 +389,16 @@ def build_mechanisms(
 
 
 def build_info(
-    source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None, variant: str = "neuron"
+    sources: Sources | None = None, cache_dir: Path | None = None, variant: str = "neuron"
 ) -> dict:
     """The manifest of the cached build (key, NEURON version, build time, mod hashes)."""
-    target = _target(source_dir, cache_dir, variant)
+    target = _target(sources, cache_dir, variant)
     return json.loads((target / "manifest.json").read_text())
 
 
-def coreneuron_library(source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None) -> Path:
+def coreneuron_library(sources: Sources | None = None, cache_dir: Path | None = None) -> Path:
     """Build (once per cache) and return the CoreNEURON mechanism library for this CPU."""
-    library = build_mechanisms(source_dir, cache_dir, variant="coreneuron")
+    library = build_mechanisms(sources, cache_dir, variant="coreneuron")
     core = library.parent / "libcorenrnmech.so"
     if not core.exists():
         found = sorted(library.parent.glob("libcorenrnmech*"))
@@ -322,26 +411,44 @@ def coreneuron_library(source_dir: Path = MECHANISM_DIR, cache_dir: Path | None 
     return core
 
 
-def load_mechanisms(source_dir: Path = MECHANISM_DIR, cache_dir: Path | None = None) -> Path:
-    """Build if needed, then load the mechanisms into this process (once)."""
-    global _loaded_library
-    if _loaded_library is not None:
-        return _loaded_library
+def _folders(files: Sequence[Path]) -> str:
+    return ", ".join(sorted({str(p.parent) for p in files}))
+
+
+def load_mechanisms(sources: Sources | None = None, cache_dir: Path | None = None) -> Path:
+    """Build if needed, then load a mechanism set into this process (once).
+
+    ``sources``: elmpipe's own mechanisms by default, or a lab model's set
+    (:func:`with_elmpipe_synapses`). NEURON cannot unload a library, and a lab's channels carry
+    the names of elmpipe's, so a process holds one set: asking for another is an error.
+    """
+    global _loaded_library, _loaded_sources
+    files = source_files(MECHANISM_DIR if sources is None else sources)
+    if _loaded_library is not None and _loaded_sources is not None:
+        if mechanisms_sha256(files) == mechanisms_sha256(_loaded_sources):
+            return _loaded_library
+        raise MechanismBuildError(
+            f"this process already holds the mechanisms in {_folders(_loaded_sources)}; NEURON "
+            f"cannot unload them, so the mechanisms in {_folders(files)} (another cell model's) "
+            "need a process of their own: run that model in a separate command"
+        )
     from simulations._neuron import hoc
 
     h = hoc()
-    clashes = [name for name in MECHANISM_NAMES if hasattr(h, name)]
+    names = [name for path in files for name in nmodl_names(path)]
+    clashes = [name for name in names if hasattr(h, name)]
     if clashes:
         raise MechanismBuildError(
-            "mechanisms with elmpipe's names are already loaded in this process "
-            f"({', '.join(clashes)}), probably from another model's nrnivmodl build or an "
-            "x86_64/ folder in the working directory. Run elmpipe in a clean process."
+            f"mechanisms named as those in {_folders(files)} are already in this process "
+            f"({', '.join(clashes)}): NEURON's own, another model's nrnivmodl build, or an "
+            "x86_64/ folder in the working directory. Run elmpipe in a clean process (and "
+            "rename a lab mechanism that NEURON already has)."
         )
-    library = build_mechanisms(source_dir, cache_dir)
+    library = build_mechanisms(files, cache_dir)
     if not h.nrn_load_dll(str(library)):
         raise MechanismBuildError(f"NEURON could not load {library}")
-    missing = [name for name in MECHANISM_NAMES if not hasattr(h, name)]
+    missing = [name for name in names if not hasattr(h, name)]
     if missing:
         raise MechanismBuildError(f"{library} lacks mechanisms {', '.join(missing)}")
-    _loaded_library = library
+    _loaded_library, _loaded_sources = library, files
     return library

@@ -194,19 +194,24 @@ def assess(measurements: dict[str, float | None]) -> list[Verdict]:
 
 def measurements_of(check: dict) -> dict[str, float | None]:
     """The judged numbers from ``elmpipe cell check``'s report (its JSON without verdicts)."""
-    ca, blocked = check["calcium_spike"]["intact"], check["calcium_spike"]["ca_blocked"]
     nmda = check["nmda"]["events"]
     single = nmda["1"]["nmda_per_event"]
     bap = check["back_propagation"]
+    calcium: dict[str, float | None] = {}
+    if check["calcium_spike"] is not None:  # None: no calcium at the nexus, nothing to judge
+        ca, blocked = check["calcium_spike"]["intact"], check["calcium_spike"]["ca_blocked"]
+        calcium = {
+            "ca_spike_ms": ca["plateau_ms"],
+            "ca_spike_peak_mv": ca["peak_after_mv"],
+            "ca_blocked_ms": blocked["plateau_ms"],
+            "ca_blocked_peak_mv": blocked["peak_mv"],
+        }
     return {
         "resting_potential_mv": check["resting_potential_mv"]["soma"],
         "input_resistance_mohm": check["input_resistance_mohm"],
         "rheobase_na": check["rheobase_na"],
         "rate_at_1na_hz": check["step_spikes"]["1.0"] / 1.0,  # spikes in the 1 s step
         "bap_attenuation": None if bap is None else bap["attenuation"],
-        "ca_spike_ms": ca["plateau_ms"],
-        "ca_spike_peak_mv": ca["peak_after_mv"],
-        "ca_blocked_ms": blocked["plateau_ms"],
-        "ca_blocked_peak_mv": blocked["peak_mv"],
+        **calcium,
         "nmda_supralinearity": nmda["40"]["nmda_per_event"] / single if single > 0 else None,
     }

@@ -18,12 +18,17 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from elmpipe.errors import InputError
 from elmpipe.settings import StrictModel
 from simulations._neuron import hoc
 from simulations.cell import Cell
 
 EXCITATORY = "excitatory"
 INHIBITORY = "inhibitory"
+
+
+class SynapseError(InputError):
+    """A lab's synapse mechanism cannot be used as configured."""
 
 
 class SynapseSettings(StrictModel):
@@ -87,8 +92,15 @@ class Synapses:
         self.channels = ChannelTable.for_segments(len(cell.segments))
         segments = cell.dendritic_segments()
         self.point_processes: list[Any] = []
-        for kind in ("AmpaNmda", "GabaA"):
-            self.point_processes.extend(getattr(h, kind)(seg) for seg in segments)
+        for kind, ours in ((EXCITATORY, "AmpaNmda"), (INHIBITORY, "GabaA")):
+            lab = cell.synapse_mechanisms.get(kind)
+            mechanism = lab.mechanism if lab else ours
+            if not hasattr(h, mechanism):
+                raise SynapseError(
+                    f"{kind} synapse mechanism {mechanism!r} is not loaded: it must be a "
+                    "POINT_PROCESS of the model's mechanisms folder"
+                )
+            self.point_processes.extend(getattr(h, mechanism)(seg) for seg in segments)
         self._apply_strengths()
         # PatternStim "fires" gid c; a NetCon attached to gid c (weight 1) feeds synapse c. The
         # gids exist only as PatternStim sources, never as cells. The delay is 0 under NEURON;
@@ -132,13 +144,26 @@ class Synapses:
             self._apply_strengths()
 
     def _apply_strengths(self) -> None:
+        """elmpipe's synapses take the settings' strengths; a lab's, the parameters its model
+        names (the settings' strengths are elmpipe's synapses' parameters)."""
         settings = self.settings
         n = len(self.point_processes) // 2
-        for syn in self.point_processes[:n]:
-            syn.gmax = settings.excitatory_gmax_us
-            syn.nmda_ratio = settings.nmda_ratio
-        for syn in self.point_processes[n:]:
-            syn.gmax = settings.inhibitory_gmax_us
+        halves = {EXCITATORY: self.point_processes[:n], INHIBITORY: self.point_processes[n:]}
+        ours = {
+            EXCITATORY: {"gmax": settings.excitatory_gmax_us, "nmda_ratio": settings.nmda_ratio},
+            INHIBITORY: {"gmax": settings.inhibitory_gmax_us},
+        }
+        for kind, synapses in halves.items():
+            lab = self.cell.synapse_mechanisms.get(kind)
+            values = lab.parameters if lab else ours[kind]
+            for name, value in values.items():
+                for syn in synapses:
+                    if not hasattr(syn, name):
+                        raise SynapseError(
+                            f"{kind} synapse mechanism {syn.hname().split('[')[0]} has no "
+                            f"parameter {name!r}"
+                        )
+                    setattr(syn, name, value)
 
     def set_delay(self, delay_ms: float) -> None:
         """Connection delay; inputs set afterwards are queued this much earlier."""

@@ -16,12 +16,30 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: the engines' fidelity bar (docs/simulation-engines.md)
+SPIKE_TOLERANCE_MS = 0.25
+CLIPPED_RMSE_MV = 0.1
+
+
+def clipped_rmse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.minimum(a, -55.0) - np.minimum(b, -55.0)) ** 2)))
+
+
+def assert_matches_reference(reference: dict, result: dict) -> None:
+    ref, got = reference["spike_times"], result["spike_times"]
+    assert len(ref) >= 1, "the test input must make the cell fire"
+    assert len(got) == len(ref), (ref, got)
+    assert np.abs(got - ref).max() <= SPIKE_TOLERANCE_MS, (ref, got)
+    assert clipped_rmse(reference["soma_v"], result["soma_v"]) <= CLIPPED_RMSE_MV
+
 
 def simulate(
     engine: str,
     out: str,
     *,
     morphology: str | None = None,
+    cell: dict | None = None,
+    input_scale: float = 1.0,
     ms: float = 1000.0,
     index: int = 0,
     record_dendrites: bool = False,
@@ -29,14 +47,14 @@ def simulate(
     dt_ms: float | None = None,
     adaptive: dict | None = None,
 ) -> None:
-    from simulations.cell import Cell
+    from simulations.cell import CellSpec
     from simulations.inputs import InputLayout, NeuronIOProtocol, generate_inputs, simulation_rng
     from simulations.simulator import AdaptiveStep, SimulationSettings, Simulator
 
-    cell = Cell(morphology)
-    layout = InputLayout.from_segment_table(cell.segments, ())
+    the_cell = CellSpec.model_validate(cell or {"morphology": morphology}).build()
+    layout = InputLayout.from_segment_table(the_cell.segments, ())
     inputs = generate_inputs(
-        NeuronIOProtocol(input_scale=1.0), layout, ms, simulation_rng(1, "train", index, 0)
+        NeuronIOProtocol(input_scale=input_scale), layout, ms, simulation_rng(1, "train", index, 0)
     ).spikes
     settings = SimulationSettings(
         duration_ms=ms,
@@ -46,9 +64,15 @@ def simulate(
         dt_ms=dt_ms,
         adaptive=None if adaptive is None else AdaptiveStep(**adaptive),
     )
-    result = Simulator(cell, settings).run_binary(inputs)
+    result = Simulator(the_cell, settings).run_binary(inputs)
+    table = the_cell.segments
     np.savez(
         out,
+        section=table.section,
+        x=table.x,
+        distance=table.distance,
+        area=table.area,
+        nexus=np.array([the_cell.nexus.section, str(the_cell.nexus.x)]),
         soma_v=result.soma_v,
         spike_times=result.spike_times,
         dend_v=result.dend_v if result.dend_v is not None else np.zeros((0, 0)),

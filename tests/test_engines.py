@@ -20,24 +20,15 @@ from simulations.simulator import (
     split_plan,
     step_plan,
 )
-from tests.engine_runs import run_in_fresh_process
+from tests.engine_runs import (
+    CLIPPED_RMSE_MV,
+    assert_matches_reference,
+    clipped_rmse,
+    run_in_fresh_process,
+)
 
-SPIKE_TOLERANCE_MS = 0.25
-CLIPPED_RMSE_MV = 0.1
 #: the two ways coreneuron steps (fine throughout; coarse away from spikes), as engine_runs options
 STEPPING = {"fine": {}, "adaptive": {"adaptive": {}}}
-
-
-def clipped_rmse(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((np.minimum(a, -55.0) - np.minimum(b, -55.0)) ** 2)))
-
-
-def assert_matches_reference(reference: dict, result: dict) -> None:
-    ref, got = reference["spike_times"], result["spike_times"]
-    assert len(ref) >= 1, "the test input must make the cell fire"
-    assert len(got) == len(ref), (ref, got)
-    assert np.abs(got - ref).max() <= SPIKE_TOLERANCE_MS, (ref, got)
-    assert clipped_rmse(reference["soma_v"], result["soma_v"]) <= CLIPPED_RMSE_MV
 
 
 @pytest.fixture(scope="module")

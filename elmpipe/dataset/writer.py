@@ -115,11 +115,24 @@ def _check_compatible(path: Path, root: zarr.Group, spec: DatasetSpec) -> None:
             if stored["mechanisms"] != requested["mechanisms"]
             else ""
         )
+        if stored["cell"] != requested["cell"]:
+            differences.insert(
+                0, f"cell: store has {_cell_name(attrs['cell'])}, requested {_cell_name(spec.cell)}"
+            )
         raise DatasetError(
             f"{path} was made with a different cell, mechanisms, protocol, settings or seed; "
             f"refusing to mix them (use another --out, or the original settings){hint}:\n  "
             + "\n  ".join(differences[:8])
         )
+
+
+def _cell_name(cell: dict[str, Any]) -> str:
+    """A cell as people know it: its template model, or its morphology file."""
+    model = cell.get("template")
+    if model:
+        args = "".join(f" {a}" for a in model.get("args", []))
+        return f"template {model.get('name')} of {model.get('template')}{args}"
+    return f"morphology {cell.get('morphology')}"
 
 
 def _write_root_attributes(root: zarr.Group, spec: DatasetSpec) -> None:

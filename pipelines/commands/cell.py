@@ -15,6 +15,7 @@ from pipelines.commands.common import (
     FiniteRange,
     apical_trees,
     build_cell,
+    cell_model_overrides,
     cluster_options,
     cluster_settings,
     config_option,
@@ -73,9 +74,21 @@ def cell_info(
 def _format_info(info: dict[str, Any]) -> str:
     seg, sec, length = info["segments"], info["sections"], info["length_um"]
     nexus = info["nexus"]
-    lines = [
-        f"morphology        {info['morphology']}",
-        f"parameter set     {info['parameters']}",
+    model = info.get("template")
+    lines = (
+        [
+            f"model             template {model['name']} of {model['template']}"
+            + "".join(f" {a}" for a in model["args"]),
+            f"mechanisms        {model['mechanisms'] or 'elmpipe’s own'} "
+            f"({len(model['mechanism_files_sha256'])} .mod files with elmpipe’s synapses)",
+        ]
+        if model
+        else [
+            f"morphology        {info['morphology']}",
+            f"parameter set     {info['parameters']}",
+        ]
+    )
+    lines += [
         f"sections          soma {sec['soma']} · basal {sec['basal']} · apical {sec['apical']} "
         f"· axon {sec['axon']}",
         f"dendritic segs    {seg['dendritic']} (basal {seg['basal']}, apical {seg['apical']}); "
@@ -192,9 +205,12 @@ def cell_check(
     result["back_propagation"] = (
         None if bap is None else {**bap.__dict__, "attenuation": bap.attenuation}
     )
-    with_ca = ephys.calcium_response(the_cell)
-    without_ca = ephys.calcium_response(the_cell, block_calcium=True)
-    result["calcium_spike"] = {"intact": with_ca.__dict__, "ca_blocked": without_ca.__dict__}
+    with_ca = without_ca = None
+    result["calcium_spike"] = None  # a model without calcium at its nexus has no Ca spike
+    if ephys.has_calcium_at_nexus(the_cell):
+        with_ca = ephys.calcium_response(the_cell)
+        without_ca = ephys.calcium_response(the_cell, block_calcium=True)
+        result["calcium_spike"] = {"intact": with_ca.__dict__, "ca_blocked": without_ca.__dict__}
     site = ephys.distal_basal_location(the_cell)
     nmda = {}
     for n in (1, 40):
@@ -254,9 +270,11 @@ def _format_check(
             f"(×{bap.attenuation:.2f}; {bap.pulse_na:g} nA for 5 ms)"
         )
     lines += [
-        f"Ca spike at nexus  plateau {with_ca.plateau_ms:.1f} ms, peak {with_ca.peak_mv:.1f} mV, "
-        f"{with_ca.peak_after_mv:.1f} mV after the pulse (Ca blocked: {without_ca.plateau_ms:.1f} "
-        f"ms, {without_ca.peak_mv:.1f} mV)",
+        "Ca spike at nexus  no calcium current at the nexus: not measured"
+        if with_ca is None
+        else f"Ca spike at nexus  plateau {with_ca.plateau_ms:.1f} ms, peak "
+        f"{with_ca.peak_mv:.1f} mV, {with_ca.peak_after_mv:.1f} mV after the pulse (Ca blocked: "
+        f"{without_ca.plateau_ms:.1f} ms, {without_ca.peak_mv:.1f} mV)",
         f"NMDA at {site}  NMDA part per event {nmda['1']['nmda_per_event']:.1f} mV·ms "
         f"(1 event) → {nmda['40']['nmda_per_event']:.1f} mV·ms (40 events)",
     ]
@@ -384,6 +402,7 @@ def cell_calibrate(
     overrides = {
         "cell.morphology": str(morphology) if morphology else None,
         "cell.apical_trees": apical_trees(),
+        **cell_model_overrides(),
         "cell.parameters": parameters,
         "calibration.target_rate_hz": target_rate_hz,
         "calibration.probe_simulations": probe_simulations,

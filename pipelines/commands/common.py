@@ -37,10 +37,25 @@ class FiniteRange(click.FloatRange):
 
 
 def build_cell(morphology: Path | None, parameters: str | None, nexus: str | None = None) -> Any:
-    """The cell of a command's options (``--apical-trees`` included, see :func:`apical_trees`)."""
-    from simulations.cell import Cell
+    """The cell of a command's options (``--apical-trees`` and a lab's model's options
+    included, see :func:`apical_trees` and :func:`cell_model_overrides`)."""
+    from pydantic import ValidationError
 
-    return Cell(morphology, parameters, nexus=nexus, apical_trees=apical_trees())
+    from simulations.cell import CellSpec
+
+    given: dict[str, Any] = {
+        "morphology": None if morphology is None else str(morphology),
+        "parameters": parameters,
+        "nexus": nexus,
+        "apical_trees": apical_trees(),
+    }
+    given |= {key.removeprefix("cell."): v for key, v in cell_model_overrides().items()}
+    try:
+        spec = CellSpec.model_validate({k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise InputError(f"the cell options: {problems}") from None
+    return spec.build()
 
 
 def comma_separated(text: str | None, kind: type = int, option: str = "option") -> tuple | None:
@@ -93,9 +108,81 @@ def apical_trees() -> list[int] | None:
     return None if ctx is None else ctx.meta.get(_APICAL_TREES)
 
 
+_CELL_MODEL = "elmpipe.cell_model"
+
+
+def _remember_model_option(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    assert param.name is not None
+    ctx.meta.setdefault(_CELL_MODEL, {})[param.name] = value
+
+
+def _model_option(*names: str, **kwargs: Any) -> Callable:
+    return click.option(*names, expose_value=False, callback=_remember_model_option, **kwargs)
+
+
+_cell_model_options = [
+    _model_option(
+        "--template",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="A lab's own cell model instead of a morphology with elmpipe's biophysics: a NEURON "
+        "template file (.hoc, or .py defining a class). A template is code, and it runs "
+        "(docs/own-model.md).",
+    ),
+    _model_option("--template-name", metavar="NAME", default=None, help="The template's name."),
+    _model_option(
+        "--template-arg",
+        "template_args",
+        multiple=True,
+        metavar="VALUE",
+        help="An argument of the template, in order; repeat for each (numbers pass as numbers).",
+    ),
+    _model_option(
+        "--preload",
+        multiple=True,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="A hoc file the template expects loaded first; repeatable.",
+    ),
+    _model_option(
+        "--mechanisms",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="The model's folder of .mod files: they replace elmpipe's channels (elmpipe's "
+        "synapses are added). Default: elmpipe's mechanisms.",
+    ),
+]
+
+
+def _number_or_text(value: str) -> str | float:
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def cell_model_overrides() -> dict[str, Any]:
+    """The running command's template options as config overrides (``cell.template`` …);
+    empty without ``--template``, whose companions are refused without it."""
+    ctx = click.get_current_context(silent=True)
+    given = {} if ctx is None else ctx.meta.get(_CELL_MODEL, {})
+    if not given.get("template"):
+        flags = {"template_args": "--template-arg"}
+        stray = [flags.get(k, f"--{k.replace('_', '-')}") for k, v in given.items() if v]
+        if stray:
+            raise InputError(f"{', '.join(stray)}: only with --template")
+        return {}
+    return {
+        "cell.template": str(given["template"]),
+        "cell.name": given.get("template_name"),
+        "cell.args": [_number_or_text(a) for a in given.get("template_args", ())],
+        "cell.preload": [str(p) for p in given.get("preload", ())],
+        "cell.mechanisms": None if given.get("mechanisms") is None else str(given["mechanisms"]),
+    }
+
+
 def morphology_option(command):
-    """``--morphology/-m`` and ``--apical-trees``."""
-    return _morphology(_apical_trees(command))
+    """``--morphology/-m``, ``--apical-trees``, and a lab's template model's options."""
+    return _morphology(_apical_trees(with_options(_cell_model_options)(command)))
 
 
 parameters_option = click.option(

@@ -14,6 +14,7 @@ from pipelines.commands.common import (
     EPILOG,
     FiniteRange,
     apical_trees,
+    cell_model_overrides,
     cluster_options,
     cluster_settings,
     config_option,
@@ -118,6 +119,7 @@ def simulate(
     overrides: dict[str, Any] = {
         "cell.morphology": str(morphology) if morphology else None,
         "cell.apical_trees": apical_trees(),
+        **cell_model_overrides(),
         "cell.parameters": parameters,
         "seed": seed,
         "simulation.duration_ms": duration_ms,

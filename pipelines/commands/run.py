@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from pipelines.commands.common import EPILOG, apical_trees, morphology_option, quiet_option
+from pipelines.commands.common import (
+    EPILOG,
+    apical_trees,
+    cell_model_overrides,
+    morphology_option,
+    quiet_option,
+)
 
 # -- run ------------------------------------------------------------------------------------
 
@@ -39,15 +45,18 @@ def run(config_path: Path, morphology: Path | None, out: str | None, quiet: bool
 
     config = load_config(config_path, RunConfig)
     name = None
-    if morphology is not None:
-        name = f"{config.name} — {morphology.name}"  # the report says which cell it is about
+    model = cell_model_overrides().get("cell.template")
+    own = morphology if morphology is not None else Path(model) if model else None
+    if own is not None:
+        name = f"{config.name} — {own.name}"  # the report says which cell it is about
         if out is None:
             # a dataset holds one cell: another cell gets its own run folder, named after it
-            out = f"{config.out.rstrip('/')}-{morphology.stem}"
+            out = f"{config.out.rstrip('/')}-{own.stem}"
     overrides = {
         "name": name,
         "cell.morphology": str(morphology) if morphology else None,
         "cell.apical_trees": apical_trees(),
+        **cell_model_overrides(),
         "out": out,
     }
     config = with_overrides(config, overrides)

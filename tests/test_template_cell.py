@@ -1,0 +1,207 @@
+"""A lab's own cell model — a NEURON template with its own mechanisms — through elmpipe.
+
+Every model is built in a fresh process (tests/engine_runs.py, or the command line): this test
+process holds elmpipe's own mechanisms, and NEURON holds one set of mechanisms per process. The
+example model (examples/own-model: a template and a channel elmpipe does not have) is the one
+docs/own-model.md runs; the broken models below are written by the tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from elmpipe.dataset import Dataset
+from simulations.mechanisms import MECHANISM_DIR, SYNAPSE_FILES, nmodl_names
+from tests.engine_runs import assert_matches_reference, run_in_fresh_process
+from tests.test_pipeline import MINI
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "own-model"
+TOY = {
+    "template": str(EXAMPLE / "ToyPyramid.hoc"),
+    "name": "ToyPyramid",
+    "mechanisms": str(EXAMPLE / "mechanisms"),
+}
+TOY_OPTIONS = [
+    "--template",
+    TOY["template"],
+    "--template-name",
+    "ToyPyramid",
+    "--mechanisms",
+    TOY["mechanisms"],
+]
+#: the toy's sections as its template defines them (name, length µm)
+TOY_DENDRITES = [(f"dend[{i}]", 160.0) for i in range(4)] + [
+    (f"apic[{i}]", length) for i, length in enumerate([320, 300, 260, 240, 150, 130, 200])
+]
+
+
+def elmpipe(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="module")
+def toy_runs(tmp_path_factory):
+    """The example model, 1 s of NeuronIO input, on the default engine and the reference."""
+    tmp = tmp_path_factory.mktemp("template")
+    return {
+        engine: run_in_fresh_process(engine, tmp / f"{engine}.npz", cell=TOY)
+        for engine in ("coreneuron", "neuron-cvode")
+    }
+
+
+def test_a_template_cell_has_the_segments_its_template_defines(toy_runs):
+    run = toy_runs["coreneuron"]
+    expected_sections, expected_x = [], []
+    for name, length in TOY_DENDRITES:  # the template's rule: nseg = 1 + 2 int(L / 40)
+        nseg = 1 + 2 * int(length / 40)
+        expected_sections += [name] * nseg
+        expected_x += list((np.arange(nseg) + 0.5) / nseg)
+    assert run["section"].tolist() == expected_sections  # basal in list order, then apical
+    np.testing.assert_allclose(run["x"], expected_x, rtol=1e-12)
+    assert run["nexus"][0] in {name for name, _ in TOY_DENDRITES if name.startswith("apic")}
+
+
+def test_a_template_cell_runs_alike_on_the_default_engine_and_the_reference(toy_runs):
+    assert_matches_reference(toy_runs["neuron-cvode"], toy_runs["coreneuron"])
+
+
+def test_elmpipes_hay_cell_written_as_a_template_is_the_built_in_hay_cell(hay_path, tmp_path):
+    """examples/hay-template with elmpipe's channel files as the lab's (same names, from the
+    lab's folder): the same segment table and the same 1 s run as the built-in path."""
+    lab = tmp_path / "lab-mechanisms"
+    lab.mkdir()
+    for path in MECHANISM_DIR.glob("*.mod"):
+        if path.name not in SYNAPSE_FILES:
+            shutil.copy(path, lab / path.name)
+    template = {
+        "template": str(ROOT / "examples" / "hay-template" / "ElmpipeL5PC.hoc"),
+        "name": "ElmpipeL5PC",
+        "args": [str(hay_path)],
+        "mechanisms": str(lab),
+    }
+    built_in = run_in_fresh_process(
+        "coreneuron", tmp_path / "built-in.npz", morphology=str(hay_path)
+    )
+    from_template = run_in_fresh_process("coreneuron", tmp_path / "template.npz", cell=template)
+    for column in ("section", "x", "nexus"):
+        assert from_template[column].tolist() == built_in[column].tolist()
+    # the same 3-D points, which NEURON keeps in float32 (the built-in path checks and may
+    # rewrite the file before Import3d reads it: the last float32 bit can differ)
+    for column in ("distance", "area"):
+        np.testing.assert_allclose(from_template[column], built_in[column], rtol=1e-6)
+    assert len(built_in["spike_times"]) >= 1
+    np.testing.assert_array_equal(from_template["spike_times"], built_in["spike_times"])
+    np.testing.assert_allclose(from_template["soma_v"], built_in["soma_v"], rtol=0, atol=1e-4)
+
+
+def test_a_store_records_the_model_and_refuses_to_be_grown_with_another(tmp_path):
+    store = tmp_path / "toy.zarr"
+    short = ["--duration-ms", "300", "--input-scale", "1", "--cluster", "in-process", "-q"]
+    made = elmpipe("simulate", "-o", str(store), "-n", "1", *short, *TOY_OPTIONS)
+    assert made.returncode == 0, made.stderr
+    cell = Dataset(store).cell
+    model = cell["template"]
+    assert model["name"] == "ToyPyramid"
+    assert Path(model["template"]) == Path(TOY["template"]).resolve()
+    own = EXAMPLE / "mechanisms" / "IhToy.mod"
+    assert set(model["mechanism_files_sha256"]) == {own.name, *SYNAPSE_FILES}
+    assert nmodl_names(own) == ["IhToy"]
+    assert len(cell["segment_table"]["section"]) == 119
+    # the built-in cell, and the same template made with another argument, are other cells
+    for other in ([], [*TOY_OPTIONS, "--template-arg", "1.3"]):
+        grown = elmpipe("simulate", "-o", str(store), "-n", "2", *short, *other)
+        assert grown.returncode == 2, grown.stderr
+        assert "different cell" in grown.stderr
+        assert "ToyPyramid" in grown.stderr  # it says which model the store holds
+    assert Dataset(store).split("train").complete_mask.tolist() == [True]
+
+
+def test_elmpipe_run_end_to_end_on_a_template_cell(tmp_path):
+    config = tmp_path / "mini.yaml"
+    config.write_text(yaml.safe_dump({**MINI, "out": str(tmp_path / "run")}))
+    done = elmpipe("run", str(config), "-q", *TOY_OPTIONS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "run-ToyPyramid"  # a run folder of its own, named after the template
+    data = Dataset(out / "data.zarr")
+    assert data.cell["template"]["name"] == "ToyPyramid"
+    assert data.protocol["input_scale"] != 1.0  # calibrated to this cell
+    assert (out / "report" / "index.html").exists()
+    assert "ToyPyramid" in (out / "report" / "index.html").read_text()
+
+
+# -- what a lab's model can get wrong ------------------------------------------------------------
+
+RAISES = "class Raise:\n    def __init__(self):\n        raise ValueError('no x')\n"
+BROKEN_HOC = "begintemplate Broken\npublic soma\ncreate soma\nproc init() { soma { L = } }\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "options", "message"),
+    [
+        (
+            {"Broken.hoc": BROKEN_HOC + "endtemplate Broken\n"},
+            ["--template-name", "Broken"],
+            "syntax error",
+        ),
+        (
+            {"Cell.hoc": "// nothing\n"},
+            ["--template-name", "Cell"],
+            "defines no template named 'Cell'",
+        ),
+        (
+            {"Bare.hoc": "begintemplate Bare\npublic soma\ncreate soma\nendtemplate Bare\n"},
+            ["--template-name", "Bare"],
+            "none of basal, dend for its basal sections",
+        ),
+        (
+            {"Raise.py": RAISES},
+            ["--template-name", "Raise"],
+            "ValueError: no x",
+        ),
+    ],
+    ids=["hoc-syntax", "no-such-template", "no-basal-list", "python-raises"],
+)
+def test_a_broken_template_is_named_and_leaves_the_command_clean(tmp_path, files, options, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    template = tmp_path / next(iter(files))
+    done = elmpipe("cell", "info", "--no-sim", "--template", str(template), *options, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_lab_mechanism_named_as_an_elmpipe_synapse_is_refused_naming_both_files(tmp_path):
+    lab = tmp_path / "mechanisms"
+    lab.mkdir()
+    (lab / "MySyn.mod").write_text(
+        "NEURON { POINT_PROCESS AmpaNmda }\n: a lab synapse under elmpipe's synapse's name\n"
+    )
+    done = elmpipe(
+        "cell", "info", "--no-sim", "--template", TOY["template"], "--template-name",
+        "ToyPyramid", "--mechanisms", str(lab), timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert str(lab / "MySyn.mod") in done.stderr
+    assert str(MECHANISM_DIR / "AmpaNmda.mod") in done.stderr
+
+
+def test_template_options_without_a_template_and_a_template_with_a_morphology_are_refused():
+    alone = elmpipe("cell", "info", "--no-sim", "--template-name", "ToyPyramid")
+    assert alone.returncode == 2 and "--template-name: only with --template" in alone.stderr
+    both = elmpipe("cell", "info", "--no-sim", "-m", "x.asc", *TOY_OPTIONS)
+    assert both.returncode == 2 and "takes no morphology" in both.stderr
