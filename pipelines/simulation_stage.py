@@ -63,9 +63,12 @@ def prepared(config: SimulateConfig) -> SimulateConfig:
 
 
 def describe_dataset(config: SimulateConfig) -> DatasetSpec:
-    """Build the cell here once (then free it) to record what the dataset is made of."""
+    """Build the cell here once (then free it) to record what the dataset is made of, and
+    make sure its engine can run it (the CoreNEURON build of its mechanisms) before a
+    calibration or a store commits to that engine."""
     cell = config.cell.build()
     try:
+        prepare_engine(config.simulation)
         return dataset_spec(cell, config.protocol, config.simulation, config.seed)
     finally:
         del cell

@@ -308,6 +308,8 @@ class Cell:
         if not checked_before(template):
             check_in_child(template)
         self._instance, sections = instantiate(template)
+        if any(sec.n3d() == 0 for region in sections.values() for sec in region):
+            hoc().define_shape()  # 3-D points from the topology: every segment gets a position
         self.soma, self.dend = sections["soma"], sections["basal"]
         self.apic, self.axon = sections["apical"], sections["axon"]
         for region in ("soma", "basal", "apical"):

@@ -205,3 +205,40 @@ def test_template_options_without_a_template_and_a_template_with_a_morphology_ar
     assert alone.returncode == 2 and "--template-name: only with --template" in alone.stderr
     both = elmpipe("cell", "info", "--no-sim", "-m", "x.asc", *TOY_OPTIONS)
     assert both.returncode == 2 and "takes no morphology" in both.stderr
+
+
+def test_a_mechanism_coreneuron_cannot_take_is_named_and_a_neuron_engine_runs_when_asked(
+    tmp_path,
+):
+    lab = tmp_path / "mechanisms"
+    lab.mkdir()
+    shutil.copy(EXAMPLE / "mechanisms" / "IhToy.mod", lab)
+    (lab / "HocLookup.mod").write_text(  # NEURON's hoc interpreter, which CoreNEURON has not
+        "NEURON { SUFFIX HocLookup RANGE g }\nPARAMETER { g = 0 }\nBREAKPOINT {\nVERBATIM\n"
+        '    g = hoc_lookup("celsius") ? 1.0 : 0.0;\nENDVERBATIM\n}\n'
+    )
+    options = [*TOY_OPTIONS[:4], "--mechanisms", str(lab)]
+    store = tmp_path / "toy.zarr"
+    short = ["-n", "1", "--duration-ms", "200", "--input-scale", "1", "--cluster", "in-process"]
+    refused = elmpipe("simulate", "-o", str(store), *short, *options)
+    assert refused.returncode == 3, refused.stderr  # the environment cannot run that engine
+    assert f"CoreNEURON cannot take {lab / 'HocLookup.mod'}" in refused.stderr
+    assert "--engine neuron-fixed" in refused.stderr
+    asked = elmpipe("simulate", "-o", str(store), *short, *options, "--engine", "neuron-fixed")
+    assert asked.returncode == 0, asked.stderr
+    assert Dataset(store).attrs["simulation"]["engine"] == "neuron-fixed"
+
+
+def test_a_lab_synapse_takes_the_place_of_elmpipes(toy_runs, tmp_path):
+    """NEURON's ExpSyn as the model's inhibitory synapse (weight-1 events: 1 µS each)."""
+    lab_synapse = {"inhibitory": {"mechanism": "ExpSyn", "parameters": {"tau": 8.0, "e": -80.0}}}
+    cell = {**TOY, "synapse_mechanisms": lab_synapse}
+    run = run_in_fresh_process("coreneuron", tmp_path / "expsyn.npz", cell=cell)
+    ours = toy_runs["coreneuron"]
+    assert run["section"].tolist() == ours["section"].tolist()
+    assert run["soma_v"].mean() < ours["soma_v"].mean() - 1.0  # far stronger inhibition
+    wrong = {"inhibitory": {"mechanism": "ExpSyn", "parameters": {"gmax": 1.0}}}
+    with pytest.raises(RuntimeError, match="ExpSyn has no parameter 'gmax'"):
+        run_in_fresh_process(
+            "coreneuron", tmp_path / "x.npz", cell={**TOY, "synapse_mechanisms": wrong}
+        )

@@ -139,7 +139,11 @@ def simulate(
     config = with_overrides(config, overrides)
     settings = cluster_settings(cluster, workers, address, cluster_config, base=config.cluster)
     config = config.model_copy(update={"cluster": settings})
-    summary = run_simulate(config, out, split, n_sims, progress=not quiet, log=click.echo)
+    _report_simulated(run_simulate(config, out, split, n_sims, progress=not quiet, log=click.echo))
+
+
+def _report_simulated(summary: Any) -> None:
+    """One line on what ``simulate`` did, and the split's warnings (stderr)."""
     repaired = f"; {summary.repaired} found damaged and redone" if summary.repaired else ""
     click.echo(
         f"{summary.store} [{summary.split}]: {summary.n_sims} simulations "
