@@ -37,7 +37,10 @@ __all__ = ["EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED", "cli", "mai
 #: for NEURON, and `elmpipe --help` lists the summaries without importing any (a test holds them
 #: equal to the commands' own).
 COMMANDS = {
-    "cell": ("pipelines.commands.cell", "Build the L5PC model from a morphology and look at it."),
+    "cell": (
+        "pipelines.commands.cell",
+        "Build the L5PC model (a morphology, or a lab's template) and look at it.",
+    ),
     "simulate": (
         "pipelines.commands.data",
         "Simulate the cell with NeuronIO inputs into a Zarr dataset, in parallel, resumably.",

@@ -136,7 +136,7 @@ class CellSpec(StrictModel):
         None, description="a lab's cell model: NEURON template file (.hoc or .py)"
     )
     name: str | None = Field(None, description="the template's (or Python class's) name")
-    args: list[str | float] = Field(
+    args: list[str | int | float] = Field(
         default_factory=list, description="arguments the template is instantiated with"
     )
     preload: list[str] = Field(

@@ -67,7 +67,7 @@ class TemplateModel:
 
     path: Path
     name: str
-    args: tuple[str | float, ...] = ()
+    args: tuple[str | int | float, ...] = ()
     preload: tuple[Path, ...] = ()
     mechanisms: Path | None = None
     section_lists: tuple[tuple[str, str], ...] = ()  # (region, attribute) pairs given by the lab

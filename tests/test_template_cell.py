@@ -8,6 +8,7 @@ docs/own-model.md runs; the broken models below are written by the tests.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -132,7 +133,10 @@ def test_a_store_records_the_model_and_refuses_to_be_grown_with_another(tmp_path
 
 def test_elmpipe_run_end_to_end_on_a_template_cell(tmp_path):
     config = tmp_path / "mini.yaml"
-    config.write_text(yaml.safe_dump({**MINI, "out": str(tmp_path / "run")}))
+    # the calibration as by default, on half of its probe (the test's time, not the point)
+    calibration = {"probe_simulations": 4, "tolerance": 0.3}
+    data = {**MINI["data"], "calibration": calibration}
+    config.write_text(yaml.safe_dump({**MINI, "data": data, "out": str(tmp_path / "run")}))
     done = elmpipe("run", str(config), "-q", *TOY_OPTIONS)
     assert done.returncode == 0, done.stdout + done.stderr
     out = tmp_path / "run-ToyPyramid"  # a run folder of its own, named after the template
@@ -242,3 +246,91 @@ def test_a_lab_synapse_takes_the_place_of_elmpipes(toy_runs, tmp_path):
         run_in_fresh_process(
             "coreneuron", tmp_path / "x.npz", cell={**TOY, "synapse_mechanisms": wrong}
         )
+
+
+# -- the other ways a model is written ------------------------------------------------------------
+
+PRELOAD = "proc make_passive() { forsec $o1 { insert pas  g_pas = 1e-4  e_pas = -70 } }\n"
+TINY_HOC = """begintemplate Tiny
+public soma, dend, apic, all
+external make_passive
+create soma, dend[2], apic[1]
+objref all
+proc init() { local i
+    all = new SectionList()
+    soma { L = 20  diam = 20  all.append() }
+    for i = 0, 1 { dend[i] { L = 100  diam = 1  nseg = $1  all.append() } }
+    apic[0] { L = 400  diam = 2  nseg = 3 * $1  all.append() }
+    for i = 0, 1 connect dend[i](0), soma(0)
+    connect apic[0](0), soma(1)
+    make_passive(all)
+}
+endtemplate Tiny
+"""
+TINY_PY = """from neuron import h
+
+
+class Tiny:
+    def __init__(self, nseg):
+        self.soma = [h.Section(name="soma", cell=self)]
+        self.dend = [h.Section(name=f"dend[{i}]", cell=self) for i in range(2)]
+        self.trunk = [h.Section(name="trunk", cell=self)]
+        for sec in self.dend:
+            sec.L, sec.diam, sec.nseg = 100, 1, nseg
+            sec.connect(self.soma[0](0))
+        self.trunk[0].L, self.trunk[0].diam, self.trunk[0].nseg = 400, 2, 3 * nseg
+        self.trunk[0].connect(self.soma[0](1))
+        for sec in [*self.soma, *self.dend, *self.trunk]:
+            sec.insert("pas")
+
+    def __repr__(self):
+        return "Tiny[0]"
+"""
+
+
+def test_a_hoc_template_with_arguments_and_a_preload(tmp_path):
+    (tmp_path / "lib.hoc").write_text(PRELOAD)
+    (tmp_path / "Tiny.hoc").write_text(TINY_HOC)
+    done = elmpipe(
+        "cell", "info", "--no-sim", "--json", "--template", str(tmp_path / "Tiny.hoc"),
+        "--template-name", "Tiny", "--template-arg", "2", "--preload", str(tmp_path / "lib.hoc"),
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["segments"]["basal"] == 4 and info["segments"]["apical"] == 6  # nseg from args
+    assert info["nexus"]["section"] == "apic[0]"  # found through the section array `apic`
+    assert info["template"]["args"] == [2]
+
+
+def test_a_python_template_with_a_section_list_named_in_the_config(tmp_path):
+    (tmp_path / "tiny.py").write_text(TINY_PY)
+    cell = {"template": str(tmp_path / "tiny.py"), "name": "Tiny", "args": [2]}
+    config = tmp_path / "cell.yaml"
+    config.write_text(yaml.safe_dump({"cell": cell}))
+    store = tmp_path / "tiny.zarr"
+    short = ["-n", "1", "--duration-ms", "100", "--input-scale", "1", "--cluster", "in-process"]
+    unnamed = elmpipe("simulate", "-c", str(config), "-o", str(store), *short)
+    assert unnamed.returncode == 2 and "none of apical, apic" in unnamed.stderr
+    assert "section_lists" in unnamed.stderr  # … and says how to name it
+    config.write_text(yaml.safe_dump({"cell": {**cell, "section_lists": {"apical": "trunk"}}}))
+    done = elmpipe("simulate", "-c", str(config), "-o", str(store), *short)
+    assert done.returncode == 0, done.stderr
+    table = Dataset(store).cell["segment_table"]
+    assert table["section"] == ["dend[0]"] * 2 + ["dend[1]"] * 2 + ["trunk"] * 6
+    assert Dataset(store).cell["nexus"]["section"] == "trunk"
+
+
+def test_a_failing_template_leaves_this_processs_neuron_usable(tmp_path):
+    """The template stops hoc in the throw-away process, not in this one."""
+    from simulations._neuron import hoc
+    from simulations.cell import CellSpec
+    from simulations.template import CellModelError
+
+    (tmp_path / "Broken.hoc").write_text(BROKEN_HOC + "endtemplate Broken\n")
+    with pytest.raises(CellModelError, match="syntax error"):
+        CellSpec(template=str(tmp_path / "Broken.hoc"), name="Broken").build()
+    h = hoc()
+    h("still_usable = 7")
+    assert h.still_usable == 7
+    assert not hasattr(h, "Broken")  # nothing of it was loaded here

@@ -34,7 +34,7 @@ from simulations.calibration import CalibrationSettings
 
 @click.group(epilog=EPILOG)
 def cell() -> None:
-    """Build the L5PC model from a morphology and look at it."""
+    """Build the L5PC model (a morphology, or a lab's template) and look at it."""
 
 
 @cell.command("info", epilog=EPILOG)
@@ -56,6 +56,8 @@ def cell_info(
       elmpipe cell info
       elmpipe cell info -m my_cell.swc --no-sim
       elmpipe cell info -m my_cell.asc --apical-trees 3 --json
+      elmpipe cell info --template L5PC.hoc --template-name L5PC --template-arg cell1.asc \\
+          --mechanisms mod/            a lab's own model (docs/own-model.md)
     """
     from simulations import electrophysiology as ephys
 

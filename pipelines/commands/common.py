@@ -153,11 +153,13 @@ _cell_model_options = [
 ]
 
 
-def _number_or_text(value: str) -> str | float:
-    try:
-        return float(value)
-    except ValueError:
-        return value
+def _number_or_text(value: str) -> str | int | float:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def cell_model_overrides() -> dict[str, Any]:

@@ -32,12 +32,15 @@ def run(config_path: Path, morphology: Path | None, out: str | None, quiet: bool
     running the same command again finishes an interrupted run. The whole config is checked
     against the cell first, so a mistake in any section stops the run before the first
     simulation. --morphology swaps in your own reconstruction; its run folder is the config's
-    `out` with the file's name appended (runs/demo-my_cell) unless --out names one. A new
-    cell's input scale is calibrated in the plan stage (docs/own-cell.md).
+    `out` with the file's name appended (runs/demo-my_cell) unless --out names one; --template
+    runs a lab's own cell model instead, named after its template file (docs/own-model.md). A
+    new cell's input scale is calibrated in the plan stage (docs/own-cell.md).
     \b
     Examples:
       elmpipe run configs/demo.yaml                 built-in cell, ≈3 min on 2 cores
       elmpipe run configs/demo.yaml -m my_cell.asc   into runs/demo-my_cell
+      elmpipe run configs/demo.yaml --template L5PC.hoc --template-name L5PC \\
+          --template-arg cell1.asc --mechanisms mod/   a lab's model: runs/demo-L5PC
       elmpipe run configs/neuronio.yaml             the Hay cell at NeuronIO scale
     """
     from pipelines.config import RunConfig, load_config, with_overrides
