@@ -29,11 +29,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from elmpipe.errors import InputError
+from simulations._child import run_in_child
 from simulations._neuron import captured_c_output, hoc
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -692,23 +691,8 @@ def _check_in_child(source: Path, path: Path) -> None:
     key = source.suffix.lower() + hashlib.sha256(source.read_bytes()).hexdigest()
     if key in _built_ok:
         return
-    package_root = str(Path(__file__).resolve().parents[1])
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-    }
-    code = (
-        "import sys; from simulations.morphology import _report_build; _report_build(sys.argv[1])"
-    )
     try:
-        child = subprocess.run(
-            [sys.executable, "-c", code, str(source)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-            check=False,
-        )
+        child = run_in_child("simulations.morphology", "_report_build", str(source), 300)
     except subprocess.TimeoutExpired:
         raise MorphologyError(
             f"could not parse morphology {path}: Import3d did not finish"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pydantic import Field
 
 from elmpipe.errors import EnvironmentProblem, InputError
 from elmpipe.settings import StrictModel
+from simulations._child import run_in_child
 from simulations._neuron import captured_c_output, hoc, neuron_module
 from simulations.mechanisms import (
     MECHANISM_DIR,
@@ -260,21 +260,8 @@ def check_in_child(model: TemplateModel, timeout_s: float = 600) -> dict[str, in
     from simulations.mechanisms import build_mechanisms
 
     build_mechanisms(model.mechanism_files())
-    package_root = str(Path(__file__).resolve().parents[1])
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-    }
-    code = "import sys; from simulations.template import _report; _report(sys.argv[1])"
     try:
-        child = subprocess.run(
-            [sys.executable, "-c", code, model.to_json()],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env=env,
-            check=False,
-        )
+        child = run_in_child("simulations.template", "_report", model.to_json(), timeout_s)
     except subprocess.TimeoutExpired:
         raise CellModelError(
             f"{model.name} from {model.path} did not instantiate within {timeout_s:g} s"

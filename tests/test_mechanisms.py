@@ -16,6 +16,9 @@ from simulations.mechanisms import (
     build_mechanisms,
     cache_key,
     load_mechanisms,
+    mod_files,
+    nmodl_names,
+    with_elmpipe_synapses,
 )
 
 
@@ -94,3 +97,32 @@ def test_mechanisms_compile_for_coreneuron(tmp_path):
     library = build_mechanisms(cache_dir=tmp_path, variant="coreneuron")
     assert library.exists()
     assert list(library.parent.glob("*corenrnmech*"))
+
+
+def test_nmodl_names_are_what_the_neuron_block_declares_comments_aside(tmp_path):
+    mod = tmp_path / "anything.mod"
+    mod.write_text(
+        "COMMENT\nSUFFIX NotThis\nENDCOMMENT\n: POINT_PROCESS NorThis\n"
+        "NEURON {\n  POINT_PROCESS ProbSyn  : the lab's synapse\n  RANGE tau\n}\n"
+    )
+    assert nmodl_names(mod) == ["ProbSyn"]
+    assert sorted(n for p in mod_files() for n in nmodl_names(p)) == sorted(MECHANISM_NAMES)
+
+
+def test_two_lab_files_declaring_one_mechanism_are_refused_naming_both(tmp_path):
+    for name in ("a.mod", "b.mod"):
+        (tmp_path / name).write_text("NEURON { SUFFIX kdr_lab }\n")
+    with pytest.raises(
+        MechanismBuildError, match=r"b\.mod declares the mechanism kdr_lab, as .*a\.mod"
+    ):
+        with_elmpipe_synapses(tmp_path)
+
+
+def test_a_process_holds_one_mechanism_set(tmp_path):
+    load_mechanisms()  # elmpipe's own, as every test process has them
+    (tmp_path / "kdr_lab.mod").write_text("NEURON { SUFFIX kdr_lab }\n")
+    with pytest.raises(
+        MechanismBuildError, match=r"already holds the mechanisms in .*need a process"
+    ):
+        load_mechanisms(with_elmpipe_synapses(tmp_path))
+    assert load_mechanisms(mod_files()) == load_mechanisms()  # the same set, given as files
