@@ -129,6 +129,16 @@ def test_a_store_records_the_model_and_refuses_to_be_grown_with_another(tmp_path
         assert "different cell" in grown.stderr
         assert "ToyPyramid" in grown.stderr  # it says which model the store holds
     assert Dataset(store).split("train").complete_mask.tolist() == [True]
+    # a replay of the store's inputs through the same model reproduces it
+    replay = tmp_path / "replay.zarr"
+    replayed = elmpipe(
+        "simulate", "-o", str(replay), "--split", "train", "-n", "1", "--replay", str(store),
+        "--replay-split", "train",
+        "--duration-ms", "300", "--cluster", "in-process", "-q", *TOY_OPTIONS,
+    )  # fmt: skip
+    assert replayed.returncode == 0, replayed.stderr
+    original = Dataset(store).split("train").simulation(0)["soma_v"]
+    np.testing.assert_array_equal(Dataset(replay).split("train").simulation(0)["soma_v"], original)
 
 
 def test_elmpipe_run_end_to_end_on_a_template_cell(tmp_path):
