@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from elmpipe.errors import EnvironmentProblem
+from elmpipe.errors import EnvironmentProblem, InputError
 
 MECHANISM_DIR = Path(__file__).parent / "mechanisms"
 
@@ -79,6 +79,10 @@ class MechanismBuildError(EnvironmentProblem):
     """The NMODL mechanisms could not be compiled or loaded."""
 
 
+class MechanismSetError(InputError):
+    """A lab's set of mechanisms is missing, empty, or declares a name twice."""
+
+
 def cache_root() -> Path:
     """Where compiled artefacts live: ``$ELMPIPE_CACHE_DIR``, else the XDG cache directory."""
     if env := os.environ.get("ELMPIPE_CACHE_DIR"):
@@ -109,10 +113,10 @@ def neuron_version() -> str:
 def mod_files(source_dir: Path = MECHANISM_DIR) -> list[Path]:
     source_dir = Path(source_dir).expanduser()
     if not source_dir.is_dir():
-        raise MechanismBuildError(f"mechanisms folder not found: {source_dir}")
+        raise MechanismSetError(f"mechanisms folder not found: {source_dir}")
     files = sorted(source_dir.glob("*.mod"))
     if not files:
-        raise MechanismBuildError(f"no .mod files found in {source_dir}")
+        raise MechanismSetError(f"no .mod files found in {source_dir}")
     return files
 
 
@@ -125,7 +129,7 @@ def source_files(sources: Sources | None = None) -> list[Path]:
         return mod_files(Path(sources))
     files = sorted((Path(p) for p in sources), key=lambda p: p.name)
     if not files:
-        raise MechanismBuildError("an empty set of mechanisms")
+        raise MechanismSetError("an empty set of mechanisms")
     return files
 
 
@@ -140,7 +144,7 @@ def nmodl_names(path: Path) -> list[str]:
     try:
         text = _without_comments(Path(path).read_text(errors="replace"))
     except OSError as exc:
-        raise MechanismBuildError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise MechanismSetError(f"cannot read {path}: {exc.strerror or exc}") from None
     return re.findall(r"\b(?:SUFFIX|POINT_PROCESS|ARTIFICIAL_CELL)\s+(\w+)", text)
 
 
@@ -158,14 +162,14 @@ def with_elmpipe_synapses(lab_dir: Path) -> list[Path]:
     for path in lab:
         for name in nmodl_names(path):
             if name in declared:
-                raise MechanismBuildError(
+                raise MechanismSetError(
                     f"{path} declares the mechanism {name}, as {declared[name]} does"
                     + (" (elmpipe's synapse)" if declared[name].parent == MECHANISM_DIR else "")
                     + ": NEURON can hold only one mechanism of a name; rename one of them"
                 )
             declared[name] = path
         if path.name in SYNAPSE_FILES:
-            raise MechanismBuildError(
+            raise MechanismSetError(
                 f"{path} has the file name of elmpipe's synapse {MECHANISM_DIR / path.name}; "
                 "rename the lab's file"
             )

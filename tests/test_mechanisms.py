@@ -13,6 +13,7 @@ from simulations.mechanisms import (
     MECHANISM_DIR,
     MECHANISM_NAMES,
     MechanismBuildError,
+    MechanismSetError,
     build_mechanisms,
     cache_key,
     load_mechanisms,
@@ -87,7 +88,7 @@ def test_broken_mod_file_reports_nrnivmodl_output(tmp_path):
 
 
 def test_empty_source_directory(tmp_path):
-    with pytest.raises(MechanismBuildError, match=r"no \.mod files"):
+    with pytest.raises(MechanismSetError, match=r"no \.mod files"):
         build_mechanisms(tmp_path, cache_dir=tmp_path)
 
 
@@ -113,7 +114,7 @@ def test_two_lab_files_declaring_one_mechanism_are_refused_naming_both(tmp_path)
     for name in ("a.mod", "b.mod"):
         (tmp_path / name).write_text("NEURON { SUFFIX kdr_lab }\n")
     with pytest.raises(
-        MechanismBuildError, match=r"b\.mod declares the mechanism kdr_lab, as .*a\.mod"
+        MechanismSetError, match=r"b\.mod declares the mechanism kdr_lab, as .*a\.mod"
     ):
         with_elmpipe_synapses(tmp_path)
 
