@@ -1,4 +1,8 @@
-"""Compile elmpipe's NMODL mechanisms once, cache the result, and load it once per process.
+"""Compile a set of NMODL mechanisms once, cache the result, and load one set per process.
+
+The set is elmpipe's own (simulations/mechanisms/), or a lab's cell model's with elmpipe's two
+synapses added (:func:`with_elmpipe_synapses`; docs/own-model.md). Functions that take
+``sources=None`` mean the set this process has loaded, elmpipe's own before any.
 
 The compiled library is cached under a key made of the .mod files' contents, the NEURON version
 and the build variant, so editing a mechanism or upgrading NEURON rebuilds it, and nothing else
@@ -313,10 +317,12 @@ def _compile_into(
         tail = "\n".join(output.splitlines()[-25:])
         files = source_files(sources)
         culprits = ", ".join(str(p) for p in _failing_files(output, files))
-        blame = ""
-        if culprits:
-            blame = f": CoreNEURON cannot take {culprits}" if variant == "coreneuron" else ""
-            blame = blame or f": the error is in {culprits}"
+        if not culprits:
+            blame = ""
+        elif variant == "coreneuron":
+            blame = f": CoreNEURON cannot take {culprits}"
+        else:
+            blame = f": the error is in {culprits}"
         folders = ", ".join(sorted({str(p.parent) for p in files}))
         raise MechanismBuildError(
             f"nrnivmodl failed (exit {returncode}) compiling the {variant} build of the "
