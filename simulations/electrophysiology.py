@@ -335,6 +335,24 @@ class CalciumResponse:
     peak_after_mv: float = float("nan")
 
 
+#: the peak-conductance parameter names of channel mechanisms, in the libraries labs use
+CONDUCTANCE_PARAMETERS = ("gbar", "gCabar", "gcabar", "gmax")
+
+
+def calcium_channels(cell: Cell) -> list[tuple[str, str]]:
+    """(mechanism, conductance parameter) of the calcium channels at the nexus: mechanisms named
+    Ca… (any case; Hay's Ca_HVA and Ca_LVAst, and their kin in lab models) that have a
+    conductance. Calcium buffers (CaDynamics…) have none and are left alone."""
+    found = []
+    for mech in cell.location(cell.nexus):
+        name = mech.name()
+        if name.lower().startswith("ca"):
+            parameter = next((p for p in CONDUCTANCE_PARAMETERS if hasattr(mech, p)), None)
+            if parameter is not None:
+                found.append((name, parameter))
+    return found
+
+
 def has_calcium_at_nexus(cell: Cell) -> bool:
     """Whether the nexus carries a calcium current (a lab's model may have none there)."""
     from simulations._neuron import hoc
@@ -358,8 +376,8 @@ def calcium_response(
     nexus = cell.location(cell.nexus)
     with contextlib.ExitStack() as stack:
         if block_calcium:
-            stack.enter_context(scaled_conductance(cell, "Ca_LVAst", 0.0))
-            stack.enter_context(scaled_conductance(cell, "Ca_HVA", 0.0))
+            for mechanism, parameter in calcium_channels(cell):
+                stack.enter_context(scaled_conductance(cell, mechanism, 0.0, parameter))
         rec = current_step(
             cell,
             amplitude,
