@@ -147,6 +147,7 @@ def test_pretrain_then_fit_and_evaluate_a_cell_from_the_command_line(toy_store, 
     # not shipped yet: named, not a traceback
     shipped = runner.invoke(cli, ["evaluate", "-k", "general", "-d", str(toy_store)])
     assert shipped.exit_code == 2 and "ships no pretrained cell-general model" in shipped.output
-    # the shipped pretraining config is valid
-    config = Path(__file__).resolve().parents[1] / "configs" / "pretrain-general.yaml"
-    assert load_config(config, GeneralTrainConfig).model.num_memory == 20
+    # the shipped pretraining configs are valid
+    for name in ("pretrain-general.yaml", "pretrain-general-heldout.yaml"):
+        config = Path(__file__).resolve().parents[1] / "configs" / name
+        assert load_config(config, GeneralTrainConfig).model.num_memory == 20
