@@ -18,7 +18,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
@@ -33,8 +33,6 @@ from simulations.mechanisms import (
     source_files,
     with_elmpipe_synapses,
 )
-
-Region = Literal["soma", "basal", "apical", "axon"]
 
 #: where each region is looked for on an instance, first found wins: the section lists of Hay
 #: et al.'s, Blue Brain's and Allen's templates, then the section arrays of hoc templates
