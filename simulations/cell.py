@@ -263,6 +263,7 @@ class Cell:
             raise MorphologyError("max_segment_length must be positive")
         self._name = f"L5PC[{next(self._ids)}]"
         self.template = template
+        self.template_record: dict[str, Any] | None = None  # a lab's model's, hashed once
         self.synapse_mechanisms = dict(synapse_mechanisms or {})
         self.soma: list = []
         self.dend: list = []
@@ -308,6 +309,7 @@ class Cell:
         if not checked_before(template):
             check_in_child(template)
         self._instance, sections = instantiate(template)
+        self.template_record = template.record()  # its files exist: instantiate checked them
         if any(sec.n3d() == 0 for region in sections.values() for sec in region):
             hoc().define_shape()  # 3-D points from the topology: every segment gets a position
         self.soma, self.dend = sections["soma"], sections["basal"]
@@ -474,8 +476,8 @@ class Cell:
         (and the apical trees, when named); for a lab's model, its files' contents, arguments,
         mechanisms and section lists instead (paths do not count: a moved model is the same)."""
         identity: dict[str, Any] = {"nexus": [self.nexus.section, self.nexus.x]}
-        if self.template is not None:
-            record = self.template.record()
+        if self.template_record is not None:
+            record = self.template_record
             identity["template"] = {
                 "name": record["name"],
                 "args": [record["files_sha256"].get(str(a), a) for a in record["args"]],
@@ -515,8 +517,8 @@ class Cell:
         chosen: dict[str, Any] = {}
         if self.apical_trees is not None:
             chosen["apical_trees"] = self.apical_trees
-        if self.template is not None:
-            chosen["template"] = self.template.record()
+        if self.template_record is not None:
+            chosen["template"] = self.template_record
         if self.synapse_mechanisms:
             chosen["synapse_mechanisms"] = {
                 k: v.model_dump(mode="json") for k, v in self.synapse_mechanisms.items()

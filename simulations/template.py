@@ -280,6 +280,7 @@ def check_in_child(model: TemplateModel, timeout_s: float = 600) -> dict[str, in
 
 
 def checked_before(model: TemplateModel) -> bool:
+    check_files(model)  # a missing file is named before anything reads it
     return _check_key(model) in _checked
 
 

@@ -214,6 +214,12 @@ def test_a_lab_mechanism_named_as_an_elmpipe_synapse_is_refused_naming_both_file
     assert str(MECHANISM_DIR / "AmpaNmda.mod") in done.stderr
 
 
+def test_a_missing_template_file_is_named(tmp_path):
+    done = elmpipe("cell", "info", "--no-sim", "--template", str(tmp_path / "No.hoc"),
+                   "--template-name", "No")  # fmt: skip
+    assert done.returncode == 2 and f"template not found: {tmp_path / 'No.hoc'}" in done.stderr
+
+
 def test_template_options_without_a_template_and_a_template_with_a_morphology_are_refused():
     alone = elmpipe("cell", "info", "--no-sim", "--template-name", "ToyPyramid")
     assert alone.returncode == 2 and "--template-name: only with --template" in alone.stderr
