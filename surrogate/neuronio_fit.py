@@ -39,9 +39,15 @@ from surrogate.models import ModelConfig, build_model
 from surrogate.train import LoopSettings, RunResult, TrainingError, train
 from surrogate.warm_start import SynapseMapping, resolve_source, warm_start
 
+#: a warm start's defaults (``init`` given, these not): a fine-tuning on a new cell's small
+#: dataset — 1 500 batches, best.pt by validation loss — measured in docs/how-much-data.md;
+#: the released recipe (35 × 10 000 batches) would take hours to overfit 64 simulations
+FINE_TUNING = {"epochs": 6, "batches_per_epoch": 250, "select_best": "loss"}
+
 
 class TrainSettings(LoopSettings):
-    """How a NeuronIO fit trains. Defaults follow the released ELM NeuronIO training."""
+    """How a NeuronIO fit trains. Defaults follow the released ELM NeuronIO training; a warm
+    start (``init``) defaults to :data:`FINE_TUNING` instead."""
 
     train_split: str = "train"
     valid_split: str | None = "valid"
@@ -60,7 +66,8 @@ class TrainSettings(LoopSettings):
     init: str | None = Field(
         None,
         description="start from this checkpoint (ours or a released ELM state dict; "
-        "'builtin': the shipped surrogate of the built-in cell) instead of random weights",
+        "'general': the shipped cell-general model; 'builtin': the shipped surrogate of the "
+        "built-in cell) instead of random weights, and fine-tune (FINE_TUNING's defaults)",
     )
     init_synapses: SynapseMapping = Field(
         "by-position",
@@ -95,6 +102,14 @@ class TrainSettings(LoopSettings):
         written before the default mapping changed still resumes)."""
         if isinstance(data, dict) and not data.get("init"):
             data = {k: v for k, v in data.items() if k not in ("init_synapses", "init_cell")}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_warm_start_fine_tunes(cls, data: Any) -> Any:
+        """With ``init``, what was not set explicitly follows :data:`FINE_TUNING`."""
+        if isinstance(data, dict) and data.get("init"):
+            data = {**FINE_TUNING, **data}
         return data
 
     @model_validator(mode="after")

@@ -244,3 +244,36 @@ def test_nexus_target_trains_a_third_output_and_warm_starts_across_output_counts
         float(plain) + 0.5 * added, rel=1e-5
     )
     assert isinstance(batch, Batch) and WindowBatches(toy_store, "train")[0].nexus is None
+
+
+def test_a_warm_start_defaults_to_the_fine_tuning_recipe(source, toy_store, tmp_path):
+    """`--init` alone gives a fine-tuning (6 × 250 batches, best.pt by loss); what is given on
+    the command line or in a config stands; without --init the released recipe stays."""
+    from pipelines.config import FitFileConfig, with_overrides
+    from surrogate.neuronio_fit import FINE_TUNING, TrainSettings
+
+    released = TrainSettings()
+    assert (released.epochs, released.batches_per_epoch, released.select_best) == (
+        35,
+        10000,
+        "soma_rmse",
+    )
+    warm = TrainSettings(init="builtin")
+    assert {key: getattr(warm, key) for key in FINE_TUNING} == FINE_TUNING == {
+        "epochs": 6,
+        "batches_per_epoch": 250,
+        "select_best": "loss",
+    }
+    assert TrainSettings(init="builtin", epochs=2).epochs == 2
+    file_config = with_overrides(FitFileConfig(epochs=3), {"init": "builtin"})
+    assert (file_config.settings().epochs, file_config.settings().batches_per_epoch) == (3, 250)
+
+    out = tmp_path / "warm"
+    invoke("fit", "-d", toy_store, "-o", out, *SMALL, "--init", source, "--batches-per-epoch", 2)
+    settings = read_checkpoint(out / "last.pt")["train_config"]
+    assert (settings["epochs"], settings["batches_per_epoch"], settings["select_best"]) == (
+        6,
+        2,
+        "loss",
+    )
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 1 + 6  # header, start, 6

@@ -292,15 +292,20 @@ def param_type(annotation: Any) -> Any:
     return str
 
 
-def described(model: type[BaseModel], field: str, text: str | None = None) -> str:
-    """Help text: ``text`` (default: the field's description) and the model's default."""
+def described(
+    model: type[BaseModel], field: str, text: str | None = None, default: str | None = None
+) -> str:
+    """Help text: ``text`` (default: the field's description) and the model's default (or
+    ``default``, where it depends on other options)."""
     info = model.model_fields[field]
     text = text or info.description or field.replace("_", " ")
     text = text[:1].upper() + text[1:]
-    default = info.get_default(call_default_factory=True)
-    if default is None or default == ():
+    if default is not None:
+        return f"{text} (default {default})."
+    value = info.get_default(call_default_factory=True)
+    if value is None or value == ():
         return text + "."
-    shown = str(default).lower() if isinstance(default, bool) else default
+    shown = str(value).lower() if isinstance(value, bool) else value
     return f"{text} (default {shown})."
 
 
@@ -310,14 +315,15 @@ def field_option(
     *flags: str,
     help: str | None = None,
     dest: str | None = None,
+    default_text: str | None = None,
     **kwargs: Any,
 ) -> Callable:
     """An option that sets ``model.field`` (its value arrives as keyword ``dest``, default the
     field's name; None when not given, so a config file's value stands): type, choices and
-    default from the model."""
+    default from the model (``default_text`` tells a default that depends on other options)."""
     flags = flags or ("--" + field.replace("_", "-"),)
     kwargs.setdefault("type", field_type(model, field))
-    help_text = described(model, field, help)
+    help_text = described(model, field, help, default_text)
     return click.option(*flags, dest or field, default=None, help=help_text, **kwargs)
 
 

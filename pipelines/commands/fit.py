@@ -27,10 +27,16 @@ from pipelines.commands.common import (
 from pipelines.sweep import SweepConfig
 from surrogate.models import surrogate_families
 from surrogate.models.general_elm import GeneralELMConfig
-from surrogate.neuronio_fit import TrainSettings
+from surrogate.neuronio_fit import FINE_TUNING, TrainSettings
 from surrogate.warm_start import SHIPPED
 
 # -- fit and sweep ----------------------------------------------------------------------------
+
+
+def _with_init(field: str) -> str:
+    """The default of a setting that a warm start changes (a fine-tuning: FINE_TUNING)."""
+    return f"{TrainSettings.model_fields[field].default}; {FINE_TUNING[field]} with --init"
+
 
 #: what `fit` and `sweep` train with; flags, types, choices and defaults come from TrainSettings
 training_options = [
@@ -48,8 +54,13 @@ training_options = [
         help="MLflow tracking store, e.g. sqlite:///runs/mlflow.db or http://server:5000 "
         "(default: $MLFLOW_TRACKING_URI, else MLflow's sqlite:///mlflow.db here)",
     ),
-    field_option(TrainSettings, "epochs", help="Epochs"),
-    field_option(TrainSettings, "batches_per_epoch", help="Batches per epoch"),
+    field_option(TrainSettings, "epochs", help="Epochs", default_text=_with_init("epochs")),
+    field_option(
+        TrainSettings,
+        "batches_per_epoch",
+        help="Batches per epoch",
+        default_text=_with_init("batches_per_epoch"),
+    ),
     field_option(TrainSettings, "batch_size", help="Windows per batch"),
     field_option(TrainSettings, "learning_rate", "--lr", help="Adam learning rate, cosine decay"),
     field_option(TrainSettings, "burn_in_ms", "--burn-in", help="Loss ignores the first N ms"),
@@ -63,6 +74,7 @@ training_options = [
         "select_best",
         help="Validation metric that picks best.pt (released: soma_rmse; with little data, "
         "loss keeps the spike head from overfitting)",
+        default_text=_with_init("select_best"),
     ),
     field_option(
         TrainSettings,
@@ -132,8 +144,10 @@ def _epoch_name(epoch: Any) -> str:
 @field_option(
     TrainSettings,
     "init",
-    help="Start from this checkpoint (ours, or a released ELM state dict; 'builtin': the "
-    "shipped surrogate of the built-in cell) instead of random weights",
+    help="Start from this checkpoint instead of random weights, and fine-tune (the defaults of "
+    "--epochs, --batches-per-epoch, --select-best change): ours, a released ELM state dict, "
+    "'general' (the shipped cell-general model: a new cell's start) or 'builtin' (the shipped "
+    "surrogate of the built-in cell)",
 )
 @field_option(
     TrainSettings,
@@ -155,13 +169,16 @@ def fit(data, out, family, config_path, resume, export_path, quiet, **options) -
     \b
     Defaults follow the released ELM NeuronIO training: Branch-ELM d_m 20 with 45 branches ×
     100 synapses, batch 8 of 500 ms windows after 500 ms, loss 0.5·BCE + 0.5·MSE, Adam 5e-4
-    with cosine decay. Writes metrics.jsonl/csv every epoch, last.pt (resumable), best.pt and,
-    when finished, result.json.
+    with cosine decay. A warm start (--init) fine-tunes instead: 6 epochs × 250 batches, best.pt
+    by validation loss (what docs/how-much-data.md measured on new cells' small datasets).
+    Writes metrics.jsonl/csv every epoch, last.pt (resumable), best.pt and, when finished,
+    result.json.
     \b
     Examples:
       elmpipe fit -d data.zarr -o runs/elm20 --epochs 10 --batches-per-epoch 500
       elmpipe fit -d data.zarr -o runs/lstm50 --model lstm --hidden 50
       elmpipe fit -d data.zarr -o runs/elm20 --epochs 10 --batches-per-epoch 500 --resume
+      elmpipe fit -d mycell.zarr -o runs/mycell --init general
     """
     from elmpipe.errors import ConfigError
     from elmpipe.outputs import check_output_file, check_output_folder
