@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from elmpipe.dataset import Dataset
 from surrogate.data import Batch, WindowBatches
+from surrogate.drive import input_rate_hz
 from surrogate.models.general_elm import GeneralELM, GeneralELMConfig
 from surrogate.neuronio_fit import (
     TrainSettings,
@@ -50,6 +51,8 @@ class GeneralFit:
     def __init__(self, config: GeneralTrainConfig) -> None:
         self._config = config
         self.cells = [Dataset(store).cell for store in config.stores]
+        #: each cell's drive (surrogate.drive): its view scales the synapse weights by it
+        self.rates = [input_rate_hz(store, config.train_split) for store in config.stores]
         self.train = [
             WindowBatches(
                 store,
@@ -75,7 +78,9 @@ class GeneralFit:
 
     def build_model(self) -> torch.nn.Module:
         model = GeneralELM(self.config.model)
-        self.views = [model.for_cell(cell) for cell in self.cells]
+        self.views = [
+            model.for_cell(c, rate) for c, rate in zip(self.cells, self.rates, strict=True)
+        ]
         return model
 
     def provenance(self) -> dict[str, Any]:
@@ -83,6 +88,7 @@ class GeneralFit:
             "stores": [str(Path(store).resolve()) for store in self.config.stores],
             "cells": [cell.get("morphology") for cell in self.cells],
             "train_simulations": [len(batches.sims) for batches in self.train],
+            "input_rate_hz": self.rates,
             "warm_start": None,
         }
 

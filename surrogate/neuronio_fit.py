@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field, model_validator
 from elmpipe.dataset import SKIP_MS, Dataset
 from elmpipe.errors import DataWarning, InputError
 from surrogate.data import Batch, WindowBatches, soma_mv
+from surrogate.drive import input_rate_hz
 from surrogate.geometry import CellGeometry
 from surrogate.models import ModelConfig, build_model
 from surrogate.train import LoopSettings, RunResult, TrainingError, train
@@ -284,6 +285,7 @@ class NeuronIOFit:
                 f"{config.model.num_input}"
             )
         self._require_training_spikes()
+        self.data = data
         self.cell: dict[str, Any] = Dataset(data).cell
         self.cell_geometry = _geometry_record(self.cell)
         self.data_warnings: list[str] = []
@@ -357,6 +359,7 @@ class NeuronIOFit:
                 self.config.init_synapses,
                 target_cell=self.cell,
                 source_cell=read_cell_record(self.config.init_cell),
+                target_rate=lambda: input_rate_hz(self.data, self.config.train_split),
             )
         return model
 

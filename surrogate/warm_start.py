@@ -33,6 +33,7 @@ checkpoints and ``result.json``, and the report shows it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +44,7 @@ from torch import nn
 from surrogate.checkpoints import CheckpointError, load_any, trained_cell
 from surrogate.geometry import CellGeometry, nearest_sources, segment_order_like
 from surrogate.models.elm import ELM
+from surrogate.models.general_elm import REFERENCE_RATE_HZ
 from surrogate.models.routing import neuronio_routing
 
 SynapseMapping = Literal["by-geometry", "by-position", "fresh"]
@@ -174,9 +176,15 @@ def resolve_source(name: str) -> Path:
     return Path(name).expanduser()
 
 
-def for_the_cell(model: nn.Module, cell: dict | None, what: str) -> nn.Module:
+def for_the_cell(
+    model: nn.Module,
+    cell: dict | None,
+    what: str,
+    input_rate: Callable[[], float] | None = None,
+) -> nn.Module:
     """A cell-general model as the plain ELM of ``cell`` (the cell record of the data it is to
-    serve); any other model as it is."""
+    serve), driven at ``input_rate()`` (surrogate.drive, asked only here); any other model as it
+    is."""
     from surrogate.models.general_elm import GeneralELM
 
     if not isinstance(model, GeneralELM):
@@ -184,7 +192,7 @@ def for_the_cell(model: nn.Module, cell: dict | None, what: str) -> nn.Module:
     if cell is None:
         raise CheckpointError(f"{what} is a cell-general model: it needs the data's cell")
     try:
-        return model.materialize(cell)
+        return model.materialize(cell, input_rate() if input_rate else None)
     except ValueError as exc:
         raise CheckpointError(
             f"{what}: the cell-general model cannot place the inputs: {exc}"
@@ -198,14 +206,24 @@ def warm_start(
     *,
     target_cell: dict | None = None,
     source_cell: dict | None = None,
+    target_rate: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Load what ``source_path`` can give into ``model`` (in place); returns what was done.
 
     ``target_cell``: the cell record of the training data; ``source_cell``: the source model's,
-    when its checkpoint does not record it (both needed by the mapping by geometry)."""
+    when its checkpoint does not record it (both needed by the mapping by geometry);
+    ``target_rate``: the training data's drive (surrogate.drive), asked of a cell-general
+    source only."""
     source = load_any(source_path)
     record: dict[str, Any] = {"source": str(source_path), "synapses": None}
-    if (general := for_the_cell(source, target_cell, str(source_path))) is not source:
+    rates: list[float] = []
+
+    def rate() -> float:
+        rates.append(target_rate() if target_rate else REFERENCE_RATE_HZ)
+        return rates[-1]
+
+    if (general := for_the_cell(source, target_cell, str(source_path), rate)) is not source:
+        record["input_rate_hz"] = rates[-1]
         return _from_general(model, general, record, str(source_path))
     known = source_cell or trained_cell(source_path)
     same_cell = known is None or target_cell is None or _same_places(known, target_cell)
@@ -316,7 +334,9 @@ def describe(record: dict[str, Any]) -> str:
     if record["layout"] == "same":
         return f"warm start from {record['source']}: every weight (same input layout)"
     if record["transferred"] == "all weights":
-        return f"warm start from {record['source']}: {record['layout']}, every weight"
+        drive = record.get("input_rate_hz")
+        at = f" (synapse weights for its drive, {drive:.1f} Hz per input)" if drive else ""
+        return f"warm start from {record['source']}: {record['layout']}, every weight{at}"
     synapses = {
         "by-geometry": "mapped by geometry (each to the source synapse at the same place)",
         "by-position": "mapped by position",

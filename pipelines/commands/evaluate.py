@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
@@ -62,6 +63,7 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     from elmpipe.outputs import check_output_folder
     from pipelines.evaluation_output import write_evaluation
     from surrogate.checkpoints import load_any
+    from surrogate.drive import input_rate_hz
     from surrogate.evaluate import EvaluationConfig
     from surrogate.evaluate import evaluate as run_evaluate
     from surrogate.metric_table import METRICS
@@ -84,7 +86,8 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     device = pick_device(stage.device)
     model = load_any(checkpoint, published_config)
     if isinstance(model, GeneralELM):  # only a cell-general model needs the data's cell
-        model = for_the_cell(model, Dataset(data).cell, checkpoint)
+        rate = partial(input_rate_hz, data, split)  # the drive of the data it is to serve
+        model = for_the_cell(model, Dataset(data).cell, checkpoint, rate)
     result = run_evaluate(
         model, data, split, EvaluationConfig(sims_per_file=stage.sims_per_file), device
     )

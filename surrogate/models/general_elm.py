@@ -10,7 +10,9 @@ head — is shared by every cell:
   branch j reads the same region of every cell (the first branches the proximal basal
   dendrites, the last the distal tuft), whatever order its morphology file lists them in;
 - **synapse weights**: w̃_s = f_θ(features of the synapse's segment, its kind, its slot on the
-  branch), a small MLP learned across cells.
+  branch) · r_ref / r_cell, a small MLP learned across cells, scaled by how hard the cell's
+  data drive it (surrogate.drive: a cell that needs more input spikes to fire moves less with
+  each).
 
 :meth:`GeneralELM.for_cell` gives the surrogate of one cell as a view that trains the shared
 weights (pretraining across cells); :meth:`GeneralELM.materialize` gives a plain ELM of that
@@ -30,6 +32,22 @@ from elmpipe.settings import StrictModel
 from surrogate.geometry import SUBTREES, CellGeometry
 from surrogate.models.elm import ELM, MAX_UNITS, ELMConfig
 from surrogate.models.registry import FamilyOption, ModelFamily
+
+#: the Hay cell's drive under NeuronIO's inputs (mean excitatory rate per channel at input scale
+#: 1): the drive at which the synapse weights f_θ computes are taken as they are
+REFERENCE_RATE_HZ = 12.2
+
+
+def weight_scale(rate_hz: float | None) -> float:
+    """The factor on the synapse weights of a cell driven at ``rate_hz`` (None: the reference):
+    elmpipe calibrates every cell to fire like the Hay cell, so a cell that needed more input
+    spikes per channel moves less with each (surrogate.drive)."""
+    if rate_hz is None:
+        return 1.0
+    if not np.isfinite(rate_hz) or rate_hz <= 0:
+        raise ValueError(f"the cell's input rate must be positive, got {rate_hz} Hz")
+    return REFERENCE_RATE_HZ / rate_hz
+
 
 #: per synapse: 3 geometric features, the subtree (one-hot), excitatory, slot on the branch
 SYNAPSE_FEATURES = 3 + len(SUBTREES) + 2
@@ -80,16 +98,19 @@ def synapse_features(elm: ELM, geometry: CellGeometry) -> torch.Tensor:
 class _CellView(ELM):
     """One cell's Branch-ELM whose synapse weights the general model computes (and trains)."""
 
-    def __init__(self, config: ELMConfig, general: GeneralELM, features: torch.Tensor) -> None:
+    def __init__(
+        self, config: ELMConfig, general: GeneralELM, features: torch.Tensor, scale: float
+    ) -> None:
         super().__init__(config)
         del self._proto_w_s  # computed, not a parameter of the view
         self.register_buffer("features", features, persistent=False)
+        self.scale = scale
         self.mlp, self.w_y = general.mlp, general.w_y  # shared modules: one set of weights
         self._proto_tau_m = general.memory_logits()
         self.general = [general]  # a list: not registered twice as a submodule
 
     def synapse_weights(self) -> torch.Tensor:
-        raw = self.general[0].synapse_function(self.features).squeeze(-1)
+        raw = self.general[0].synapse_function(self.features).squeeze(-1) * self.scale
         return torch.relu(raw) * self.valid_indices_mask.to(raw.dtype)
 
 
@@ -112,22 +133,25 @@ class GeneralELM(nn.Module):
         assert isinstance(logits, torch.Tensor)
         return logits
 
-    def for_cell(self, cell: dict[str, Any]) -> ELM:
-        """The surrogate of the cell a dataset records (``Dataset.cell``), sharing this model's
-        weights: training it trains them."""
+    def for_cell(self, cell: dict[str, Any], input_rate_hz: float | None = None) -> ELM:
+        """The surrogate of the cell a dataset records (``Dataset.cell``), driven at
+        ``input_rate_hz`` (:func:`surrogate.drive.input_rate_hz` of its data; None: the
+        reference drive), sharing this model's weights: training it trains them."""
         geometry = CellGeometry.from_record(cell)
         config = self.config.elm_config(2 * len(geometry), canonical_order(geometry))
         probe = ELM(config)  # its routing gives the synapses' segments
-        return _CellView(config, self, synapse_features(probe, geometry))
+        features = synapse_features(probe, geometry)
+        return _CellView(config, self, features, weight_scale(input_rate_hz))
 
     @torch.no_grad()
-    def materialize(self, cell: dict[str, Any]) -> ELM:
+    def materialize(self, cell: dict[str, Any], input_rate_hz: float | None = None) -> ELM:
         """A plain Branch-ELM of the cell with this model's weights copied in: the same outputs
         as :meth:`for_cell`, saved and fine-tuned like any ELM."""
-        view = self.for_cell(cell)
+        view = self.for_cell(cell, input_rate_hz)
+        assert isinstance(view, _CellView)
         plain = ELM(view.config)
         state = {k: v for k, v in view.state_dict().items() if k in plain.state_dict()}
-        state["_proto_w_s"] = self.synapse_function(view.features).squeeze(-1)
+        state["_proto_w_s"] = self.synapse_function(view.features).squeeze(-1) * view.scale
         plain.load_state_dict(state)
         return plain
 
