@@ -6,13 +6,20 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from elmpipe.dataset import Dataset
 from surrogate.checkpoints import load_model, save_checkpoint
+from surrogate.drive import input_rate_hz
 from surrogate.geometry import CellGeometry
 from surrogate.models import build_model, model_config
-from surrogate.models.general_elm import GeneralELM, GeneralELMConfig, canonical_order
+from surrogate.models.general_elm import (
+    REFERENCE_RATE_HZ,
+    GeneralELM,
+    GeneralELMConfig,
+    canonical_order,
+)
 from tests.precision import assert_float32_close
 from tests.toy_dataset import make_toy_dataset, toy_geometry
 
@@ -66,6 +73,40 @@ def test_a_materialized_cell_model_is_a_plain_elm_with_the_same_outputs(tmp_path
         assert_float32_close(again(x), view(x), eps_units=200)
 
 
+def test_a_cell_driven_harder_gets_proportionally_smaller_synapse_weights(tmp_path):
+    """The drive (mean excitatory input rate per channel) scales the weights f_θ computes: a
+    cell that needed twice the reference drive gets half the weights, in the view and in the
+    materialized ELM alike; everything else is the same model."""
+    model = trained_like(GeneralELM(SMALL)).requires_grad_(False)
+    cell = toy_geometry(40)
+    reference = model.for_cell(cell).synapse_weights()
+    harder = model.for_cell(cell, 2 * REFERENCE_RATE_HZ).synapse_weights()
+    assert reference.abs().sum() > 0
+    assert_float32_close(harder, reference / 2, eps_units=8)
+    plain = model.materialize(cell, 2 * REFERENCE_RATE_HZ)
+    assert_float32_close(plain.synapse_weights().detach(), harder, eps_units=8)
+    assert torch.equal(plain.w_y.weight, model.for_cell(cell).w_y.weight)
+    assert model.for_cell(cell, REFERENCE_RATE_HZ).synapse_weights().equal(reference)
+    for bad in (0.0, -3.0, float("nan")):
+        with pytest.raises(ValueError, match="input rate must be positive"):
+            model.for_cell(cell, bad)
+
+
+def test_the_drive_is_the_mean_excitatory_rate_per_channel(toy_store):
+    """Spikes per second per excitatory channel after the 500 ms fade-in, over the first
+    simulations of the split."""
+    from elmpipe.dataset import SKIP_MS
+
+    split = Dataset(toy_store).split("train")
+    inputs = split.read("inputs", np.arange(3))[:, SKIP_MS:, :]
+    excitatory = inputs[:, :, split.channel_sign > 0]
+    expected = excitatory.sum() / (3 * excitatory.shape[2] * excitatory.shape[1] / 1000.0)
+    assert input_rate_hz(toy_store, "train", max_sims=3) == pytest.approx(expected, rel=1e-12)
+    assert input_rate_hz(toy_store, "train", max_sims=10**6) != input_rate_hz(
+        toy_store, "train", max_sims=3
+    )
+
+
 def test_training_a_cell_view_trains_the_shared_weights():
     model = GeneralELM(SMALL)
     views = [model.for_cell(toy_geometry(n)) for n in (30, 50)]
@@ -101,7 +142,9 @@ def test_pretraining_on_two_cells_gives_a_model_that_serves_each(toy_store, tmp_
     result = pretrain(config, tmp_path / "run", progress=False)
     assert result.epochs_run == 2
     assert {"valid_0_loss", "valid_1_loss", "valid_loss", "valid_spike_auc"} <= set(result.best)
-    assert result.summary["provenance"]["train_simulations"] == [24, 12]
+    provenance = result.summary["provenance"]
+    assert provenance["train_simulations"] == [24, 12]
+    assert provenance["input_rate_hz"] == [input_rate_hz(s, "train") for s in (toy_store, other)]
     model = load_model(tmp_path / "run" / "best.pt")
     assert isinstance(model, GeneralELM)
     for store, split in ((toy_store, "valid"), (other, "train")):  # each cell's surrogate

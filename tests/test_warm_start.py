@@ -259,11 +259,15 @@ def test_a_warm_start_defaults_to_the_fine_tuning_recipe(source, toy_store, tmp_
         "soma_rmse",
     )
     warm = TrainSettings(init="builtin")
-    assert {key: getattr(warm, key) for key in FINE_TUNING} == FINE_TUNING == {
-        "epochs": 6,
-        "batches_per_epoch": 250,
-        "select_best": "loss",
-    }
+    assert (
+        {key: getattr(warm, key) for key in FINE_TUNING}
+        == FINE_TUNING
+        == {
+            "epochs": 6,
+            "batches_per_epoch": 250,
+            "select_best": "loss",
+        }
+    )
     assert TrainSettings(init="builtin", epochs=2).epochs == 2
     file_config = with_overrides(FitFileConfig(epochs=3), {"init": "builtin"})
     assert (file_config.settings().epochs, file_config.settings().batches_per_epoch) == (3, 250)
