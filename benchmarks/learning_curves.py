@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -41,7 +42,10 @@ STARTS = ("scratch", "builtin-position", "builtin-geometry", "released-geometry"
 
 
 def elmpipe(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pipelines.cli", *args], check=True)
+    """One elmpipe command, on one PyTorch thread (as a sweep trains): a fit beside running
+    simulations on more threads ran 20× slower here (docs/how-much-data.md)."""
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **os.environ}
+    subprocess.run([sys.executable, "-m", "pipelines.cli", *args], check=True, env=env)
 
 
 def start_options(start: str, args: argparse.Namespace) -> list[str] | None:
