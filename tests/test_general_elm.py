@@ -187,9 +187,6 @@ def test_pretrain_then_fit_and_evaluate_a_cell_from_the_command_line(toy_store, 
     )  # fmt: skip
     assert zero_shot.exit_code == 0, zero_shot.output
     assert "spike_auc" in json.loads((tmp_path / "zero-shot" / "metrics.json").read_text())
-    # not shipped yet: named, not a traceback
-    shipped = runner.invoke(cli, ["evaluate", "-k", "general", "-d", str(toy_store)])
-    assert shipped.exit_code == 2 and "ships no pretrained cell-general model" in shipped.output
     # the shipped pretraining configs are valid
     for name in ("pretrain-general.yaml", "pretrain-general-heldout.yaml"):
         config = Path(__file__).resolve().parents[1] / "configs" / name
