@@ -17,6 +17,9 @@ import yaml
 from pipelines.config import ConfigError, load_config
 from pipelines.run import RunConfig, next_split_size
 from surrogate.checkpoints import read_checkpoint
+from surrogate.drive import input_rate_hz
+from surrogate.warm_start import GENERAL
+from tests.conftest import HAY_MORPHOLOGY, SHARED
 
 MINI = {
     "name": "mini",
@@ -35,9 +38,12 @@ MINI = {
 }
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: object) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "pipelines.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 
@@ -147,6 +153,58 @@ def test_the_demo_fit_warm_starts_from_the_shipped_surrogate(finished_run, tmp_p
     assert [json.loads(line)["epoch"] for line in log] == [0, 1]
     kept_start = done["best"]["epoch"] == 0
     assert ("the warm start itself (epoch 0)" in page) == kept_start
+
+
+#: a fit of a few batches on the mini run's data
+FAST = ["--epochs", "1", "--batches-per-epoch", "2", "--batch-size", "2", "--loader-workers", "0"]
+FAST += ["-q"]
+RELEASED = SHARED / "data" / "released-elm" / "num_memory_20" / "neuronio_best_model_state.pt"
+
+
+def test_zero_shot_a_cell_with_the_shipped_general_model(finished_run, tmp_path):
+    """`elmpipe evaluate -k general -d STORE`: the model's ELM of the store's cell, its weights
+    scaled by the store's drive, explains most of the soma voltage with no fit at all (a model
+    without its synapse weights, or with the wrong cell's routing, explains none of it)."""
+    store = finished_run[0] / "data.zarr"
+    out = tmp_path / "zero-shot"
+    scored = run_cli("evaluate", "-k", "general", "-d", store, "--split", "test", "-o", out)
+    assert scored.returncode == 0, scored.stdout + scored.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["soma_explained_variance_pct"] > 50, metrics
+    # (the mini run's scored half-seconds may hold no output spike: docs/how-much-data.md
+    # measures the zero-shot spike AUC on 32 × 6 s of cells the model never saw)
+    assert metrics["output_spikes"] == 0 or metrics["spike_auc"] > 0.8, metrics
+
+
+def test_fit_starts_from_the_shipped_general_model(finished_run, tmp_path):
+    store = finished_run[0] / "data.zarr"
+    out = tmp_path / "fit"
+    fitted = run_cli("fit", "-d", store, "-o", out, "--init", "general", *FAST)
+    assert fitted.returncode == 0, fitted.stdout + fitted.stderr
+    assert "the cell-general model's ELM of this cell, every weight" in fitted.stdout
+    warm = json.loads((out / "result.json").read_text())["provenance"]["warm_start"]
+    assert warm["source"] == str(GENERAL)
+    assert warm["input_rate_hz"] == pytest.approx(input_rate_hz(store, "train"), rel=1e-12)
+    # the fine-tuning recipe was the default; what was given stands
+    settings = read_checkpoint(out / "last.pt")["train_config"]
+    assert (settings["epochs"], settings["batches_per_epoch"]) == (1, 2)
+    assert settings["select_best"] == "loss"
+
+
+@pytest.mark.skipif(not RELEASED.is_file(), reason=f"no released ELM at {RELEASED}")
+def test_fit_starts_from_a_released_neuronio_elm_mapped_by_geometry(finished_run, tmp_path):
+    """A released state dict of the Hay cell (1 278 inputs) onto the built-in cell (760): each
+    synapse's weight from the released synapse at the same place in the Hay cell."""
+    store = finished_run[0] / "data.zarr"
+    out = tmp_path / "released"
+    fitted = run_cli("fit", "-d", store, "-o", out, "--init", RELEASED, "--init-cell",
+                     HAY_MORPHOLOGY, "--init-synapses", "by-geometry", *FAST)  # fmt: skip
+    assert fitted.returncode == 0, fitted.stdout + fitted.stderr
+    assert "1278 → 760 inputs" in fitted.stdout and "mapped by geometry" in fitted.stdout
+    warm = read_checkpoint(out / "best.pt")["provenance"]["warm_start"]
+    assert warm["synapses"] == "by-geometry" and warm["source"] == str(RELEASED)
+    start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["epoch"] == 0 and start["valid_soma_rmse_mv"] < 1.5, start
 
 
 def test_shipped_study_configs_plan_against_their_cells():
