@@ -44,7 +44,7 @@ from torch import nn
 from surrogate.checkpoints import CheckpointError, load_any, trained_cell
 from surrogate.geometry import CellGeometry, nearest_sources, segment_order_like
 from surrogate.models.elm import ELM
-from surrogate.models.general_elm import REFERENCE_RATE_HZ
+from surrogate.models.general_elm import REFERENCE_RATE_HZ, GeneralELM
 from surrogate.models.routing import neuronio_routing
 
 SynapseMapping = Literal["by-geometry", "by-position", "fresh"]
@@ -185,8 +185,6 @@ def for_the_cell(
     """A cell-general model as the plain ELM of ``cell`` (the cell record of the data it is to
     serve), driven at ``input_rate()`` (surrogate.drive, asked only here); any other model as it
     is."""
-    from surrogate.models.general_elm import GeneralELM
-
     if not isinstance(model, GeneralELM):
         return model
     if cell is None:
@@ -216,15 +214,8 @@ def warm_start(
     source only."""
     source = load_any(source_path)
     record: dict[str, Any] = {"source": str(source_path), "synapses": None}
-    rates: list[float] = []
-
-    def rate() -> float:
-        rates.append(target_rate() if target_rate else REFERENCE_RATE_HZ)
-        return rates[-1]
-
-    if (general := for_the_cell(source, target_cell, str(source_path), rate)) is not source:
-        record["input_rate_hz"] = rates[-1]
-        return _from_general(model, general, record, str(source_path))
+    if isinstance(source, GeneralELM):
+        return _from_general(model, source, target_cell, target_rate, record)
     known = source_cell or trained_cell(source_path)
     same_cell = known is None or target_cell is None or _same_places(known, target_cell)
     if same_cell:
@@ -284,9 +275,17 @@ def _follow_the_walk(model: nn.Module, source: nn.Module) -> None:
 
 
 def _from_general(
-    model: nn.Module, cell_model: nn.Module, record: dict[str, Any], source_path: str
+    model: nn.Module,
+    general: GeneralELM,
+    cell: dict | None,
+    rate: Callable[[], float] | None,
+    record: dict[str, Any],
 ) -> dict[str, Any]:
-    """Every weight of the cell-general model's ELM of this cell (its routing included)."""
+    """Every weight of the cell-general model's ELM of this cell at its drive (its routing
+    included)."""
+    source_path = record["source"]
+    record["input_rate_hz"] = rate() if rate else REFERENCE_RATE_HZ
+    cell_model = for_the_cell(general, cell, source_path, lambda: record["input_rate_hz"])
     _require_transferable(model, cell_model, source_path)
     assert isinstance(model, ELM) and isinstance(cell_model, ELM)
     assert cell_model.config.segment_order is not None
