@@ -73,7 +73,7 @@ def test_a_materialized_cell_model_is_a_plain_elm_with_the_same_outputs(tmp_path
         assert_float32_close(again(x), view(x), eps_units=200)
 
 
-def test_a_cell_driven_harder_gets_proportionally_smaller_synapse_weights(tmp_path):
+def test_a_cell_driven_harder_gets_proportionally_smaller_synapse_weights():
     """The drive (mean excitatory input rate per channel) scales the weights f_θ computes: a
     cell that needed twice the reference drive gets half the weights, in the view and in the
     materialized ELM alike; everything else is the same model."""
