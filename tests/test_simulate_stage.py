@@ -123,18 +123,28 @@ def test_damaged_simulations_are_reported_and_recomputed(reference, tmp_path, ho
     assert_same_simulations(reference, path)
 
 
+def worker_processes(pid: int) -> list[psutil.Process]:
+    """The dask worker processes under ``pid``; a child that ends while it is looked at (its
+    /proc entry gone between listing and reading) is no worker any more."""
+    workers = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            cmdline = " ".join(child.cmdline())
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, FileNotFoundError):
+            continue
+        if "spawn_main" in cmdline and "resource_tracker" not in cmdline:
+            workers.append(child)
+    return workers
+
+
 def test_killed_worker_loses_nothing(reference, tmp_path):
     path = tmp_path / "killed.zarr"
     run = start_cli("simulate", "-o", str(path), "-n", str(N), *ARGS, "--workers", "2")
     try:
         deadline = time.time() + 120
-        workers = []
         while time.time() < deadline and completed(path) < 1:
             time.sleep(0.2)
-        for child in psutil.Process(run.pid).children(recursive=True):
-            cmdline = " ".join(child.cmdline())
-            if "spawn_main" in cmdline and "resource_tracker" not in cmdline:
-                workers.append(child)
+        workers = worker_processes(run.pid)
         assert workers, "no worker processes found"
         workers[0].kill()  # SIGKILL a worker in the middle of the run
         _stdout, stderr = run.communicate(timeout=300)
@@ -294,11 +304,7 @@ def test_sigterm_shuts_local_workers_down(tmp_path):
         workers: list[psutil.Process] = []
         while time.time() < deadline and len(workers) < 2:
             time.sleep(0.2)
-            workers = [
-                c
-                for c in psutil.Process(run.pid).children(recursive=True)
-                if "spawn_main" in " ".join(c.cmdline())
-            ]
+            workers = worker_processes(run.pid)
         assert workers, "no worker processes started"
         run.send_signal(signal.SIGTERM)
         run.wait(timeout=60)
