@@ -34,6 +34,6 @@ def input_rate_hz(store: str | Path, split: str, max_sims: int = DRIVE_SIMULATIO
     start = SKIP_MS if part.n_time > 2 * SKIP_MS else 0
     spikes = 0
     for sim in sims:  # one at a time: a 6 s simulation of a large cell is ~10 MB of inputs
-        spikes += int(part.window(int(sim), start, part.n_time - start)[0][:, excitatory].sum())
+        spikes += int(part.read("inputs", np.array([sim]))[0, start:, excitatory].sum())
     seconds = sims.size * (part.n_time - start) / 1000.0
     return spikes / (seconds * excitatory.size)

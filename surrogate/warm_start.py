@@ -180,17 +180,16 @@ def for_the_cell(
     model: nn.Module,
     cell: dict | None,
     what: str,
-    input_rate: Callable[[], float] | None = None,
+    input_rate_hz: float | None = None,
 ) -> nn.Module:
     """A cell-general model as the plain ELM of ``cell`` (the cell record of the data it is to
-    serve), driven at ``input_rate()`` (surrogate.drive, asked only here); any other model as it
-    is."""
+    serve), driven at ``input_rate_hz`` (surrogate.drive); any other model as it is."""
     if not isinstance(model, GeneralELM):
         return model
     if cell is None:
         raise CheckpointError(f"{what} is a cell-general model: it needs the data's cell")
     try:
-        return model.materialize(cell, input_rate() if input_rate else None)
+        return model.materialize(cell, input_rate_hz)
     except ValueError as exc:
         raise CheckpointError(
             f"{what}: the cell-general model cannot place the inputs: {exc}"
@@ -285,7 +284,7 @@ def _from_general(
     included)."""
     source_path = record["source"]
     record["input_rate_hz"] = rate() if rate else REFERENCE_RATE_HZ
-    cell_model = for_the_cell(general, cell, source_path, lambda: record["input_rate_hz"])
+    cell_model = for_the_cell(general, cell, source_path, record["input_rate_hz"])
     _require_transferable(model, cell_model, source_path)
     assert isinstance(model, ELM) and isinstance(cell_model, ELM)
     assert cell_model.config.segment_order is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import click
@@ -86,7 +85,7 @@ def evaluate(checkpoint, data, split, out, published_config, sims_per_file, devi
     device = pick_device(stage.device)
     model = load_any(checkpoint, published_config)
     if isinstance(model, GeneralELM):  # only a cell-general model needs the data's cell
-        rate = partial(input_rate_hz, data, split)  # the drive of the data it is to serve
+        rate = input_rate_hz(data, split)  # the drive of the data it is to serve
         model = for_the_cell(model, Dataset(data).cell, checkpoint, rate)
     result = run_evaluate(
         model, data, split, EvaluationConfig(sims_per_file=stage.sims_per_file), device
