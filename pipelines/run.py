@@ -70,7 +70,7 @@ def plan_run(
     it may do is the input calibration of a new cell (``calibrate``; before it, every check that
     needs no scale has passed)."""
     out = check_output_folder(config.out, "run folder")
-    simulate_config = prepared(config.simulate_config())
+    simulate_config = prepared(config.simulate_config(), out / "data.zarr")
     spec = describe_dataset(simulate_config)
     points = _fit_points(config, spec.n_channels, source)
     splits = config.data.splits

@@ -20,13 +20,14 @@ from pathlib import Path
 
 from elmpipe.dataset import Dataset, DatasetError, DatasetSpec, prepare_split
 from elmpipe.dataset.compare import segment_table_check
+from elmpipe.errors import InputError
 from elmpipe.outputs import check_output_folder
 from pipelines.calibration_stage import resolve_input_scale, with_scale
 from pipelines.cluster import ClusterConfig, Executor, Task, executor
 from pipelines.config import SimulateConfig
 from simulations.inputs import NeuronIOProtocol, ReplayProtocol
 from simulations.runner import DatasetJob, dataset_spec, release_worker_cell, run_block
-from simulations.simulator import prepare_engine
+from simulations.simulator import NEW_DATA_STEP_MS, prepare_engine
 
 
 @dataclass
@@ -55,10 +56,49 @@ def _lockout_of_origin(protocol) -> bool:
     return bool(source.attrs.get("simulation", {}).get("synapses", {}).get("t0_lockout"))
 
 
-def prepared(config: SimulateConfig) -> SimulateConfig:
+def _stored_step(store: Path | None, engine: str) -> float | None:
+    """The step an existing store at ``store`` was made with on ``engine`` (None: no such store,
+    or made on another engine: the store's own check then says what differs)."""
+    if store is None or not store.exists():
+        return None
+    try:
+        stored = Dataset(store).attrs.get("simulation", {})
+    except InputError:
+        return None  # not a dataset (yet): the split preparation, or the replay, says what is wrong
+    step = stored.get("dt_ms") if stored.get("engine") == engine else None
+    return float(step) if step else None
+
+
+def _step_left_open(config: SimulateConfig, store: Path | None) -> float | None:
+    """The step for settings that set none. A store grows at the step it was made with
+    (whatever today's default); a replay of one of our datasets takes its source's (it
+    reproduces the source); new generated inputs at a fixed step take the new-data step
+    (simulations.simulator.NEW_DATA_STEP_MS). None: the engine's default, the step held to the
+    reference runs (replays of NeuronIO data, the adaptive step's fine windows)."""
+    settings = config.simulation
+    own = _stored_step(store, settings.engine)
+    if own is not None:
+        return own
+    protocol = config.protocol
+    if isinstance(protocol, ReplayProtocol):
+        return _stored_step(Path(protocol.source).expanduser(), settings.engine)
+    if settings.adaptive is None:
+        return NEW_DATA_STEP_MS.get(settings.engine)
+    return None
+
+
+def prepared(config: SimulateConfig, store: Path | None = None) -> SimulateConfig:
     """The config as a dataset records it: the cell's file paths absolute (workers may run
-    elsewhere), the engine's step and the t = 0 lock-out made explicit."""
-    settings = config.simulation.resolved(t0_lockout=_lockout_of_origin(config.protocol))
+    elsewhere), the step (see _step_left_open; ``store``: where the dataset is or will be)
+    and the t = 0 lock-out made explicit."""
+    settings = config.simulation
+    step = _step_left_open(config, store) if settings.dt_ms is None else None
+    if step is not None:
+        try:
+            settings = type(settings).model_validate({**settings.model_dump(), "dt_ms": step})
+        except ValueError:
+            pass  # e.g. a store's step that other requested settings rule out: the store says
+    settings = settings.resolved(t0_lockout=_lockout_of_origin(config.protocol))
     return config.model_copy(update={"cell": config.cell.absolute(), "simulation": settings})
 
 
@@ -155,7 +195,7 @@ def _settled_inputs(
 ) -> tuple[SimulateConfig, DatasetSpec]:
     """The config and dataset description with the inputs decided: a generated protocol's
     input scale (the store's, a known one, or calibrated now), a replay's source checked."""
-    config = prepared(config)
+    config = prepared(config, out)
     spec = spec or describe_dataset(config)
     protocol = config.protocol
     if isinstance(protocol, NeuronIOProtocol) and (

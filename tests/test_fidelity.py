@@ -106,3 +106,5 @@ def test_replays_reproduce_the_reference_model(
     assert settings["synapses"]["t0_lockout"] is True
     assert settings["engine"] == engine
     assert (settings["adaptive"] is not None) == ("--adaptive-step" in options)
+    if engine == "coreneuron":  # the step held to these runs, whatever new data's default
+        assert settings["dt_ms"] == 0.0125

@@ -18,6 +18,7 @@ from simulations.mechanisms import mechanisms_sha256
 
 ARGS = ["--split", "train", "--duration-ms", "200", "--seed", "11", "--quiet"]
 N = 4
+IN_PROCESS = ("--cluster", "in-process")
 
 
 def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -73,6 +74,45 @@ def test_reference_is_plausible(reference):
     assert data.attrs["cell"]["segments"]["dendritic"] == 380
     assert data.attrs["protocol"]["kind"] == "neuronio"
     assert data.attrs["cell"]["mechanisms_sha256"] == mechanisms_sha256()  # what computed it
+
+
+def test_new_data_take_the_cheap_step_and_a_store_keeps_its_own(reference, tmp_path):
+    """New generated inputs run at 0.025 ms (surrogates train as well on them, for half the
+    simulation); a store made at another step grows at that step when none is given."""
+    assert Dataset(reference).attrs["simulation"]["dt_ms"] == 0.025
+    exact = tmp_path / "exact.zarr"
+    made = cli("simulate", "-o", str(exact), "-n", "1", *ARGS, "--dt-ms", "0.0125", *IN_PROCESS)
+    assert made.returncode == 0, made.stderr
+    grown = cli("simulate", "-o", str(exact), "-n", "2", *ARGS, *IN_PROCESS)
+    assert grown.returncode == 0, grown.stderr
+    assert "1 run now, 1 already done" in grown.stdout
+    assert Dataset(exact).attrs["simulation"]["dt_ms"] == 0.0125
+    fine, coarse = Dataset(exact).split("train"), Dataset(reference).split("train")
+    for k in range(2):  # the same inputs, each run at its store's step
+        assert np.array_equal(fine.simulation(k)["inputs"], coarse.simulation(k)["inputs"])
+        assert not np.array_equal(fine.simulation(k)["soma_v"], coarse.simulation(k)["soma_v"])
+
+
+def test_the_step_left_open_follows_the_inputs_origin(reference):
+    """Replays of our data take the source's step (they reproduce it), the adaptive step's fine
+    windows and other engines their own default; a step given is kept."""
+    from pipelines.config import SimulateConfig
+    from pipelines.simulation_stage import prepared
+    from simulations.inputs import ReplayProtocol
+    from simulations.simulator import AdaptiveStep, SimulationSettings
+
+    def step(settings=None, protocol=None, store=None):
+        config = SimulateConfig(simulation=settings or SimulationSettings())
+        if protocol is not None:
+            config = config.model_copy(update={"protocol": protocol})
+        return prepared(config, store).simulation.dt_ms
+
+    assert step() == 0.025
+    assert step(SimulationSettings(adaptive=AdaptiveStep())) == 0.0125
+    assert step(SimulationSettings(engine="neuron-fixed")) == 0.025
+    assert step(SimulationSettings(dt_ms=0.0125)) == 0.0125
+    assert step(protocol=ReplayProtocol(source=str(reference), split="train")) == 0.025
+    assert step(SimulationSettings(adaptive=AdaptiveStep()), store=reference) == 0.025
 
 
 def test_same_bytes_with_two_workers_in_another_order(reference, tmp_path):

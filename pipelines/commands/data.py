@@ -54,9 +54,16 @@ from pipelines.commands.common import (
     "--adaptive-step",
     is_flag=True,
     default=None,
-    help="coreneuron: a 0.05 ms step while the soma is below -65 mV, the fine step around "
-    "spikes: faster, to the same fidelity bar (docs/simulation-engines.md measures both). "
-    "simulation.adaptive in a config sets its parameters.",
+    help="coreneuron: a 0.05 ms step while the soma is below -65 mV, the replay step "
+    "(0.0125 ms) around spikes: replay-grade data for less than --dt-ms 0.0125 costs "
+    "(docs/simulation-engines.md). simulation.adaptive in a config sets its parameters.",
+)
+@click.option(
+    "--dt-ms",
+    type=FiniteRange(min=0, min_open=True),
+    help="Fixed step (ms). Default: a store's own; a new store's generated inputs 0.025 "
+    "(coreneuron: trains surrogates as well as 0.0125, for half the time); replays and the "
+    "adaptive step's fine windows 0.0125, the step that reproduces the reference runs.",
 )
 @click.option("--record-dendrites/--no-record-dendrites", default=None, help="Store dend_v.")
 @click.option(
@@ -79,6 +86,7 @@ def simulate(
     duration_ms: float | None,
     engine: str | None,
     adaptive_step: bool | None,
+    dt_ms: float | None,
     record_dendrites: bool | None,
     replay: Path | None,
     replay_split: str | None,
@@ -105,7 +113,7 @@ def simulate(
     Examples:
       elmpipe simulate -o data.zarr --split train -n 64 --duration-ms 2000
       elmpipe simulate -o data.zarr --split test -n 16 -m my_cell.asc --workers 8
-      elmpipe simulate -o data.zarr --split train -n 256 --adaptive-step
+      elmpipe simulate -o data.zarr --split test -n 32 --dt-ms 0.0125
       elmpipe simulate -o data.zarr -n 64 -m my_cell.asc --input-scale 1.7
       elmpipe simulate -o replay.zarr --split test -n 4 --replay neuronio.zarr
       elmpipe simulate -c configs/hay-study.yaml -o runs/hay-study/data.zarr -n 2048
@@ -125,6 +133,7 @@ def simulate(
         "simulation.duration_ms": duration_ms,
         "simulation.engine": engine,
         "simulation.adaptive": {} if adaptive_step else None,
+        "simulation.dt_ms": dt_ms,
         "simulation.record_dendrites": record_dendrites,
     }
     if input_scale is not None:
