@@ -86,6 +86,22 @@ def test_cli_describe(store):
     assert missing.exit_code == 2 and "no split 'valid'" in missing.output
 
 
+def test_describe_says_how_the_simulations_were_integrated():
+    from elmpipe.dataset.statistics import simulated_with
+    from simulations.simulator import AdaptiveStep, SimulationSettings
+
+    def said(**settings):
+        return simulated_with(SimulationSettings(**settings).resolved().model_dump(mode="json"))
+
+    assert said(dt_ms=0.025) == "coreneuron at 0.025 ms"
+    assert said() == "coreneuron at 0.0125 ms"  # the engine's own default (replays)
+    assert said(adaptive=AdaptiveStep()) == (
+        "coreneuron at 0.0125 ms around spikes, 0.05 ms between (adaptive)"
+    )
+    assert said(engine="neuron-cvode") == "neuron-cvode (atol 0.001)"
+    assert simulated_with({"duration_ms": 6000.0}) is None  # imported NeuronIO data
+
+
 # -- warnings: output far from the target ------------------------------------------------------
 
 

@@ -87,6 +87,8 @@ def test_new_data_take_the_cheap_step_and_a_store_keeps_its_own(reference, tmp_p
     assert grown.returncode == 0, grown.stderr
     assert "1 run now, 1 already done" in grown.stdout
     assert Dataset(exact).attrs["simulation"]["dt_ms"] == 0.0125
+    described = cli("dataset", "describe", str(exact))
+    assert "coreneuron at 0.0125 ms" in described.stdout, described.stdout
     fine, coarse = Dataset(exact).split("train"), Dataset(reference).split("train")
     for k in range(2):  # the same inputs, each run at its store's step
         assert np.array_equal(fine.simulation(k)["inputs"], coarse.simulation(k)["inputs"])

@@ -124,6 +124,22 @@ FLOAT16_SPIKES = (
 )
 
 
+def simulated_with(settings: dict[str, Any]) -> str | None:
+    """How a store's simulations were integrated, in a few words (None: imported data): stores
+    made at different steps are both valid data, and a reader comparing them should see it."""
+    engine = settings.get("engine")
+    if engine is None:
+        return None
+    if engine == "neuron-cvode":
+        return f"neuron-cvode (atol {settings.get('atol', 1e-3):g})"
+    step = settings.get("dt_ms")
+    text = engine if step is None else f"{engine} at {step:g} ms"
+    adaptive = settings.get("adaptive")
+    if adaptive:
+        text += f" around spikes, {adaptive.get('coarse_dt_ms', 0.05):g} ms between (adaptive)"
+    return text
+
+
 def describe(path: str, split: str | None = None) -> dict[str, Any]:
     dataset = Dataset(path)
     names = [split] if split else dataset.splits
@@ -141,6 +157,7 @@ def describe(path: str, split: str | None = None) -> dict[str, Any]:
             "dendritic_segments": dataset.n_segments,
         },
         "protocol": dataset.protocol.get("kind"),
+        "simulated": simulated_with(dataset.attrs.get("simulation", {})),
         "target_output": target,
         "splits": splits,
         "warnings": [f"[{name}] {line}" for name, s in splits.items() for line in s["warnings"]],

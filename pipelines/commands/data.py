@@ -198,9 +198,10 @@ def dataset_describe(store: Path, split: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    simulated = f", {report['simulated']}" if report["simulated"] else ""
     click.echo(
         f"{report['store']}  ({report['cell']['dendritic_segments']} dendritic segments, "
-        f"protocol {report['protocol']}, schema version {report['schema_version']})"
+        f"protocol {report['protocol']}{simulated}, schema version {report['schema_version']})"
     )
     for note in report["notes"]:
         click.echo(f"note: {note}")
