@@ -48,8 +48,9 @@ class GeneralTrainConfig(TrainSettings):
 class GeneralFit:
     """The pretraining task: batches of every cell in turn, one shared model."""
 
-    def __init__(self, config: GeneralTrainConfig) -> None:
+    def __init__(self, config: GeneralTrainConfig, source: str | None = None) -> None:
         self._config = config
+        self.source = source  # the config file it came from, as given: the provenance names it
         self.cells = [Dataset(store).cell for store in config.stores]
         #: each cell's drive (surrogate.drive): its view scales the synapse weights by it
         self.rates = [input_rate_hz(store, config.train_split) for store in config.stores]
@@ -84,12 +85,16 @@ class GeneralFit:
         return model
 
     def provenance(self) -> dict[str, Any]:
+        """What the model was pretrained on, shareable as it is (a general model is made to be
+        passed on, `surrogate/pretrained/` ships one): stores relative to the folder it ran in,
+        cells by file name (the stores hold the rest), no user's absolute paths."""
         return {
-            "stores": [str(Path(store).resolve()) for store in self.config.stores],
-            "cells": [cell.get("morphology") for cell in self.cells],
+            "stores": [_portable(store) for store in self.config.stores],
+            "cells": [_file_name(cell.get("morphology")) for cell in self.cells],
             "train_simulations": [len(batches.sims) for batches in self.train],
             "input_rate_hz": self.rates,
             "warm_start": None,
+            "config": self.source,
         }
 
     def starts_trained(self) -> bool:
@@ -141,8 +146,27 @@ class GeneralFit:
         return {}
 
 
+def _file_name(morphology: str | None) -> str | None:
+    return None if morphology is None else Path(morphology).name
+
+
+def _portable(store: str) -> str:
+    """A store's path relative to the working folder where it lies under it, else its name."""
+    path = Path(store).resolve()
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.name
+
+
 def pretrain(
-    config: GeneralTrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+    config: GeneralTrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    source: str | None = None,
 ) -> RunResult:
-    """Pretrain the cell-general model on ``config.stores`` into the run folder ``out``."""
-    return train(GeneralFit(config), out, resume=resume, progress=progress)
+    """Pretrain the cell-general model on ``config.stores`` into the run folder ``out``
+    (``source``: the config file, as given, for the provenance)."""
+    return train(GeneralFit(config, source), out, resume=resume, progress=progress)

@@ -145,6 +145,8 @@ def test_pretraining_on_two_cells_gives_a_model_that_serves_each(toy_store, tmp_
     provenance = result.summary["provenance"]
     assert provenance["train_simulations"] == [24, 12]
     assert provenance["input_rate_hz"] == [input_rate_hz(s, "train") for s in (toy_store, other)]
+    # shareable as it is: no absolute paths (stores outside the working folder by name)
+    assert provenance["stores"] == [toy_store.name, "other.zarr"]
     model = load_model(tmp_path / "run" / "best.pt")
     assert isinstance(model, GeneralELM)
     for store, split in ((toy_store, "valid"), (other, "train")):  # each cell's surrogate
@@ -152,11 +154,14 @@ def test_pretraining_on_two_cells_gives_a_model_that_serves_each(toy_store, tmp_
         assert 0.0 <= metrics["spike_auc"] <= 1.0 and metrics["soma_rmse_mv"] > 0
 
 
-def test_pretrain_then_fit_and_evaluate_a_cell_from_the_command_line(toy_store, tmp_path):
+def test_pretrain_then_fit_and_evaluate_a_cell_from_the_command_line(
+    toy_store, tmp_path, monkeypatch
+):
     from click.testing import CliRunner
 
     from pipelines.cli import cli
     from pipelines.config import load_config
+    from surrogate.checkpoints import read_checkpoint
     from surrogate.general_fit import GeneralTrainConfig
 
     other = make_toy_dataset(
@@ -174,6 +179,13 @@ def test_pretrain_then_fit_and_evaluate_a_cell_from_the_command_line(toy_store, 
     )
     assert done.exit_code == 0, done.output
     assert str(other) in done.output and "valid AUC" in done.output
+    # from a config, run where the stores are: the provenance names both as given, nothing more
+    monkeypatch.chdir(tmp_path)
+    Path("pretrain.yaml").write_text("stores: [other.zarr]\n")
+    again = runner.invoke(cli, ["pretrain", "-c", "pretrain.yaml", "-o", "g2", *small, *fast])
+    assert again.exit_code == 0, again.output
+    provenance = read_checkpoint(Path("g2") / "best.pt")["provenance"]
+    assert provenance["config"] == "pretrain.yaml" and provenance["stores"] == ["other.zarr"]
     # a new cell's fit starts from the general model's ELM of that cell
     fit = runner.invoke(
         cli, ["fit", "-d", str(toy_store), "-o", str(tmp_path / "fit"), "--init",

@@ -415,7 +415,8 @@ def pretrain(stores, out, config_path, resume, quiet, **options) -> None:
     sources = [str(config_path)] if config_path else []
     with checked(" and ".join([*sources, OPTIONS])):
         config = GeneralTrainConfig.model_validate(values)
-    result = run_pretrain(config, out, resume=resume, progress=not quiet)
+    source = None if config_path is None else Path(config_path).as_posix()
+    result = run_pretrain(config, out, resume=resume, progress=not quiet, source=source)
     best = result.best
     click.echo(
         f"{out}: {result.parameters} parameters, {result.epochs_run} epochs in "
