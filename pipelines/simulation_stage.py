@@ -97,7 +97,7 @@ def prepared(config: SimulateConfig, store: Path | None = None) -> SimulateConfi
         try:
             settings = type(settings).model_validate({**settings.model_dump(), "dt_ms": step})
         except ValueError:
-            pass  # e.g. a store's step that other requested settings rule out: the store says
+            pass  # a store's step that other requested settings rule out: its check names both
     settings = settings.resolved(t0_lockout=_lockout_of_origin(config.protocol))
     return config.model_copy(update={"cell": config.cell.absolute(), "simulation": settings})
 

@@ -231,6 +231,12 @@ def test_bad_input_fails_before_simulating(reference, tmp_path):
     )
     assert other_seed.returncode == 2
     assert "seed" in other_seed.stderr
+    # a store never grows at another step than its own; a step that does not divide 1 ms: named
+    other_step = cli("simulate", "-o", str(reference), "-n", str(N), *ARGS, "--dt-ms", "0.0125")
+    assert other_step.returncode == 2
+    assert "dt_ms: store has 0.025, requested 0.0125" in other_step.stderr
+    odd_step = cli("simulate", "-o", str(tmp_path / "x.zarr"), "-n", "1", "--dt-ms", "0.03")
+    assert odd_step.returncode == 2 and "dt_ms 0.03 must divide 1 ms" in odd_step.stderr
     assert cli("simulate", "-o", str(tmp_path / "x.zarr"), "-n", "0").returncode == 2
     bad_split = cli("simulate", "-o", str(tmp_path / "x.zarr"), "-n", "1", "--split", "a/b")
     assert bad_split.returncode == 2 and "split" in bad_split.stderr

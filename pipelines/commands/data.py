@@ -61,9 +61,10 @@ from pipelines.commands.common import (
 @click.option(
     "--dt-ms",
     type=FiniteRange(min=0, min_open=True),
-    help="Fixed step (ms). Default: a store's own; a new store's generated inputs 0.025 "
-    "(coreneuron: trains surrogates as well as 0.0125, for half the time); replays and the "
-    "adaptive step's fine windows 0.0125, the step that reproduces the reference runs.",
+    help="Fixed step (ms). Default: a store's own; for a new store's generated inputs 0.025 "
+    "(coreneuron: trains surrogates as well as 0.0125, for half the time); for replays of "
+    "NeuronIO data and the adaptive step's fine windows 0.0125, the step that reproduces the "
+    "reference runs; for replays of elmpipe data their source's.",
 )
 @click.option("--record-dendrites/--no-record-dendrites", default=None, help="Store dend_v.")
 @click.option(
