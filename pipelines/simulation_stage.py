@@ -66,7 +66,9 @@ def _stored_step(store: Path | None, engine: str) -> float | None:
     except InputError:
         return None  # not a dataset (yet): the split preparation, or the replay, says what is wrong
     step = stored.get("dt_ms") if stored.get("engine") == engine else None
-    return float(step) if step else None
+    if isinstance(step, bool) or not isinstance(step, int | float) or not step > 0:
+        return None  # none, or a damaged value: the store's check names it
+    return float(step)
 
 
 def _step_left_open(config: SimulateConfig, store: Path | None) -> float | None:

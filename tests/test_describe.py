@@ -100,6 +100,9 @@ def test_describe_says_how_the_simulations_were_integrated():
     )
     assert said(engine="neuron-cvode") == "neuron-cvode (atol 0.001)"
     assert simulated_with({"duration_ms": 6000.0}) is None  # imported NeuronIO data
+    assert simulated_with({"engine": "coreneuron", "dt_ms": "x"}) == (
+        "coreneuron at 'x' ms (damaged)"  # a damaged store is described, not a traceback
+    )
 
 
 # -- warnings: output far from the target ------------------------------------------------------

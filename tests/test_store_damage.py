@@ -205,7 +205,12 @@ def test_edited_metadata_is_refused_by_every_command_and_nothing_changes(toy, tm
 
 
 @pytest.mark.parametrize(
-    ("how", "says"), [("dtype_meta", "soma_v is float64"), ("spc_str", "sims_per_chunk is 'x'")]
+    ("how", "says"),
+    [
+        ("dtype_meta", "soma_v is float64"),
+        ("spc_str", "sims_per_chunk is 'x'"),
+        ("dt_str", "dt_ms: store has 'x'"),  # the store's step is read to grow it: named
+    ],
 )
 def test_simulating_into_a_store_with_edited_metadata_is_refused(simulated, tmp_path, how, says):
     store = tmp_path / "data.zarr"

@@ -133,11 +133,17 @@ def simulated_with(settings: dict[str, Any]) -> str | None:
     if engine == "neuron-cvode":
         return f"neuron-cvode (atol {settings.get('atol', 1e-3):g})"
     step = settings.get("dt_ms")
-    text = engine if step is None else f"{engine} at {step:g} ms"
+    text = engine if step is None else f"{engine} at {_ms(step)}"
     adaptive = settings.get("adaptive")
-    if adaptive:
-        text += f" around spikes, {adaptive.get('coarse_dt_ms', 0.05):g} ms between (adaptive)"
+    if isinstance(adaptive, dict):
+        text += f" around spikes, {_ms(adaptive.get('coarse_dt_ms'))} between (adaptive)"
     return text
+
+
+def _ms(value: Any) -> str:
+    """A recorded step as people read it; a damaged one as it is stored."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return f"{value:g} ms" if number else f"{value!r} ms (damaged)"
 
 
 def describe(path: str, split: str | None = None) -> dict[str, Any]:
