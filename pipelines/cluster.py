@@ -98,6 +98,9 @@ class Executor:
     def cancel(self, futures: list[Any]) -> None:
         raise NotImplementedError
 
+    def release(self, future: Any) -> None:
+        """Let the cluster forget a result that has been taken (nothing to do by default)."""
+
     def run(
         self,
         tasks: Sequence[Task],
@@ -123,6 +126,7 @@ class Executor:
                     results[i] = future.result()
                     if on_result is not None:
                         on_result(tasks[i], results[i])
+                    self.release(future)
                     bar.update(tasks[i].size)
             except BaseException:
                 self.cancel(futures)
@@ -199,6 +203,15 @@ class DaskExecutor(Executor):
 
     def cancel(self, futures: list[Any]) -> None:
         self.client.cancel(futures)
+
+    def release(self, future: Any) -> None:
+        """A finished task's result is taken (and written): the scheduler may forget it.
+
+        Otherwise the worker holding it keeps it, and when that worker dies (a batch job's
+        walltime) dask recomputes every task it ever finished, not only the one it was running;
+        a job that dies again at the same point then fails that task for good (KilledWorker).
+        """
+        future.release()
 
 
 def jobqueue_cluster(config: ClusterConfig) -> JobQueueCluster:

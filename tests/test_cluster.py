@@ -62,3 +62,27 @@ def test_adaptive_clusters_shrink_without_warnings(capsys):
     for _ in range(3):
         pool.check_workers()
     assert capsys.readouterr().err == ""
+
+
+def run_once_and_log(log_dir, index: int, die_at: int) -> int:
+    """Log each run of this task; the task ``die_at`` kills its worker the first time it runs."""
+    import os
+
+    runs = log_dir / f"task-{index}"
+    runs.write_text(runs.read_text() + "x" if runs.exists() else "x")
+    if index == die_at and runs.read_text() == "x":
+        time.sleep(2.0)  # the client takes the results already finished meanwhile
+        os._exit(1)  # like a batch job's walltime: the worker process is gone
+    return index
+
+
+def test_a_lost_worker_reruns_only_the_tasks_not_yet_taken(tmp_path):
+    # On SLURM a job's walltime ends its worker mid-run. Dask recomputes whatever the dead
+    # worker held: if it still held every result it had finished, a replacement job redoes
+    # them all and dies again at the same point, until dask gives the task up (KilledWorker).
+    tasks = [Task(run_once_and_log, (tmp_path, i, 3), key=f"task-{i}") for i in range(6)]
+    with executor(ClusterConfig(kind="local", workers=1)) as pool:
+        results = pool.run(tasks, label="tasks", progress=False)
+    assert results == list(range(6))
+    runs = {i: (tmp_path / f"task-{i}").read_text() for i in range(6)}
+    assert runs == {0: "x", 1: "x", 2: "x", 3: "xx", 4: "x", 5: "x"}, runs
