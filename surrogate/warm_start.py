@@ -176,6 +176,34 @@ def resolve_source(name: str) -> Path:
     return Path(name).expanduser()
 
 
+#: the ELM settings a fine-tuning takes from its start when it is given none: the start's
+#: architecture (the layout — inputs and the order its branches read them — is the new cell's)
+SOURCE_SETTINGS = (
+    "num_memory", "lambda_value", "mlp_layers", "mlp_hidden", "activation", "tau_s",
+    "tau_m_min", "tau_m_max", "learn_memory_tau", "num_branch", "num_synapse_per_branch",
+    "routing", "version",
+)  # fmt: skip
+
+
+def source_architecture(name: str) -> dict[str, Any]:
+    """The ELM settings of a warm start's source (``builtin``, ``general`` or a path), so that
+    ``--init`` alone fine-tunes the model it names — the released d_m 100 ELM as it is, not a
+    d_m 20 one that cannot take its weights. Empty when the source is no ELM or cannot be read
+    (the warm start itself then names the problem)."""
+    try:
+        source = load_any(resolve_source(name))
+    except (CheckpointError, OSError):
+        return {}
+    if isinstance(source, GeneralELM):
+        general = source.config
+        config = general.elm_config(2 * general.num_branch, tuple(range(general.num_branch)))
+    elif isinstance(source, ELM):
+        config = source.config
+    else:
+        return {}
+    return {setting: getattr(config, setting) for setting in SOURCE_SETTINGS}
+
+
 def for_the_cell(
     model: nn.Module,
     cell: dict | None,

@@ -207,6 +207,29 @@ def test_fit_starts_from_a_released_neuronio_elm_mapped_by_geometry(finished_run
     assert start["epoch"] == 0 and start["valid_soma_rmse_mv"] < 1.5, start
 
 
+RELEASED_BEST = RELEASED.parents[1] / "best_elm_neuron" / "neuronio_best_model_state.pt"
+
+
+@pytest.mark.skipif(not RELEASED_BEST.is_file(), reason=f"no released ELM at {RELEASED_BEST}")
+def test_a_warm_start_given_no_model_options_fine_tunes_the_model_it_names(finished_run, tmp_path):
+    """`--init` of the released best ELM (d_m 100, SiLU) alone: the fit takes its architecture
+    (the default d_m 20 ReLU could not take its weights); a model option given is kept, and a
+    start that cannot take it is refused naming the difference."""
+    store = finished_run[0] / "data.zarr"
+    out = tmp_path / "best"
+    fitted = run_cli("fit", "-d", store, "-o", out, "--init", RELEASED_BEST, "--init-cell",
+                     HAY_MORPHOLOGY, "--init-synapses", "by-geometry", *FAST)  # fmt: skip
+    assert fitted.returncode == 0, fitted.stdout + fitted.stderr
+    model = read_checkpoint(out / "best.pt")["model"]
+    assert (model["num_memory"], model["activation"], model["mlp_hidden"]) == (100, "silu", 200)
+    assert (model["num_input"], model["num_branch"]) == (760, 45)
+    start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["epoch"] == 0 and start["valid_soma_rmse_mv"] < 1.5, start
+    refused = run_cli("fit", "-d", store, "-o", tmp_path / "d20", "--init", RELEASED_BEST,
+                      "--init-cell", HAY_MORPHOLOGY, "--num-memory", "20", *FAST)  # fmt: skip
+    assert refused.returncode != 0 and "num_memory 100 vs 20" in refused.stderr, refused.stderr
+
+
 def test_shipped_study_configs_plan_against_their_cells():
     """The pretraining and demo configs pass the plan stage (cell built, sizes and init checked)."""
     from pathlib import Path

@@ -144,8 +144,9 @@ def _epoch_name(epoch: Any) -> str:
 @field_option(
     TrainSettings,
     "init",
-    help="Start from this checkpoint instead of random weights, and fine-tune (the defaults of "
-    "--epochs, --batches-per-epoch, --select-best change): ours, a released ELM state dict, "
+    help="Start from this checkpoint instead of random weights, and fine-tune it (without model "
+    "options, its architecture; the defaults of --epochs, --batches-per-epoch, --select-best "
+    "change): ours, a released ELM state dict, "
     "'general' (the shipped cell-general model: a new cell's start) or 'builtin' (the shipped "
     "surrogate of the built-in cell)",
 )
@@ -205,6 +206,10 @@ def fit(data, out, family, config_path, resume, export_path, quiet, **options) -
     family = section.pop("family")
     chosen = model_options_given(options, family)
     settings = file_config.settings()
+    if settings.init and family == "elm" and not (chosen or model_in_file):
+        from surrogate.warm_start import source_architecture
+
+        section.update(source_architecture(settings.init))  # fine-tune the model it names
     num_input = dataset_inputs(data, settings.train_split)
     sources = [str(config_path)] if config_path else []
     if chosen or not sources:
