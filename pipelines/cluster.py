@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -214,10 +215,28 @@ class DaskExecutor(Executor):
         future.release()
 
 
+def _import_dask_jobqueue() -> Any:
+    """dask_jobqueue, imported without the SIGINT handler its import installs.
+
+    Its ``runner`` module calls ``signal.signal(SIGINT, lambda *_: sys.exit())`` on import: Ctrl-C
+    in an elmpipe run on SLURM/PBS then ended it with exit status 0 instead of the interrupted
+    run's 130 and its resume hint, and the import failed outright outside the main thread (a
+    library caller's thread). ``signal.signal`` is held still for the import only.
+    """
+    if "dask_jobqueue" in sys.modules:
+        return sys.modules["dask_jobqueue"]
+    install = signal.signal
+    signal.signal = lambda signalnum, handler: signal.getsignal(signalnum)  # type: ignore[assignment]
+    try:
+        import dask_jobqueue
+    finally:
+        signal.signal = install
+    return dask_jobqueue
+
+
 def jobqueue_cluster(config: ClusterConfig) -> JobQueueCluster:
     """A dask-jobqueue cluster object (no jobs submitted until it is scaled)."""
-    import dask_jobqueue
-
+    dask_jobqueue = _import_dask_jobqueue()
     cls = dask_jobqueue.SLURMCluster if config.kind == "slurm" else dask_jobqueue.PBSCluster
     options: dict[str, Any] = {
         "cores": config.cores_per_job,

@@ -13,16 +13,19 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import zarr
 
 from elmpipe.dataset import Dataset
 from elmpipe.dataset.schema import DATA_ARRAYS
+from elmpipe.errors import EXIT_INTERRUPTED
 from pipelines.cluster import ClusterConfig
 from pipelines.config import SimulateConfig, load_config
 from pipelines.simulation_stage import simulate
@@ -178,10 +181,66 @@ def test_a_killed_worker_job_loses_nothing(tmp_path):
     assert_same_simulations(local_reference(tmp_path, config, n), out, n)
 
 
+def test_ctrl_c_on_a_slurm_run_exits_130_and_cancels_its_jobs(tmp_path):
+    """Ctrl-C in `elmpipe simulate` on SLURM: the interrupted run's exit status, no job left behind.
+
+    Importing dask-jobqueue installs a SIGINT handler that calls sys.exit(): unguarded, Ctrl-C ended
+    a batch run with exit status 0, as if it had finished.
+    """
+    config = slurm_config(tmp_path, workers=1)
+    config = config.model_copy(
+        update={"simulation": config.simulation.model_copy(update={"duration_ms": 2000.0})}
+    )
+    path, out = tmp_path / "simulate.yaml", tmp_path / "slurm.zarr"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    before = set(our_jobs())
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "simulate",
+            "-c",
+            str(path),
+            "-o",
+            str(out),
+            "-n",
+            "12",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as from a terminal, even when the tests run in a script's background (SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        wait_for(lambda: completed(out) >= 1 or process.poll() is not None, 240, "a simulation")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == EXIT_INTERRUPTED, stderr[-3000:]
+    assert "Traceback" not in stderr and "Interrupted" in stderr, stderr[-3000:]
+    assert completed(out) < 12, "the run ended before the interruption: make it longer"
+    wait_for(lambda: not set(our_jobs()) - before, 60, "the run's jobs to be cancelled")
+
+
 def test_walltime_expiry_is_survived_and_adaptive_mode_replaces_the_job(tmp_path):
-    """A one-minute walltime ends the only worker job mid-run; adapt() submits a new one."""
+    """A one-minute walltime ends the only worker job mid-run; adapt() submits a new one.
+
+    The first job starts its worker 40 s late, so that its walltime (one minute, SLURM's
+    shortest, enforced up to half a minute late) falls mid-run however fast the machine: on a fast
+    one the 16 simulations otherwise finished inside it. Replacement jobs start at once.
+    """
+    first_job = tmp_path / "first-job-started"
+    late_start = f"[ -e {first_job} ] || {{ touch {first_job}; sleep 40; }}"
     config = slurm_config(
-        tmp_path, walltime="00:01:00", workers=None, adaptive_minimum=1, adaptive_maximum=1
+        tmp_path,
+        walltime="00:01:00",
+        workers=None,
+        adaptive_minimum=1,
+        adaptive_maximum=1,
+        job_script_prologue=(late_start,),
     )
     config = config.model_copy(
         update={"simulation": config.simulation.model_copy(update={"duration_ms": 2000.0})}
@@ -193,7 +252,7 @@ def test_walltime_expiry_is_survived_and_adaptive_mode_replaces_the_job(tmp_path
     # thread-safe: two threads must not build cells at once)
     wait_for(lambda: (out / "train" / "complete").exists() or "error" in box, 120, "the store")
     reference = local_reference(tmp_path, config, n, workers=1)
-    thread.join(timeout=420)
+    thread.join(timeout=480)
     assert not thread.is_alive(), "the run did not finish"
     assert "error" not in box, box.get("error")
     summary = box["summary"]
