@@ -85,9 +85,11 @@ def check_output_file(path: str | Path, what: str = "output file") -> Path:
 def atomic_write(path: str | Path, mode: str = "w", newline: str | None = None) -> Iterator[IO]:
     """Write ``path`` through a hidden partial file beside it, renamed into place at the end:
     a reader (or a resumed run) sees the old file or the whole new one, never half of one, and
-    a failure (a full disk, a kill) leaves the old one and no partial behind."""
+    a failure (a full disk, a kill) leaves the old one and no partial behind. A missing folder
+    is made, as :func:`check_output_file` promises (``-o cells/variant1.swc`` in a new project)."""
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(partial, mode, newline=newline) as handle:
             yield handle

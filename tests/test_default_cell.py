@@ -75,7 +75,7 @@ def test_variants_are_other_cells_of_the_same_kind(tmp_path):
     runner = CliRunner()
     sizes = {}
     for name, args in {"small": ["--scale", "0.8"], "large": ["--scale", "1.3"]}.items():
-        path = tmp_path / f"{name}.swc"
+        path = tmp_path / "cells" / f"{name}.swc"  # a folder not made yet, as in the docs
         done = runner.invoke(cli, ["cell", "generate", "-o", str(path), "--seed", "3", *args])
         assert done.exit_code == 0, done.output
         sizes[name] = Cell(path).l_max

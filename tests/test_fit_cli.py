@@ -39,7 +39,7 @@ def test_fit_command_trains_and_exports(toy_store, tmp_path):
             "--ema-decay",
             "0.99",
             "--export",
-            str(tmp_path / "m.ts"),
+            str(tmp_path / "exports" / "m.ts"),  # a folder not made yet
         ],
     )
     assert result.exit_code == 0, result.output
@@ -48,7 +48,7 @@ def test_fit_command_trains_and_exports(toy_store, tmp_path):
     assert config["model"]["num_input"] == 100 and config["model"]["num_memory"] == 4
     assert config["spike_weight"] == 0.8 and config["weight_decay"] == 0.3
     assert config["ema_decay"] == 0.99
-    scripted = torch.jit.load(str(tmp_path / "m.ts"))
+    scripted = torch.jit.load(str(tmp_path / "exports" / "m.ts"))
     assert scripted(torch.zeros(1, 10, 100)).shape == (1, 10, 2)
     again = CliRunner().invoke(cli, ["fit", "-d", str(toy_store), "-o", str(out), *FAST])
     assert again.exit_code == EXIT_BAD_INPUT and "--resume" in again.output
