@@ -100,17 +100,25 @@ def cell_text(runs: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("store", type=Path, help="the cell's train and valid splits")
     parser.add_argument("--test", type=Path, required=True, help="the cell's test split")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--sims", default="0,16,32,64,128,256")
-    parser.add_argument("--seeds", default="0")
-    parser.add_argument("--starts", default=",".join(STARTS))
+    parser.add_argument("--out", type=Path, required=True, help="one folder per start and point")
+    parser.add_argument(
+        "--sims", default="0,16,32,64,128,256", help="training simulations per point (the first N)"
+    )
+    parser.add_argument("--seeds", default="0", help="fit seeds of every point, e.g. 0,1,2")
+    parser.add_argument(
+        "--starts", default=",".join(STARTS), help="of: " + ", ".join(STARTS) + " (comma-separated)"
+    )
     parser.add_argument("--general", type=Path, help="a cell-general checkpoint (elmpipe pretrain)")
     parser.add_argument("--released", type=Path, help="a released NeuronIO ELM state dict")
     parser.add_argument("--released-cell", type=Path, help="its cell (cell1.asc)")
-    parser.add_argument("--recipe", default=RECIPE, help="fit options of every point")
+    parser.add_argument(
+        "--recipe", default=RECIPE, help="fit options of every point (default: %(default)s)"
+    )
     args = parser.parse_args()
     sims = [int(n) for n in args.sims.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
