@@ -4,14 +4,15 @@ Each training batch comes from one cell's dataset — round robin over the cells
 cell weighs the same whatever the size of its dataset — and trains the shared weights through
 that cell's view (:meth:`GeneralELM.for_cell`): the same loss as a NeuronIO fit. Every epoch is
 validated on each cell's fixed validation windows; the epoch kept is the one with the lowest
-validation loss averaged over the cells (per-cell AUC and RMSE are recorded beside it).
+validation loss averaged over the cells (``select_best``; per-cell AUC and RMSE are recorded
+beside it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,6 +36,9 @@ class GeneralTrainConfig(TrainSettings):
 
     stores: tuple[str, ...] = Field(min_length=1, description="datasets of the cells")
     model: GeneralELMConfig = GeneralELMConfig()
+    select_best: Literal["soma_rmse", "loss", "spike_auc"] = Field(
+        "loss", description="validation metric, averaged over the cells, that picks best.pt"
+    )
 
     @model_validator(mode="after")
     def _what_the_views_allow(self) -> GeneralTrainConfig:
@@ -42,6 +46,11 @@ class GeneralTrainConfig(TrainSettings):
             raise ValueError("ema_decay: a weight average of the general model is not supported")
         if self.init is not None:
             raise ValueError("init: pretraining starts from the general model's initialisation")
+        if self.nexus_weight:
+            raise ValueError(
+                "nexus_weight: the cell-general model predicts the spike and the soma only "
+                "(its cells' nexus voltages are not learnt); leave it at 0"
+            )
         return self
 
 
@@ -140,7 +149,14 @@ class GeneralFit:
         return row
 
     def improved(self, row: dict[str, Any], best: dict[str, Any]) -> bool:
-        return "valid_loss" not in row or row["valid_loss"] < best["valid_loss"]
+        """By ``select_best``, averaged over the cells (a loss and an RMSE fall, an AUC rises)."""
+        if "valid_loss" not in row:
+            return True  # without validation the latest epoch is the best one known
+        if self.config.select_best == "spike_auc":
+            now, then = row["valid_spike_auc"], best["valid_spike_auc"]
+            return now is not None and (then is None or now > then)
+        key = "valid_loss" if self.config.select_best == "loss" else "valid_soma_rmse_mv"
+        return row[key] < best[key]
 
     def finish(self, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
         return {}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from elmpipe.dataset import Dataset
+from elmpipe.errors import EXIT_BAD_INPUT
 from surrogate.checkpoints import load_model, save_checkpoint
 from surrogate.drive import input_rate_hz
 from surrogate.geometry import CellGeometry
@@ -203,3 +205,41 @@ def test_pretrain_then_fit_and_evaluate_a_cell_from_the_command_line(
     for name in ("pretrain-general.yaml", "pretrain-general-heldout.yaml"):
         config = Path(__file__).resolve().parents[1] / "configs" / name
         assert load_config(config, GeneralTrainConfig).model.num_memory == 20
+
+
+def test_pretraining_keeps_the_epoch_its_select_best_names(toy_store):
+    """`--select-best` was taken and ignored by pretrain (the loss chose, whatever was asked)."""
+    from surrogate.general_fit import GeneralFit, GeneralTrainConfig
+
+    def fit(**settings: Any) -> GeneralFit:
+        config = GeneralTrainConfig(stores=(str(toy_store),), model=SMALL, **settings)
+        return GeneralFit(config)
+
+    best = {"valid_loss": 0.50, "valid_soma_rmse_mv": 1.0, "valid_spike_auc": 0.90}
+    lower_loss_only = {"valid_loss": 0.40, "valid_soma_rmse_mv": 1.1, "valid_spike_auc": 0.80}
+    higher_auc_only = {"valid_loss": 0.60, "valid_soma_rmse_mv": 1.2, "valid_spike_auc": 0.95}
+    assert fit().config.select_best == "loss"  # the documented default
+    assert fit().improved(lower_loss_only, best) and not fit().improved(higher_auc_only, best)
+    by_rmse = fit(select_best="soma_rmse")
+    assert not by_rmse.improved(lower_loss_only, best)
+    assert by_rmse.improved({**lower_loss_only, "valid_soma_rmse_mv": 0.9}, best)
+    by_auc = fit(select_best="spike_auc")
+    assert by_auc.improved(higher_auc_only, best) and not by_auc.improved(lower_loss_only, best)
+
+
+def test_pretrain_refuses_what_the_general_model_cannot_learn(toy_store, tmp_path):
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+
+    runner = CliRunner()
+    fast = ["--epochs", "1", "--batches-per-epoch", "2", "--num-memory", "4", "-q"]
+    base = ["pretrain", "-d", str(toy_store), "-o", str(tmp_path / "g"), *fast]
+    for option in (["--nexus-weight", "0.5"], ["--ema-decay", "0.99"], ["--init", "builtin"]):
+        done = runner.invoke(cli, [*base, *option])
+        assert done.exit_code == EXIT_BAD_INPUT and "No such option" in done.output, done.output
+    config = tmp_path / "nexus.yaml"
+    config.write_text(f"stores: [{toy_store}]\nnexus_weight: 0.5\n")
+    done = runner.invoke(cli, ["pretrain", "-c", str(config), "-o", str(tmp_path / "g"), *fast])
+    assert done.exit_code == EXIT_BAD_INPUT and "nexus_weight" in done.output, done.output
+    assert not (tmp_path / "g").exists()

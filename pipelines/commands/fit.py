@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from pipelines.commands.common import (
     with_options,
 )
 from pipelines.sweep import SweepConfig
+from surrogate.general_fit import GeneralTrainConfig
 from surrogate.models import surrogate_families
 from surrogate.models.general_elm import GeneralELMConfig
 from surrogate.neuronio_fit import FINE_TUNING, TrainSettings
@@ -38,55 +40,75 @@ def _with_init(field: str) -> str:
     return f"{TrainSettings.model_fields[field].default}; {FINE_TUNING[field]} with --init"
 
 
-#: what `fit` and `sweep` train with; flags, types, choices and defaults come from TrainSettings
-training_options = [
-    field_option(
-        TrainSettings,
-        "track",
-        multiple=True,
-        help="Log the config, every epoch, the result and (with `elmpipe run`) the evaluation "
-        "and the report's figures to TensorBoard (RUN/tensorboard) and/or MLflow; repeat for "
-        "both. Needs pip install 'elmpipe[tracking]'",
-    ),
-    field_option(
-        TrainSettings,
-        "tracking_uri",
-        help="MLflow tracking store, e.g. sqlite:///runs/mlflow.db or http://server:5000 "
-        "(default: $MLFLOW_TRACKING_URI, else MLflow's sqlite:///mlflow.db here)",
-    ),
-    field_option(TrainSettings, "epochs", help="Epochs", default_text=_with_init("epochs")),
-    field_option(
-        TrainSettings,
-        "batches_per_epoch",
-        help="Batches per epoch",
-        default_text=_with_init("batches_per_epoch"),
-    ),
-    field_option(TrainSettings, "batch_size", help="Windows per batch"),
-    field_option(TrainSettings, "learning_rate", "--lr", help="Adam learning rate, cosine decay"),
-    field_option(TrainSettings, "burn_in_ms", "--burn-in", help="Loss ignores the first N ms"),
-    field_option(TrainSettings, "seed"),
-    field_option(TrainSettings, "device"),
-    field_option(TrainSettings, "loader_workers"),
-    field_option(TrainSettings, "train_split", help="Split to train on"),
-    field_option(TrainSettings, "valid_split", help="Split for per-epoch validation"),
-    field_option(
-        TrainSettings,
-        "select_best",
-        help="Validation metric that picks best.pt (released: soma_rmse; with little data, "
-        "loss keeps the spike head from overfitting)",
-        default_text=_with_init("select_best"),
-    ),
-    field_option(
-        TrainSettings,
-        "spike_weight",
-        help="The spike term's share w of the loss, "
-        "w·BCE + (1 - w)·MSE; docs/how-much-data.md measures other values",
-    ),
-    field_option(TrainSettings, "weight_decay"),
-    field_option(TrainSettings, "ema_decay"),
-    field_option(TrainSettings, "nexus_weight"),
-    field_option(TrainSettings, "patience"),
-]
+def _training_options(settings: type[TrainSettings]) -> list[Callable]:
+    """The training options of a command whose settings are ``settings``: flags, types, choices
+    and defaults come from it (`fit` and `sweep` tell the defaults a warm start changes;
+    `pretrain` has no warm start, no weight average and no nexus output, and defaults of its
+    own)."""
+    warm_starts = settings is TrainSettings
+    single_cell_only = (
+        []
+        if not warm_starts
+        else [
+            field_option(settings, "ema_decay"),
+            field_option(settings, "nexus_weight"),
+        ]
+    )
+
+    def default(field: str) -> str | None:
+        return _with_init(field) if warm_starts else None
+
+    return [
+        field_option(
+            settings,
+            "track",
+            multiple=True,
+            help="Log the config, every epoch, the result and (with `elmpipe run`) the evaluation "
+            "and the report's figures to TensorBoard (RUN/tensorboard) and/or MLflow; repeat for "
+            "both. Needs pip install 'elmpipe[tracking]'",
+        ),
+        field_option(
+            settings,
+            "tracking_uri",
+            help="MLflow tracking store, e.g. sqlite:///runs/mlflow.db or http://server:5000 "
+            "(default: $MLFLOW_TRACKING_URI, else MLflow's sqlite:///mlflow.db here)",
+        ),
+        field_option(settings, "epochs", help="Epochs", default_text=default("epochs")),
+        field_option(
+            settings,
+            "batches_per_epoch",
+            help="Batches per epoch",
+            default_text=default("batches_per_epoch"),
+        ),
+        field_option(settings, "batch_size", help="Windows per batch"),
+        field_option(settings, "learning_rate", "--lr", help="Adam learning rate, cosine decay"),
+        field_option(settings, "burn_in_ms", "--burn-in", help="Loss ignores the first N ms"),
+        field_option(settings, "seed"),
+        field_option(settings, "device"),
+        field_option(settings, "loader_workers"),
+        field_option(settings, "train_split", help="Split to train on"),
+        field_option(settings, "valid_split", help="Split for per-epoch validation"),
+        field_option(
+            settings,
+            "select_best",
+            help="Validation metric that picks best.pt (released: soma_rmse; with little data, "
+            "loss keeps the spike head from overfitting)",
+            default_text=default("select_best"),
+        ),
+        field_option(
+            settings,
+            "spike_weight",
+            help="The spike term's share w of the loss, "
+            "w·BCE + (1 - w)·MSE; docs/how-much-data.md measures other values",
+        ),
+        field_option(settings, "weight_decay"),
+        *single_cell_only,
+        field_option(settings, "patience"),
+    ]
+
+
+#: what `fit` and `sweep` train with
+training_options = _training_options(TrainSettings)
 #: how `fit` and `sweep` start from another model (`--init`)
 warm_start_options = [
     field_option(
@@ -384,7 +406,7 @@ def _print_table(table: list[dict[str, Any]], evaluate_split: str | None) -> Non
     "synapse_hidden",
     help="Hidden units of the function that gives each synapse its weight from its place",
 )
-@with_options(training_options)
+@with_options(_training_options(GeneralTrainConfig))
 @config_option("YAML with `stores`, a `model:` section and training settings (options win).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
 @quiet_option
@@ -405,7 +427,6 @@ def pretrain(stores, out, config_path, resume, quiet, **options) -> None:
     from elmpipe.errors import ConfigError
     from elmpipe.outputs import check_output_folder
     from pipelines.config import OPTIONS, checked, read_yaml
-    from surrogate.general_fit import GeneralTrainConfig
     from surrogate.general_fit import pretrain as run_pretrain
 
     check_output_folder(out, "run folder")
