@@ -169,8 +169,9 @@ def _epoch_name(epoch: Any) -> str:
     help="Start from this checkpoint instead of random weights, and fine-tune it (without model "
     "options, its architecture; the defaults of --epochs, --batches-per-epoch, --select-best "
     "change): ours, a released ELM state dict, "
-    "'general' (the shipped cell-general model: a new cell's start) or 'builtin' (the shipped "
-    "surrogate of the built-in cell)",
+    "'builtin' (the shipped surrogate of the built-in cell: of elmpipe's own, the start that "
+    "fine-tuned best on new cells) or 'general' (the shipped cell-general model: a new cell's "
+    "surrogate with no simulation of it, scored by `evaluate -k general`)",
 )
 @field_option(
     TrainSettings,
@@ -201,7 +202,9 @@ def fit(data, out, family, config_path, resume, export_path, quiet, **options) -
       elmpipe fit -d data.zarr -o runs/elm20 --epochs 10 --batches-per-epoch 500
       elmpipe fit -d data.zarr -o runs/lstm50 --model lstm --hidden 50
       elmpipe fit -d data.zarr -o runs/elm20 --epochs 10 --batches-per-epoch 500 --resume
-      elmpipe fit -d mycell.zarr -o runs/mycell --init general
+      elmpipe fit -d mycell.zarr -o runs/mycell --init builtin
+      elmpipe fit -d mycell.zarr -o runs/mycell --init neuronio_best_model_state.pt \\
+          --init-cell cell1.asc --init-synapses by-geometry   # a released NeuronIO ELM
     """
     from elmpipe.errors import ConfigError
     from elmpipe.outputs import check_output_file, check_output_folder
