@@ -24,6 +24,7 @@ from surrogate.drive import input_rate_hz
 from surrogate.models.general_elm import GeneralELM, GeneralELMConfig
 from surrogate.neuronio_fit import (
     TrainSettings,
+    better_epoch,
     loss_fn,
     validation_metrics,
     validation_windows,
@@ -149,14 +150,8 @@ class GeneralFit:
         return row
 
     def improved(self, row: dict[str, Any], best: dict[str, Any]) -> bool:
-        """By ``select_best``, averaged over the cells (a loss and an RMSE fall, an AUC rises)."""
-        if "valid_loss" not in row:
-            return True  # without validation the latest epoch is the best one known
-        if self.config.select_best == "spike_auc":
-            now, then = row["valid_spike_auc"], best["valid_spike_auc"]
-            return now is not None and (then is None or now > then)
-        key = "valid_loss" if self.config.select_best == "loss" else "valid_soma_rmse_mv"
-        return row[key] < best[key]
+        """By ``select_best``, of the metrics averaged over the cells."""
+        return better_epoch(self.config.select_best, row, best)
 
     def finish(self, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
         return {}

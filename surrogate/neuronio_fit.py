@@ -156,6 +156,18 @@ class TrainConfig(TrainSettings):
         return cls(**settings.model_dump(), model=model)
 
 
+def better_epoch(select_best: str, row: dict[str, Any], best: dict[str, Any]) -> bool:
+    """Whether an epoch's validation ``row`` beats the ``best`` so far by ``select_best`` (a loss
+    and an RMSE fall, an AUC rises); without validation the latest epoch is the best known."""
+    if "valid_loss" not in row:
+        return True
+    if select_best == "spike_auc":
+        now, then = row["valid_spike_auc"], best["valid_spike_auc"]
+        return now is not None and (then is None or now > then)
+    key = "valid_loss" if select_best == "loss" else "valid_soma_rmse_mv"
+    return bool(row[key] < best[key])
+
+
 def loss_fn(
     output: torch.Tensor,
     batch: Batch,
@@ -408,13 +420,7 @@ class NeuronIOFit:
         return {f"valid_{k}": v for k, v in metrics.items()}
 
     def improved(self, row: dict[str, Any], best: dict[str, Any]) -> bool:
-        if "valid_soma_rmse_mv" not in row:
-            return True  # without validation the latest epoch is the best one known
-        if self.config.select_best == "spike_auc":
-            now, then = row["valid_spike_auc"], best["valid_spike_auc"]
-            return now is not None and (then is None or now > then)
-        key = "valid_loss" if self.config.select_best == "loss" else "valid_soma_rmse_mv"
-        return row[key] < best[key]
+        return better_epoch(self.config.select_best, row, best)
 
     def finish(self, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
         return {}
