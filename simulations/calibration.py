@@ -13,10 +13,11 @@ a scale and its output spikes counted. Every draw that sets the drive's time cou
 counts) comes first from the stream, so every cell and scale sees the same drive (common random
 numbers): the count is a smooth, nearly monotone function of the scale, and the comparison with the
 Hay cell's count on the same probe needs no large sample — nor, far from the target, the whole
-probe (a round stops early once the part that ran, extrapolated by the Hay cell's output on it, is
-2–4× off, or as soon as its own count is past the tolerance). The search is a secant in
-log(count)–log(scale), kept inside a bracket once it has one, over scales rounded to 3
-significant digits.
+probe (a round stops early once the draws that hold a quarter or half of the Hay cell's output on
+it, extrapolated by that output, are 4× or 2× off, or as soon as their own count is past the
+tolerance; judged in the run order, whatever order parallel workers finish them in). The search
+is a secant in log(count)–log(scale), kept inside a bracket once it has one, over scales rounded
+to 3 significant digits.
 
 It starts from the geometric guess — this cell's dendritic length over the Hay cell's, i.e. the
 Hay cell's input per µm of dendrite — rounded the same way. On the Hay cell that guess is exactly
@@ -253,9 +254,11 @@ def calibration_key(
 #: they finished; it may stop early once ``enough(finished so far)`` says so
 ProbeRunner = Callable[[float, Callable[[dict[int, int]], bool]], dict[int, int]]
 
-#: a round may stop once a share of its draws are in and their output, extrapolated by the Hay
-#: cell's on the same draws, is this far (×) from the target: the search only needs the direction
-EARLY_STOPS = ((0.25, 4.0), (0.5, 2.0))  # (share of the draws in, factor off)
+#: a round may stop once the draws in hold a share of the Hay cell's output on the probe and their
+#: output, extrapolated by the Hay cell's on the same draws, is this far (×) from the target: the
+#: search only needs the direction. Shares of the *output*, not of the draws: a draw where the Hay
+#: cell is silent tells nothing of the scale, however early it finishes
+EARLY_STOPS = ((0.25, 4.0), (0.5, 2.0))  # (share of the Hay cell's probe output in, factor off)
 
 
 class _Search:
@@ -329,15 +332,24 @@ class _Search:
         return proposal
 
     def best(self, among: list[float]) -> float:
-        return min(among, key=lambda s: abs(self.tried[s] - self.target))
+        """The scale whose count is nearest the target by ratio, not by difference: 3× too many
+        spikes is nearer than none (by difference, a silent scale won whenever the best firing
+        one was more than 2× over)."""
+        return min(among, key=lambda s: abs(math.log((self.tried[s] + 0.5) / (self.target + 0.5))))
 
 
 class _Extrapolation:
     """A partial probe's total, by the Hay cell's output on the same draws (common random
-    numbers make the ratio of the two a good estimate with few draws)."""
+    numbers make the ratio of the two a good estimate with few draws), and when a round may stop.
+
+    A round is judged on the finished prefixes of its run order only — draws that finished out of
+    turn wait for those before them — so that which draws a parallel executor happened to finish
+    first cannot change a round's result, and the search stays a function of the cell (equal keys,
+    equal scales)."""
 
     def __init__(self, options: CalibrationSettings) -> None:
         self.draws = options.draws()
+        self.order = options.run_order()
         self.target = options.target_spikes()
         self.usable = options.target_rate_hz is None
         self.ceiling = self.target * (1 + options.tolerance)  # above it: too much, whatever follows
@@ -348,18 +360,31 @@ class _Extrapolation:
         reference = sum(REFERENCE_DRAW_SPIKES[k] for k in partial)
         return round(sum(partial.values()) * self.target / max(reference, 1))
 
-    def enough(self, partial: dict[int, int]) -> bool:
-        if len(partial) == len(self.draws):
-            return False
-        if sum(partial.values()) > max(self.ceiling, self.target + 1):
+    def stop_at(self, finished: dict[int, int]) -> dict[int, int] | None:
+        """The shortest finished prefix of the run order whose counts settle the round's
+        direction (a partial round to record), or None: none does yet, or every draw is in."""
+        prefix: dict[int, int] = {}
+        for k in self.order[:-1]:
+            if k not in finished:
+                return None
+            prefix[k] = finished[k]
+            if self._far_off(prefix):
+                return prefix
+        return None
+
+    def _far_off(self, prefix: dict[int, int]) -> bool:
+        if sum(prefix.values()) > max(self.ceiling, self.target + 1):
             return True  # counts only add up: the round is already too high
         if not self.usable:
             return False
-        ratio = self.total(partial) / self.target
+        covered = sum(REFERENCE_DRAW_SPIKES[k] for k in prefix) / self.target
+        ratio = self.total(prefix) / self.target
         return any(
-            len(partial) >= share * len(self.draws) and not 1 / factor <= ratio <= factor
-            for share, factor in EARLY_STOPS
+            covered >= share and not 1 / factor <= ratio <= factor for share, factor in EARLY_STOPS
         )
+
+    def enough(self, finished: dict[int, int]) -> bool:
+        return self.stop_at(finished) is not None
 
 
 def _whole_round(run_probe: ProbeRunner, scale: float, options: CalibrationSettings) -> Round:
@@ -389,9 +414,10 @@ def calibrate(
         scale = search.next_scale
         began = time.perf_counter()
         found = run_probe(scale, extrapolation.enough)
-        counts = [int(found[k]) for k in options.draws() if k in found]
+        judged = extrapolation.stop_at(found) or {k: found[k] for k in options.draws()}
+        counts = [int(judged[k]) for k in options.draws() if k in judged]
         complete = len(counts) == len(options.draws())
-        spikes = extrapolation.total({k: int(n) for k, n in found.items()})
+        spikes = extrapolation.total({k: int(n) for k, n in judged.items()})
         rounds.append(Round(scale, spikes, counts, time.perf_counter() - began, complete))
         if on_round is not None:
             on_round(rounds[-1])
@@ -451,16 +477,19 @@ def _cache_file(key: str) -> Path:
 
 def known_calibration(key: str) -> Calibration | None:
     """A calibration measured before with the same key: shipped with elmpipe (the built-in and
-    the Hay cell), or cached on this machine by an earlier run."""
+    the Hay cell), or cached on this machine by an earlier run that reached the target."""
     if KNOWN_CALIBRATIONS.is_file():
         shipped = json.loads(KNOWN_CALIBRATIONS.read_text())
         if key in shipped:
             return Calibration.from_dict(shipped[key]).with_method("known")
     path = _cache_file(key)
     try:
-        return Calibration.from_dict(json.loads(path.read_text())).with_method("cached")
+        cached = Calibration.from_dict(json.loads(path.read_text())).with_method("cached")
     except (OSError, ValueError, TypeError, KeyError):
         return None  # absent, unreadable or from another version: calibrate again
+    # one that missed the target is tried again rather than passed on in silence as "calibrated
+    # before" (one made before rounds were judged in run order could miss for no cause of the cell)
+    return cached if cached.converged else None
 
 
 def remember_calibration(calibration: Calibration) -> None:

@@ -29,14 +29,15 @@ def synthetic_cell(best_scale: float, gain: float, calls: list[float] | None = N
     return as_probe(counts)
 
 
-def as_probe(counts_at, record_stops: list | None = None):
-    """A probe runner over ``counts_at(scale)``, honouring the early stop as an executor does."""
+def as_probe(counts_at, record_stops: list | None = None, finish_order=None):
+    """A probe runner over ``counts_at(scale)``, honouring the early stop as an executor does;
+    draws finish in the run order, or in ``finish_order`` (as parallel workers may)."""
 
     def run_probe(scale, enough):
         options = cal.CalibrationSettings()
         by_draw = dict(zip(options.draws(), counts_at(scale), strict=True))
         found = {}
-        for draw in options.run_order():
+        for draw in finish_order or options.run_order():
             found[draw] = by_draw[draw]
             if enough(found):
                 if record_stops is not None:
@@ -248,8 +249,10 @@ def test_a_round_far_from_the_target_stops_early_and_only_full_rounds_are_chosen
         cal.REFERENCE_DENDRITE_LENGTH_UM,  # starts at 1: 27x too little
     )
     assert stops and stops[0] == 1.0
-    first = result.rounds[0]  # 27x too little: known after a quarter of the draws
-    assert not first.complete and len(first.counts) == len(REFERENCE) // 4
+    # 27x too little: known once the draws in hold a quarter of the Hay cell's probe output
+    first, order = result.rounds[0], cal.CalibrationSettings().run_order()
+    held = np.cumsum([cal.REFERENCE_DRAW_SPIKES[k] for k in order]) / TARGET
+    assert not first.complete and len(first.counts) == int(np.argmax(held >= 0.25)) + 1
     assert result.converged and result.rounds[-1].complete
     assert 2.7 < result.input_scale < 3.3
 
@@ -320,3 +323,47 @@ def test_a_round_stops_as_soon_as_its_count_is_past_the_tolerance():
     assert stops == [1.0]
     assert len(found) < len(options.draws())
     assert sum(found.values()) > (1 + options.tolerance) * TARGET
+
+
+def test_the_order_draws_finish_in_does_not_change_the_calibration():
+    """Parallel workers finish a round's draws in any order — silent ones, fastest to simulate,
+    often first. A round was judged on whatever had finished: a draw where the Hay cell itself is
+    silent, finishing first with no spike, stopped the round as "far too little" (a template cell
+    was calibrated to a scale where it never fired). Rounds are judged in run order now."""
+
+    def steep(scale: float) -> list[int]:
+        return [round(n * (scale / 1.4) ** 4) for n in REFERENCE]
+
+    options = cal.CalibrationSettings()
+    in_turn = cal.calibrate(as_probe(steep), cal.REFERENCE_DENDRITE_LENGTH_UM)
+    quiet_first = list(reversed(options.run_order()))
+    assert cal.REFERENCE_DRAW_SPIKES[quiet_first[0]] == 0
+    out_of_turn = cal.calibrate(
+        as_probe(steep, finish_order=quiet_first), cal.REFERENCE_DENDRITE_LENGTH_UM
+    )
+    assert in_turn.converged and 1.3 < in_turn.input_scale < 1.5
+    assert [(r.scale, r.spikes, r.counts, r.complete) for r in out_of_turn.rounds] == [
+        (r.scale, r.spikes, r.counts, r.complete) for r in in_turn.rounds
+    ]
+
+
+def test_a_missed_target_keeps_a_scale_that_fires_over_a_silent_one():
+    """All or nothing: silent below 2, three times the target above. By difference in spikes the
+    silent scale was "closest"; by ratio the firing one is."""
+
+    def all_or_nothing(scale: float) -> list[int]:
+        return [0] * len(REFERENCE) if scale < 2.0 else [3 * n for n in REFERENCE]
+
+    result = cal.calibrate(as_probe(all_or_nothing), cal.REFERENCE_DENDRITE_LENGTH_UM)
+    assert not result.converged
+    assert result.input_scale >= 2.0 and result.probe_achieved["spikes_per_simulation"] > 0
+
+
+def test_a_cached_calibration_that_missed_its_target_is_made_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("ELMPIPE_CACHE_DIR", str(tmp_path))
+    for converged in (True, False):
+        key = f"key-{converged}"
+        made = cal.Calibration(input_scale=0.5, method="calibrated", converged=converged, key=key)
+        cal.remember_calibration(made)
+        found = cal.known_calibration(key)
+        assert (found is not None and found.method == "cached") == converged

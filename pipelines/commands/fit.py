@@ -46,14 +46,7 @@ def _training_options(settings: type[TrainSettings]) -> list[Callable]:
     `pretrain` has no warm start, no weight average and no nexus output, and defaults of its
     own)."""
     warm_starts = settings is TrainSettings
-    single_cell_only = (
-        []
-        if not warm_starts
-        else [
-            field_option(settings, "ema_decay"),
-            field_option(settings, "nexus_weight"),
-        ]
-    )
+    single_cell = ("ema_decay", "nexus_weight") if warm_starts else ()
 
     def default(field: str) -> str | None:
         return _with_init(field) if warm_starts else None
@@ -102,7 +95,7 @@ def _training_options(settings: type[TrainSettings]) -> list[Callable]:
             "w·BCE + (1 - w)·MSE; docs/how-much-data.md measures other values",
         ),
         field_option(settings, "weight_decay"),
-        *single_cell_only,
+        *(field_option(settings, name) for name in single_cell),
         field_option(settings, "patience"),
     ]
 
