@@ -220,8 +220,16 @@ def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+# Local workers ended on an interrupt (pipelines.cluster) leave a compressor's lock behind, which
+# multiprocessing's resource tracker (started with these options) removes, printing a warning that
+# would follow "Interrupted" on every Ctrl-C.
+QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    if QUIET_TRACKER not in sys.warnoptions:
+        sys.warnoptions.append(QUIET_TRACKER)
     cli(prog_name="elmpipe")
 
 

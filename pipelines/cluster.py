@@ -321,4 +321,24 @@ def executor(config: ClusterConfig) -> Iterator[Executor]:
         else:
             batch.scale(jobs=config.workers or 1)
     with cluster, Client(cluster) as client:
-        yield DaskExecutor(client, watch_workers=config.adaptive_minimum is None)
+        try:
+            yield DaskExecutor(client, watch_workers=config.adaptive_minimum is None)
+        except KeyboardInterrupt:
+            if batch is None:
+                _end_local_workers(cluster)
+            raise
+
+
+def _end_local_workers(cluster: SpecCluster) -> None:
+    """End a local cluster's worker processes at once, on the user's interrupt.
+
+    A worker in a simulation holds the GIL until it ends, so it cannot close when asked: dask
+    waited 4 s, killed it anyway, and printed warnings and tracebacks after "Interrupted".
+    Nothing is lost: a block is marked complete only after it is written, so one cut short is
+    run again on resume (the same as a batch job's walltime).
+    """
+    for nanny in cluster.workers.values():
+        pid = getattr(nanny, "pid", None)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -174,7 +174,7 @@ def worker_processes(pid: int) -> list[psutil.Process]:
             cmdline = " ".join(child.cmdline())
         except (psutil.NoSuchProcess, psutil.ZombieProcess, FileNotFoundError):
             continue
-        if "spawn_main" in cmdline and "resource_tracker" not in cmdline:
+        if "spawn_main" in cmdline and "resource_tracker import" not in cmdline:
             workers.append(child)
     return workers
 
@@ -361,3 +361,45 @@ def test_sigterm_shuts_local_workers_down(tmp_path):
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
+
+
+def test_ctrl_c_of_a_local_run_ends_at_once_quietly_and_resumes(tmp_path):
+    """Ctrl-C in a terminal reaches elmpipe and its worker processes together. A worker inside a
+    simulation cannot close when asked: dask waited 4 s, killed it, and printed its warnings,
+    tracebacks and a leaked-semaphore notice after "Interrupted"."""
+    path = tmp_path / "ctrl-c.zarr"
+    args = ["simulate", "-o", str(path), "-n", "8", "--split", "train", "--duration-ms", "1000",
+            "--seed", "5", "--input-scale", "0.7", "--workers", "2", "--quiet"]  # fmt: skip
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # even if pytest's is off
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and completed(path) == 0 and run.poll() is None:
+            time.sleep(0.1)
+        workers = worker_processes(run.pid)
+        assert run.poll() is None and workers, "the run ended before it could be interrupted"
+        interrupted = time.time()
+        os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+        _, stderr = run.communicate(timeout=60)
+        took = time.time() - interrupted
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 130, stderr
+    assert stderr.strip() == (
+        "Interrupted: what finished is written; run the same command to resume."
+    ), stderr
+    assert took < 4, f"{took:.1f} s from Ctrl-C to exit: the workers were waited for"
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"worker processes left running: {[p.pid for p in alive]}"
+    done = completed(path)
+    assert 0 < done < 8
+    resumed = cli(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert completed(path) == 8
