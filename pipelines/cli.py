@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib
+import logging
 import signal
 import sys
 import warnings
@@ -159,6 +160,11 @@ def _data_warnings_plainly() -> Iterator[None]:
 
 
 def _exit_interrupted() -> NoReturn:
+    # Work cut short fails again as the interpreter shuts down, noise after this line: zarr's
+    # reads (on an event loop of its own: "Task exception was never retrieved") and numba's
+    # half-compiled code ("Exception ignored in: ObjectRef.__del__").
+    logging.getLogger("asyncio").disabled = True
+    sys.unraisablehook = lambda _: None
     click.echo("Interrupted: what finished is written; run the same command to resume.", err=True)
     sys.exit(EXIT_INTERRUPTED)
 

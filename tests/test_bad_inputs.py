@@ -16,6 +16,7 @@ import signal
 import struct
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -362,3 +363,49 @@ def test_ctrl_c_inside_compiled_code_still_exits_130():
     assert exit_info.value.code == EXIT_INTERRUPTED
     with pytest.raises(SystemError, match="a real failure"):
         group.main(["bug"], prog_name="elmpipe")
+
+
+def test_work_cut_short_by_ctrl_c_fails_quietly_at_exit(tmp_path):
+    # an interrupted run's zarr reads fail as the interpreter shuts down (asyncio: "Task
+    # exception was never retrieved"), as do half-built numba objects ("Exception ignored in:
+    # ObjectRef.__del__"): seen after "Interrupted" on Ctrl-C of fits and SIGTERM of runs
+    script = tmp_path / "cut_short.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio
+            import click
+            from pipelines.cli import ElmpipeGroup
+
+            class HalfBuilt:
+                def __del__(self):
+                    raise RuntimeError("finalizer of work cut short")
+
+            @click.group(cls=ElmpipeGroup)
+            def group():
+                pass
+
+            @group.command()
+            def work():
+                global loop, task, half_built
+                loop = asyncio.new_event_loop()
+
+                async def read():
+                    raise RuntimeError("read cut short")
+
+                task = loop.create_task(read())
+                loop.run_until_complete(asyncio.sleep(0.01))
+                half_built = HalfBuilt()
+                raise KeyboardInterrupt
+
+            group.main(["work"], prog_name="elmpipe")
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == EXIT_INTERRUPTED, result.stderr
+    assert result.stderr.strip() == (
+        "Interrupted: what finished is written; run the same command to resume."
+    ), result.stderr
