@@ -237,7 +237,7 @@ def test_shipped_study_configs_plan_against_their_cells():
     from pipelines.run import plan_run
 
     configs = Path(__file__).resolve().parents[1] / "configs"
-    for name in ("demo.yaml", "pretrain-builtin.yaml"):
+    for name in ("demo.yaml", "pretrain-builtin.yaml", "pretrain-builtin-m100.yaml"):
         plan_run(load_config(configs / name, RunConfig))
 
 
