@@ -18,6 +18,7 @@ reported, not passed over in silence.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -335,8 +336,14 @@ def _end_local_workers(cluster: SpecCluster) -> None:
     A worker in a simulation holds the GIL until it ends, so it cannot close when asked: dask
     waited 4 s, killed it anyway, and printed warnings and tracebacks after "Interrupted".
     Nothing is lost: a block is marked complete only after it is written, so one cut short is
-    run again on resume (the same as a batch job's walltime).
+    run again on resume (the same as a batch job's walltime). The scheduler then logs each broken
+    connection (at INFO, with a traceback); dask's logs are silenced first, for good: the process is
+    on its way out.
     """
+    dask_log = logging.getLogger("distributed")
+    for handler in dask_log.handlers:
+        handler.setLevel(logging.CRITICAL + 1)
+    dask_log.setLevel(logging.CRITICAL + 1)
     for nanny in cluster.workers.values():
         pid = getattr(nanny, "pid", None)
         if pid:
